@@ -1,0 +1,48 @@
+"""Colour conversion for the network input: RGB + HSV, six channels (paper Sec. 3.2, after [31]).
+
+Written in `jnp` so that it runs inside the jitted step on the accelerator: the input pipeline ships
+compact uint8 RGB and the step expands it. `jnp` functions also accept numpy arrays, so host code
+(tests, the library API) calls the same function: one formula, one place.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def to_unit_rgb(rgb) -> jnp.ndarray:
+    """uint8 [..., 3] in [0, 255] or float [..., 3] in [0, 1] -> float32 [..., 3] in [0, 1]."""
+    rgb = jnp.asarray(rgb)
+    if rgb.dtype == jnp.uint8:
+        return rgb.astype(jnp.float32) / 255.0
+    return rgb.astype(jnp.float32)
+
+
+def rgb_to_hsv(rgb) -> jnp.ndarray:
+    """float [..., 3] RGB in [0, 1] -> float32 [..., 3] HSV in [0, 1], as Python's `colorsys`.
+
+    Hue is in turns ([0, 1), red = 0); grey pixels (max == min) get hue 0 and black pixels
+    saturation 0, exactly as `colorsys.rgb_to_hsv`. Gradients are finite everywhere (the divisions
+    are guarded with `where` on both branches) because DS Net's noise gradient never passes through
+    this function, but the library may differentiate a full model input.
+    """
+    rgb = to_unit_rgb(rgb)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    maxc = jnp.max(rgb, axis=-1)
+    minc = jnp.min(rgb, axis=-1)
+    delta = maxc - minc
+    v = maxc
+    s = jnp.where(maxc > 0, delta / jnp.where(maxc > 0, maxc, 1.0), 0.0)
+    safe = jnp.where(delta > 0, delta, 1.0)
+    rc = (maxc - r) / safe
+    gc = (maxc - g) / safe
+    bc = (maxc - b) / safe
+    # colorsys checks r first, then g, else b.
+    h = jnp.where(r == maxc, bc - gc, jnp.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = jnp.where(delta > 0, jnp.mod(h / 6.0, 1.0), 0.0)
+    return jnp.stack([h, s, v], axis=-1)
+
+
+def model_input(rgb) -> jnp.ndarray:
+    """RGB (uint8 [..., 3] or float in [0, 1]) -> float32 [..., 6] = (R, G, B, H, S, V), all in [0, 1]."""
+    rgb = to_unit_rgb(rgb)
+    return jnp.concatenate([rgb, rgb_to_hsv(rgb)], axis=-1)

@@ -1,0 +1,111 @@
+"""Training-state pytrees, optimizers and their initialisation (shapes via `jax.eval_shape`).
+
+Stage 1 trains DQ Net alone. Stage 2 trains DS Net and VQ Net; the pretrained DQ Net enters
+stage 2 as a separate `FrozenNet` pytree (params + BatchNorm statistics) that is an *argument*
+of the step, never a leaf of `Stage2State`, never seen by an optimizer and never checkpointed with
+the stage-2 state (it lives in the stage-1 checkpoint).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from despoof_jax.models import DQNet, DSNet, VQNet
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class NetState:
+    """One trainable net: its params, BatchNorm statistics and optimizer state."""
+
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+@flax.struct.dataclass
+class FrozenNet:
+    """A net that is applied but never trained (DQ Net in stage 2; any net at inference)."""
+
+    params: PyTree
+    batch_stats: PyTree
+
+    def variables(self) -> dict:
+        return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+@flax.struct.dataclass
+class Stage1State:
+    step: jnp.ndarray
+    dq: NetState
+
+
+@flax.struct.dataclass
+class Stage2State:
+    step: jnp.ndarray
+    ds: NetState
+    vq: NetState
+
+
+def make_models(config: ml_collections.ConfigDict, axis_name=None, dtype=jnp.float32):
+    """(DSNet, DQNet, VQNet) at the config's widths; `axis_name` syncs BatchNorm across devices."""
+    m = config.model
+    return (DSNet(width=m.ds_width, axis_name=axis_name, dtype=dtype),
+            DQNet(width=m.dq_width, axis_name=axis_name, dtype=dtype),
+            VQNet(width=m.vq_width, dropout=m.vq_dropout, axis_name=axis_name, dtype=dtype))
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam at the paper's learning rate (3e-5, Sec. 4.1) unless the config says otherwise."""
+    return optax.adam(config.train.learning_rate, eps=config.train.adam_eps)
+
+
+def _input_shape(config) -> tuple:
+    s = config.data.image_size
+    return (1, s, s, 6)
+
+
+def init_net(model, rng, config, tx=None):
+    """Variables of `model` for the config's input size; with `tx`, a NetState, else a FrozenNet."""
+    variables = model.init({"params": rng}, jnp.zeros(_input_shape(config), jnp.float32),
+                           train=False)
+    params, stats = variables["params"], variables.get("batch_stats", {})
+    if tx is None:
+        return FrozenNet(params, stats)
+    return NetState(params, stats, tx.init(params))
+
+
+def init_stage1(config, rng) -> Stage1State:
+    _, dq, _ = make_models(config)
+    return Stage1State(jnp.zeros((), jnp.int32), init_net(dq, rng, config, make_optimizer(config)))
+
+
+def init_stage2(config, rng) -> Stage2State:
+    ds, _, vq = make_models(config)
+    tx = make_optimizer(config)
+    r_ds, r_vq = jax.random.split(rng)
+    return Stage2State(jnp.zeros((), jnp.int32), init_net(ds, r_ds, config, tx),
+                       init_net(vq, r_vq, config, tx))
+
+
+def frozen_dq_from_stage1(state: Stage1State) -> FrozenNet:
+    """The stage-2 DQ tree: stage 1's trained params and statistics, optimizer state dropped."""
+    return FrozenNet(state.dq.params, state.dq.batch_stats)
+
+
+def abstract(init_fn, config) -> PyTree:
+    """Shapes and dtypes of `init_fn(config, rng)` without allocating anything."""
+    return jax.eval_shape(lambda r: init_fn(config, r), jax.random.key(0))
+
+
+def count_params(tree: PyTree) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(tree))

@@ -1,0 +1,168 @@
+"""Per-device training and evaluation steps, written pmap-style.
+
+Each step is a pure function of (state, frozen trees, batch slice, rng). Inside `jax.pmap` or
+`shard_map` it is called with `axis_name`: gradients are `pmean`-ed, BatchNorm statistics are
+computed over the global batch, batch means divide by global counts (`losses.batch_mean`), and
+per-device randomness comes from `fold_in(rng, axis_index)`. With `axis_name=None` the same
+function is the single-device step. This module names no device; `parallel.py` runs the steps.
+
+Batch slices are dicts of arrays (see `despoof_jax.data.pipeline`):
+  rgb [b, H, W, 3] uint8, depth [b, H/8, W/8, 1] float32 face depth in [0, 1],
+  label [b] int32 (1 = spoof).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from despoof_jax import losses
+from despoof_jax.data.color import model_input
+from despoof_jax.state import (FrozenNet, NetState, Stage1State, Stage2State, make_models,
+                              make_optimizer)
+
+
+def step_rng(rng, step, axis_name: Optional[str]):
+    """Randomness for one step on one device: fold in the step, then the device's axis index."""
+    rng = jax.random.fold_in(rng, step)
+    if axis_name is not None:
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    return rng
+
+
+def _pmean(tree, axis_name):
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def _apply_update(net: NetState, grads, new_stats, tx: optax.GradientTransformation) -> NetState:
+    updates, opt_state = tx.update(grads, net.opt_state, net.params)
+    return NetState(optax.apply_updates(net.params, updates), new_stats, opt_state)
+
+
+def _check_finite(metrics: dict) -> dict:
+    """Adds `finite`: 1.0 iff every loss is finite, so the host can stop loudly on NaN."""
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+    return dict(metrics, finite=ok.astype(jnp.float32))
+
+
+def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None):
+    """Pretrains DQ Net on pseudo-depth: face depth for live, zeros for spoof (Sec. 3.3)."""
+    del rng   # DQ Net has no dropout
+    dq_model = dq_model.clone(axis_name=axis_name)
+    x = model_input(batch["rgb"])
+    is_spoof = batch["label"].astype(jnp.float32)
+    target = losses.dq_pretraining_target(batch["depth"], is_spoof)
+
+    def loss_fn(params):
+        depth, new = dq_model.apply({"params": params, "batch_stats": state.dq.batch_stats}, x,
+                                    train=True, mutable=["batch_stats"])
+        return losses.depth_loss(depth, target, axis_name), new["batch_stats"]
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.dq.params)
+    grads = _pmean(grads, axis_name)
+    dq = _apply_update(state.dq, grads, stats, tx)
+    metrics = _pmean({"dq_pretrain": loss}, axis_name)
+    return Stage1State(state.step + 1, dq), _check_finite(metrics)
+
+
+def stage2_step(state: Stage2State, dq: FrozenNet, batch_vq, batch_ds, rng, *, ds_model,
+                dq_model, vq_model, tx, lambdas: Sequence[float], k: int, axis_name=None):
+    """One stage-2 iteration: the VQ update (Eq. 3) on `batch_vq`, then the DS update (Eq. 7) on
+    `batch_ds`, as the paper alternates them on two batches (Sec. 3.3, "evaluated with two
+    batches").
+
+    Sets of Eq. 3/4 (our reading): R, the real live images, are the live samples of the batch;
+    S, the synthesised live images, are DS Net's reconstructions I - N of its spoof samples (the
+    reconstruction of a live input is the input itself when N = 0 and would ask VQ Net to call the
+    same image both real and synthetic).
+
+    `dq` is applied with `train=False` (running statistics) and is not differentiated with respect
+    to its parameters; gradients flow *through* it into DS Net. DS Net's BatchNorm statistics from
+    the VQ half are discarded (DS is fixed there), and so are VQ Net's from the DS half.
+    """
+    ds_model, vq_model = ds_model.clone(axis_name=axis_name), vq_model.clone(axis_name=axis_name)
+    rng = step_rng(rng, state.step, axis_name)
+    r_vq, r_ds = jax.random.split(rng)
+
+    # (a) VQ update, DS fixed.
+    x_a = model_input(batch_vq["rgb"])
+    spoof_a = batch_vq["label"].astype(jnp.float32)
+    out_a, _ = ds_model.apply(state.ds.variables(), x_a, train=True, mutable=["batch_stats"])
+    fake_a = jax.lax.stop_gradient(out_a["live"])
+
+    def vq_loss_fn(params):
+        variables = {"params": params, "batch_stats": state.vq.batch_stats}
+        both = jnp.concatenate([x_a, fake_a], axis=0)
+        logits, new = vq_model.apply(variables, both, train=True, mutable=["batch_stats"],
+                                     rngs={"dropout": r_vq})
+        real_logits, fake_logits = jnp.split(logits, 2, axis=0)
+        loss = losses.vq_discriminator_loss(real_logits, 1.0 - spoof_a, fake_logits, spoof_a,
+                                            axis_name)
+        return loss, new["batch_stats"]
+
+    (vq_loss, vq_stats), vq_grads = jax.value_and_grad(vq_loss_fn, has_aux=True)(state.vq.params)
+    vq = _apply_update(state.vq, _pmean(vq_grads, axis_name), vq_stats, tx)
+
+    # (b) DS update through the frozen DQ Net and the (now fixed) updated VQ Net.
+    x_b = model_input(batch_ds["rgb"])
+    spoof_b = batch_ds["label"].astype(jnp.float32)
+    dq_vars = jax.lax.stop_gradient(dq.variables())
+    vq_vars = jax.lax.stop_gradient(vq.variables())
+
+    def ds_loss_fn(params):
+        out, new = ds_model.apply({"params": params, "batch_stats": state.ds.batch_stats}, x_b,
+                                  train=True, mutable=["batch_stats"])
+        depth = dq_model.apply(dq_vars, out["live"], train=False)
+        logits, _ = vq_model.apply(vq_vars, out["live"], train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": r_ds})
+        parts = {
+            "z": losses.zero_one_map_loss(out["map"], spoof_b, axis_name),
+            "m": losses.magnitude_loss(out["noise"], spoof_b, axis_name),
+            "r": losses.repetitive_loss(out["noise"], spoof_b, k, axis_name),
+            "dq": losses.depth_loss(depth, batch_ds["depth"], axis_name),
+            "vq": losses.vq_generator_loss(logits, spoof_b, axis_name),
+        }
+        return losses.total_ds_loss(parts, lambdas), (parts, new["batch_stats"])
+
+    (ds_loss, (parts, ds_stats)), ds_grads = jax.value_and_grad(ds_loss_fn, has_aux=True)(
+        state.ds.params)
+    ds = _apply_update(state.ds, _pmean(ds_grads, axis_name), ds_stats, tx)
+
+    metrics = {"ds_total": ds_loss, "vq_disc": vq_loss}
+    metrics.update({f"J_{name}": v for name, v in parts.items()})
+    return Stage2State(state.step + 1, ds, vq), _check_finite(_pmean(metrics, axis_name))
+
+
+def bind_stage1(config):
+    """stage1_step with the config's model and optimizer bound (call with axis_name)."""
+    _, dq_model, _ = make_models(config)
+    return functools.partial(stage1_step, dq_model=dq_model, tx=make_optimizer(config))
+
+
+def bind_stage2(config):
+    """stage2_step with the config's models, optimizer and loss weights bound."""
+    ds_model, dq_model, vq_model = make_models(config)
+    lc = config.loss
+    return functools.partial(
+        stage2_step, ds_model=ds_model, dq_model=dq_model, vq_model=vq_model,
+        tx=make_optimizer(config), lambdas=(lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+        k=losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256))
+
+
+def predict(ds: FrozenNet, dq: FrozenNet, rgb, *, ds_model, dq_model) -> dict:
+    """Inference on a batch: rgb [b, H, W, 3] (uint8 or float in [0, 1]) -> dict of
+    noise [b, H, W, 6], live [b, H, W, 6], map [b, H/8, W/8, 1], depth [b, H/8, W/8, 1] and the
+    per-sample component scores of `scores.component_scores`.
+
+    `depth` is DQ Net applied to the *input* image: DQ Net was pretrained to answer zero depth for
+    spoof inputs, and DS Net is trained so that DQ(I - N) is face-shaped for every input, so only
+    DQ(I) carries the live/spoof evidence the paper's depth score needs (see README, "Reading").
+    """
+    from despoof_jax.scores import component_scores   # noqa: PLC0415 (keeps import graph flat)
+    x = model_input(rgb)
+    out = ds_model.apply(ds.variables(), x, train=False)
+    depth = dq_model.apply(dq.variables(), x, train=False)
+    return dict(out, depth=depth, **component_scores(out["noise"], depth, out["map"]))
