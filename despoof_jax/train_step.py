@@ -68,72 +68,92 @@ def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None)
     return Stage1State(state.step + 1, dq), _check_finite(metrics)
 
 
-def stage2_step(state: Stage2State, dq: FrozenNet, batch_vq, batch_ds, rng, *, ds_model,
-                dq_model, vq_model, tx, lambdas: Sequence[float], k: int, axis_name=None):
-    """One stage-2 iteration: the VQ update (Eq. 3) on `batch_vq`, then the DS update (Eq. 7) on
-    `batch_ds`, as the paper alternates them on two batches (Sec. 3.3, "evaluated with two
-    batches").
+def vq_update(state: Stage2State, batch, rng, *, ds_model, vq_model, tx, axis_name=None):
+    """Eq. 3: one VQ Net update with DS Net fixed -> (state with new `vq`, VQ loss).
 
     Sets of Eq. 3/4 (our reading): R, the real live images, are the live samples of the batch;
     S, the synthesised live images, are DS Net's reconstructions I - N of its spoof samples (the
     reconstruction of a live input is the input itself when N = 0 and would ask VQ Net to call the
-    same image both real and synthetic).
+    same image both real and synthetic). DS Net runs in training mode (batch statistics, like
+    in the DS update) but its updated statistics are discarded: DS is fixed here.
+    """
+    x = model_input(batch["rgb"])
+    spoof = batch["label"].astype(jnp.float32)
+    out, _ = ds_model.apply(state.ds.variables(), x, train=True, mutable=["batch_stats"])
+    fake = jax.lax.stop_gradient(out["live"])
 
-    `dq` is applied with `train=False` (running statistics) and is not differentiated with respect
-    to its parameters; gradients flow *through* it into DS Net. DS Net's BatchNorm statistics from
-    the VQ half are discarded (DS is fixed there), and so are VQ Net's from the DS half.
+    def loss_fn(params):
+        variables = {"params": params, "batch_stats": state.vq.batch_stats}
+        logits, new = vq_model.apply(variables, jnp.concatenate([x, fake], axis=0), train=True,
+                                     mutable=["batch_stats"], rngs={"dropout": rng})
+        real_logits, fake_logits = jnp.split(logits, 2, axis=0)
+        loss = losses.vq_discriminator_loss(real_logits, 1.0 - spoof, fake_logits, spoof,
+                                            axis_name)
+        return loss, new["batch_stats"]
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.vq.params)
+    vq = _apply_update(state.vq, _pmean(grads, axis_name), stats, tx)
+    return state.replace(vq=vq), loss
+
+
+def ds_loss_parts(ds_params, state: Stage2State, dq: FrozenNet, batch, rng, *, ds_model,
+                  dq_model, vq_model, k: int, axis_name=None):
+    """The terms of Eq. 7 for DS Net params `ds_params` -> (parts dict, new DS batch stats).
+
+    `dq` is applied with `train=False` (running statistics) and its variables are wrapped in
+    `stop_gradient`: DQ Net is a fixed function here, yet the gradient of J_DQ flows *through* it
+    into DS Net. VQ Net (fixed in this half) runs in training mode like in its own update, with
+    its statistics discarded.
+    """
+    x = model_input(batch["rgb"])
+    spoof = batch["label"].astype(jnp.float32)
+    out, new = ds_model.apply({"params": ds_params, "batch_stats": state.ds.batch_stats}, x,
+                              train=True, mutable=["batch_stats"])
+    depth = dq_model.apply(jax.lax.stop_gradient(dq.variables()), out["live"], train=False)
+    logits, _ = vq_model.apply(jax.lax.stop_gradient(state.vq.variables()), out["live"],
+                               train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    parts = {
+        "z": losses.zero_one_map_loss(out["map"], spoof, axis_name),
+        "m": losses.magnitude_loss(out["noise"], spoof, axis_name),
+        "r": losses.repetitive_loss(out["noise"], spoof, k, axis_name),
+        "dq": losses.depth_loss(depth, batch["depth"], axis_name),
+        "vq": losses.vq_generator_loss(logits, spoof, axis_name),
+    }
+    return parts, new["batch_stats"]
+
+
+def ds_update(state: Stage2State, dq: FrozenNet, batch, rng, *, ds_model, dq_model, vq_model,
+              tx, lambdas: Sequence[float], k: int, axis_name=None):
+    """Eq. 7: one DS Net update through the frozen DQ Net and the fixed VQ Net
+    -> (state with new `ds`, total loss, parts)."""
+    def loss_fn(params):
+        parts, stats = ds_loss_parts(params, state, dq, batch, rng, ds_model=ds_model,
+                                     dq_model=dq_model, vq_model=vq_model, k=k,
+                                     axis_name=axis_name)
+        return losses.total_ds_loss(parts, lambdas), (parts, stats)
+
+    (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.ds.params)
+    ds = _apply_update(state.ds, _pmean(grads, axis_name), stats, tx)
+    return state.replace(ds=ds), loss, parts
+
+
+def stage2_step(state: Stage2State, dq: FrozenNet, batch_vq, batch_ds, rng, *, ds_model,
+                dq_model, vq_model, tx, lambdas: Sequence[float], k: int, axis_name=None):
+    """One stage-2 iteration: the VQ update (Eq. 3) on `batch_vq`, then the DS update (Eq. 7) on
+    `batch_ds`, as the paper alternates them on two batches (Sec. 3.3, "evaluated with two
+    batches"). `dq` is an argument, not part of the state: it is never updated or returned.
     """
     ds_model, vq_model = ds_model.clone(axis_name=axis_name), vq_model.clone(axis_name=axis_name)
     rng = step_rng(rng, state.step, axis_name)
     r_vq, r_ds = jax.random.split(rng)
-
-    # (a) VQ update, DS fixed.
-    x_a = model_input(batch_vq["rgb"])
-    spoof_a = batch_vq["label"].astype(jnp.float32)
-    out_a, _ = ds_model.apply(state.ds.variables(), x_a, train=True, mutable=["batch_stats"])
-    fake_a = jax.lax.stop_gradient(out_a["live"])
-
-    def vq_loss_fn(params):
-        variables = {"params": params, "batch_stats": state.vq.batch_stats}
-        both = jnp.concatenate([x_a, fake_a], axis=0)
-        logits, new = vq_model.apply(variables, both, train=True, mutable=["batch_stats"],
-                                     rngs={"dropout": r_vq})
-        real_logits, fake_logits = jnp.split(logits, 2, axis=0)
-        loss = losses.vq_discriminator_loss(real_logits, 1.0 - spoof_a, fake_logits, spoof_a,
-                                            axis_name)
-        return loss, new["batch_stats"]
-
-    (vq_loss, vq_stats), vq_grads = jax.value_and_grad(vq_loss_fn, has_aux=True)(state.vq.params)
-    vq = _apply_update(state.vq, _pmean(vq_grads, axis_name), vq_stats, tx)
-
-    # (b) DS update through the frozen DQ Net and the (now fixed) updated VQ Net.
-    x_b = model_input(batch_ds["rgb"])
-    spoof_b = batch_ds["label"].astype(jnp.float32)
-    dq_vars = jax.lax.stop_gradient(dq.variables())
-    vq_vars = jax.lax.stop_gradient(vq.variables())
-
-    def ds_loss_fn(params):
-        out, new = ds_model.apply({"params": params, "batch_stats": state.ds.batch_stats}, x_b,
-                                  train=True, mutable=["batch_stats"])
-        depth = dq_model.apply(dq_vars, out["live"], train=False)
-        logits, _ = vq_model.apply(vq_vars, out["live"], train=True, mutable=["batch_stats"],
-                                   rngs={"dropout": r_ds})
-        parts = {
-            "z": losses.zero_one_map_loss(out["map"], spoof_b, axis_name),
-            "m": losses.magnitude_loss(out["noise"], spoof_b, axis_name),
-            "r": losses.repetitive_loss(out["noise"], spoof_b, k, axis_name),
-            "dq": losses.depth_loss(depth, batch_ds["depth"], axis_name),
-            "vq": losses.vq_generator_loss(logits, spoof_b, axis_name),
-        }
-        return losses.total_ds_loss(parts, lambdas), (parts, new["batch_stats"])
-
-    (ds_loss, (parts, ds_stats)), ds_grads = jax.value_and_grad(ds_loss_fn, has_aux=True)(
-        state.ds.params)
-    ds = _apply_update(state.ds, _pmean(ds_grads, axis_name), ds_stats, tx)
-
+    state, vq_loss = vq_update(state, batch_vq, r_vq, ds_model=ds_model, vq_model=vq_model,
+                               tx=tx, axis_name=axis_name)
+    state, ds_loss, parts = ds_update(state, dq, batch_ds, r_ds, ds_model=ds_model,
+                                      dq_model=dq_model, vq_model=vq_model, tx=tx,
+                                      lambdas=lambdas, k=k, axis_name=axis_name)
     metrics = {"ds_total": ds_loss, "vq_disc": vq_loss}
     metrics.update({f"J_{name}": v for name, v in parts.items()})
-    return Stage2State(state.step + 1, ds, vq), _check_finite(_pmean(metrics, axis_name))
+    return state.replace(step=state.step + 1), _check_finite(_pmean(metrics, axis_name))
 
 
 def bind_stage1(config):
