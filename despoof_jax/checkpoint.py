@@ -30,15 +30,16 @@ def with_sharding(abstract_tree: PyTree, sharding: NamedSharding) -> PyTree:
 class Checkpointer:
     """Saves every `every` steps (and on demand), keeps the newest `keep`, saves asynchronously.
 
-    `directory` is created if needed. `save(..., force=True)` is what the training loop calls on
-    preemption or SIGTERM and at the end of a stage, so a killed run loses nothing it had
-    finished.
+    `directory` is created if needed. The training loop also saves on SIGTERM/SIGINT and at the
+    end of a stage, so a killed run loses nothing it had finished.
     """
 
     def __init__(self, directory: str, *, every: int, keep: int = 3):
         self.directory = os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
-                                               enable_async_checkpointing=True, create=True)
+        self.every = every
+        # The interval is ours (`should_save`); orbax's own would also save the first step.
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
+                                               create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "data"))
 
@@ -46,13 +47,14 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def should_save(self, step: int) -> bool:
-        return self.manager.should_save(step) or self.manager.reached_preemption(step)
+        """Every `every` steps, or when orbax reports a preemption notice (multi-host jobs)."""
+        return step % self.every == 0 or self.manager.reached_preemption(step)
 
-    def save(self, step: int, state: PyTree, data_state: Optional[dict] = None,
-             force: bool = False) -> bool:
+    def save(self, step: int, state: PyTree, data_state: Optional[dict] = None) -> bool:
+        """Saves now (asynchronously); callers decide when with `should_save`."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   data=ocp.args.JsonSave(data_state or {}))
-        return self.manager.save(step, args=args, force=force)
+        return self.manager.save(step, args=args, force=True)
 
     def restore(self, abstract_state: PyTree, sharding: NamedSharding,
                 step: Optional[int] = None) -> tuple[PyTree, dict, int]:

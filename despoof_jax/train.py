@@ -132,8 +132,8 @@ def _run_stage(name: str, config, workdir: str, dp: DataParallel, *, init_fn: Ca
                                      f" (metrics in {log_path}); lower train.learning_rate or "
                                      "check the data")
 
-    def save(step, force):
-        ckpt.save(step, dp.to_global(p_state), {"iterator": it.get_state().decode()}, force=force)
+    def save(step):
+        ckpt.save(step, dp.to_global(p_state), {"iterator": it.get_state().decode()})
 
     saved = None
     with _StopFlag() as stop:
@@ -151,17 +151,17 @@ def _run_stage(name: str, config, workdir: str, dp: DataParallel, *, init_fn: Ca
                              {k: round(v, 4) for k, v in last.items() if k != "step"})
             if stop.raised is not None:
                 flush()
-                save(done, force=True)
+                save(done)
                 ckpt.close()
                 raise Interrupted(f"{name}: stopped by signal {stop.raised} at step {done}; "
                                   f"checkpoint saved in {ckpt.directory}")
             if ckpt.should_save(done):   # the interval, or an orbax preemption notice
                 flush()
-                save(done, force=False)
+                save(done)
                 saved = done
         flush()
         if saved != total_steps:
-            save(total_steps, force=True)
+            save(total_steps)
     ckpt.close()
     return dict(last, step=total_steps)
 

@@ -1,0 +1,215 @@
+"""Input pipeline: grain over a random-access record source (a `tfds.data_source`).
+
+Records come from the `synthetic_spoof` builder (or any source with the same fields):
+  image uint8 [S, S, 3], depth uint8 [S, S, 1], label, species, device, identity, video (ints).
+
+Batches are numpy dicts, B = the per-host batch:
+  rgb:      uint8   [B, S, S, 3]      RGB in [0, 255]. Shipped as uint8 (4x less host->device
+                                      traffic than float32); the RGB -> RGB+HSV model input
+                                      (`despoof_jax.data.color.model_input`, 6 channels in [0, 1])
+                                      is part of the model input function and runs inside the
+                                      jitted step.
+  depth:    float32 [B, S/8, S/8, 1]  face depth in [0, 1], area-averaged over 8x8 blocks to the
+                                      DQ Net output size (32x32 for the paper's 256 input). This is
+                                      the face shape for spoof faces too: DQ pre-training regresses
+                                      a zero map for spoof inputs, but DS Net asks for this face
+                                      depth on the live reconstruction of a spoof input (Sec. 3.3),
+                                      so the zeroing happens in the loss.
+  map:      float32 [B, S/8, S/8, 1]  the 0\\1 map label (Eq. 6): all ones for spoof, zeros for live.
+  label:    int32   [B]               0 live, 1 spoof.
+  species, device, identity, video: int32 [B].
+Evaluation batches add `valid: bool [B]` and `index: int64 [B]` (record index, -1 on padding).
+
+Multi-host: each host reads its own strided slice `indices[process_index::process_count]`, cut to a
+common length so that every host takes the same number of steps.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterator, Sequence
+
+import grain.python as grain
+import numpy as np
+
+# Side of the label maps relative to the image: DQ Net and the 0\1 map head emit S/8 x S/8.
+LABEL_STRIDE = 8
+INT_KEYS = ("label", "species", "device", "identity", "video")
+
+
+class _Subset:
+    """Random-access view `i -> source[indices[i]]`: grain's sampler draws keys 0..len-1."""
+
+    def __init__(self, source, indices: np.ndarray):
+        self._source = source
+        self._indices = np.asarray(indices, np.int64)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int):
+        return self._source[int(self._indices[i])]
+
+    def __repr__(self) -> str:
+        # Grain compares repr(source) when restoring an iterator state: make it stable across
+        # processes (no object addresses) and sensitive to the index set.
+        digest = hashlib.sha1(self._indices.tobytes()).hexdigest()[:16]
+        return f"_Subset({self._source!r}, n={len(self)}, indices_sha1={digest})"
+
+
+def _check_size(record: dict, size: int) -> None:
+    image = np.asarray(record["image"])
+    depth = np.asarray(record["depth"])
+    if image.shape != (size, size, 3):
+        raise ValueError(f"Record image has shape {image.shape}; expected ({size}, {size}, 3) for "
+                         f"size={size}. Pass the size the dataset was built with (its config).")
+    if depth.shape not in ((size, size, 1), (size, size)):
+        raise ValueError(f"Record depth has shape {depth.shape}; expected ({size}, {size}, 1).")
+
+
+def _check_indices(source, indices) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise ValueError(f"indices must be a 1-D integer array, got {indices.dtype}{indices.shape}.")
+    if len(indices) == 0:
+        raise ValueError("indices is empty: the protocol selected no records of this split.")
+    if indices.min() < 0 or indices.max() >= len(source):
+        raise ValueError(f"indices must lie in [0, {len(source)}) (the source's length); got "
+                         f"[{indices.min()}, {indices.max()}].")
+    return indices.astype(np.int64)
+
+
+def _read(source, indices: np.ndarray) -> list[dict]:
+    """source[i] for i in indices, batched when the source can (ArrayRecord reads in parallel)."""
+    keys = [int(i) for i in indices]
+    if not keys:
+        return []
+    if hasattr(source, "__getitems__"):
+        return list(source.__getitems__(keys))
+    return [source[k] for k in keys]
+
+
+def to_example(record: dict, size: int) -> dict[str, np.ndarray]:
+    """One record -> one unbatched example (the batch fields above without the B axis)."""
+    _check_size(record, size)
+    s8 = size // LABEL_STRIDE
+    depth = np.asarray(record["depth"], np.float32).reshape(size, size) / 255.0
+    # Area averaging (mean of each 8x8 block) keeps the depth of thin structures at the block's
+    # mean instead of aliasing them as point sampling would.
+    depth = depth.reshape(s8, LABEL_STRIDE, s8, LABEL_STRIDE).mean(axis=(1, 3))[..., None]
+    label = np.int32(record["label"])
+    example = {
+        "rgb": np.asarray(record["image"], np.uint8),
+        "depth": depth.astype(np.float32),
+        "map": np.full((s8, s8, 1), label, np.float32),
+    }
+    for key in INT_KEYS:
+        example[key] = np.int32(record[key])
+    return example
+
+
+class _ToExample(grain.MapTransform):
+    def __init__(self, size: int):
+        self._size = size
+
+    def map(self, record):
+        return to_example(record, self._size)
+
+
+def host_slice(indices: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
+    """This host's strided share of `indices`, cut to len(indices) // process_count records.
+
+    The remainder (< process_count records) is dropped so that all hosts have equally many
+    records, hence equally many batches: a host that ran one step more would hang the others in a
+    collective.
+    """
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count}); got {process_index}.")
+    per_host = len(indices) // process_count
+    return np.asarray(indices)[process_index::process_count][:per_host]
+
+
+def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_size: int,
+                   seed: int, process_index: int, process_count: int, size: int,
+                   shuffle: bool = True, num_epochs: int | None = None, worker_count: int = 0,
+                   read_threads: int = 4, prefetch: int = 64) -> grain.PyGrainDatasetIterator:
+    """Training batches of this host: shuffled with `seed`, repeated `num_epochs` (None = forever).
+
+    Args:
+      source: random-access records (`tfds.data_source` / `load_source`).
+      indices: record indices to train on (`protocols.select_indices`), all hosts pass the same.
+      global_batch_size: batch over all hosts; each host yields global_batch_size // process_count.
+      seed: shuffle seed, a non-negative 32-bit int; each epoch gets a different order.
+      process_index, process_count: this host and the host count (`jax.process_index()`, ...).
+      size: image side S the model expects; records of another size raise ValueError.
+      worker_count: grain worker processes (0 = decode in this process). Workers receive the
+        pickled source, and grain reads absl flags in them: run under `absl.app.run` (main.py
+        does) or call `absl.flags.FLAGS.mark_as_parsed()` first in a notebook.
+      read_threads, prefetch: grain ReadOptions (reader threads, records buffered ahead).
+
+    Returns:
+      A grain iterator of the batch dicts in the module docstring; incomplete batches are dropped.
+      It is resumable: `state = it.get_state()` (bytes, store it with the checkpoint) and, on a
+      fresh iterator built with the same arguments, `it.set_state(state)` continues with the very
+      next batch. (`grain.PyGrainCheckpointHandler` saves it through orbax.)
+    """
+    if process_count < 1 or global_batch_size < 1 or global_batch_size % process_count:
+        raise ValueError(f"global_batch_size ({global_batch_size}) must be a positive multiple of "
+                         f"process_count ({process_count}).")
+    if size % LABEL_STRIDE:
+        raise ValueError(f"size must be a multiple of {LABEL_STRIDE}, got {size}.")
+    batch_size = global_batch_size // process_count
+    indices = host_slice(_check_indices(source, indices), process_index, process_count)
+    if len(indices) < batch_size:
+        raise ValueError(f"Host {process_index} of {process_count} has {len(indices)} records, "
+                         f"fewer than one per-host batch of {batch_size}: use a smaller "
+                         "global_batch_size or more data.")
+    # Fail here, with the size mismatch, rather than in a reader thread or worker.
+    _check_size(source[int(indices[0])], size)
+    subset = _Subset(source, indices)
+    sampler = grain.IndexSampler(num_records=len(subset), shard_options=grain.NoSharding(),
+                                 shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+    loader = grain.DataLoader(
+        data_source=subset, sampler=sampler,
+        operations=[_ToExample(size), grain.Batch(batch_size, drop_remainder=True)],
+        worker_count=worker_count,
+        read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
+    return iter(loader)
+
+
+def eval_batches(source, indices: Sequence[int] | np.ndarray, *, batch_size: int, size: int,
+                 process_index: int = 0, process_count: int = 1
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """Every index of this host exactly once, in order, in fixed-shape batches.
+
+    Hosts take strided slices `indices[process_index::process_count]` (none dropped) and all yield
+    ceil(len(indices) / (process_count * batch_size)) batches, so jitted eval compiles once and no
+    host waits on another. Padding rows are zeros with `valid=False` and `index=-1`.
+
+    Yields:
+      The batch dicts of the module docstring, B = batch_size, plus
+      valid: bool [B] (False on padding) and index: int64 [B] (record index into `source`).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if size % LABEL_STRIDE:
+        raise ValueError(f"size must be a multiple of {LABEL_STRIDE}, got {size}.")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count}); got {process_index}.")
+    indices = _check_indices(source, indices)
+    mine = indices[process_index::process_count]
+    per_host = -(-len(indices) // process_count)  # The largest host share.
+    n_batches = -(-per_host // batch_size)
+    _check_size(source[int(indices[0])], size)
+    template = None
+    for b in range(n_batches):
+        chunk = mine[b * batch_size:(b + 1) * batch_size]
+        records = _read(source, chunk)
+        examples = [to_example(r, size) for r in records]
+        if template is None:
+            template = to_example(source[int(indices[0])], size) if not examples else examples[0]
+        pad = batch_size - len(examples)
+        examples += [{k: np.zeros_like(v) for k, v in template.items()}] * pad
+        batch: dict[str, Any] = {k: np.stack([e[k] for e in examples]) for k in template}
+        batch["valid"] = np.arange(batch_size) < len(chunk)
+        batch["index"] = np.concatenate([chunk, np.full(pad, -1, np.int64)])
+        yield batch

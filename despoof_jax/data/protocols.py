@@ -1,0 +1,139 @@
+"""Evaluation protocols as data: which spoof species and capture devices each split uses.
+
+A protocol says, for each of its folds and each split (train/dev/test), which records of that split
+take part. It never moves identities between splits: identity-disjoint splits are the dataset's
+business (the builder), so a protocol only *filters* a split by metadata columns. This is enough for
+the paper's benchmarks, which are data of the same shape:
+  Oulu-NPU P1: a `session` filter (via `SplitSpec.extra`); P2: unseen media (`unseen_medium`);
+  P3: leave one phone out, 6 folds (`unseen_device`); P4: both at once, 6 folds.
+Cross-dataset CASIA <-> Replay pairs two sources and is assembled by the caller from two
+`intra`-style selections.
+
+Synthetic-world protocols use the generator's species order (`synthetic.SPECIES`, 0 = live) and its
+`synthetic.N_CAPTURE_DEVICES` devices.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from despoof_jax.data import synthetic
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+    """Records of one split that take part: species AND devices AND every `extra` column.
+
+    Attributes:
+      species: species ids kept (index into the dataset's species names, 0 = live); None = all.
+      devices: capture-device ids kept; None = all.
+      extra: further metadata columns and the values kept, e.g. {"session": (0, 1)} for Oulu P1.
+    """
+
+    species: tuple[int, ...] | None = None
+    devices: tuple[int, ...] | None = None
+    extra: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """One train/dev/test arrangement of a protocol."""
+
+    train: SplitSpec
+    dev: SplitSpec
+    test: SplitSpec
+
+    def spec(self, split: str) -> SplitSpec:
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+        return getattr(self, split)
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A named protocol: one or more folds (results are reported as mean +- std over folds)."""
+
+    name: str
+    folds: tuple[Fold, ...]
+    description: str = ""
+
+    def fold(self, index: int) -> Fold:
+        if not 0 <= index < len(self.folds):
+            raise ValueError(f"Protocol {self.name!r} has {len(self.folds)} fold(s); "
+                             f"fold {index} does not exist (valid: 0..{len(self.folds) - 1}).")
+        return self.folds[index]
+
+
+def _species(*names: str) -> tuple[int, ...]:
+    return tuple(synthetic.SPECIES.index(n) for n in names)
+
+
+def _synthetic_protocols() -> dict[str, Protocol]:
+    all_devices = tuple(range(synthetic.N_CAPTURE_DEVICES))
+    everything = SplitSpec()
+    # Like Oulu-NPU P2: train and tune on one printer and one display, test on the other two.
+    seen = SplitSpec(species=_species("live", "print1", "replay1"))
+    unseen = SplitSpec(species=_species("live", "print2", "replay2"))
+
+    def leave_out(d: int, train_species=None, test_species=None) -> Fold:
+        # Like Oulu-NPU P3: fit and tune on five devices, test on the held-out one.
+        others = tuple(x for x in all_devices if x != d)
+        return Fold(train=SplitSpec(species=train_species, devices=others),
+                    dev=SplitSpec(species=train_species, devices=others),
+                    test=SplitSpec(species=test_species, devices=(d,)))
+
+    return {
+        "intra": Protocol("intra", (Fold(everything, everything, everything),),
+                          "All species and devices in every split."),
+        "unseen_medium": Protocol(
+            "unseen_medium", (Fold(seen, seen, unseen),),
+            "Train/dev: live + print1 + replay1; test: live + print2 + replay2 (Oulu P2)."),
+        "unseen_device": Protocol(
+            "unseen_device", tuple(leave_out(d) for d in all_devices),
+            "Leave one capture device out: fold d tests on device d only (Oulu P3)."),
+        "unseen_medium_device": Protocol(
+            "unseen_medium_device",
+            tuple(leave_out(d, seen.species, unseen.species) for d in all_devices),
+            "Unseen media and a held-out device at once (Oulu P4)."),
+    }
+
+
+PROTOCOLS: dict[str, Protocol] = _synthetic_protocols()
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol called `name` (one of `PROTOCOLS`)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {name!r}; valid names: {sorted(PROTOCOLS)}.")
+    return PROTOCOLS[name]
+
+
+def select_indices(metadata: Mapping[str, np.ndarray], protocol: Protocol, split: str,
+                   fold: int = 0) -> np.ndarray:
+    """Record indices of `split` that `protocol`'s `fold` uses.
+
+    Args:
+      metadata: the split's table, {column: int [N]} with at least "species" and "device" (and
+        every column named in `extra`), in record order, as `load_metadata` returns it.
+      protocol, split, fold: which selection.
+
+    Returns:
+      int64 [M], strictly increasing indices into the split's data source; M may be 0.
+    """
+    spec = protocol.fold(fold).spec(split)
+    filters: list[tuple[str, Sequence[int]]] = [("species", spec.species), ("device", spec.devices)]
+    filters += list(spec.extra.items())
+    n = len(next(iter(metadata.values())))
+    keep = np.ones(n, bool)
+    for column, values in filters:
+        if values is None:
+            continue
+        if column not in metadata:
+            raise ValueError(f"Protocol {protocol.name!r} filters on {column!r}, which the "
+                             f"metadata lacks (columns: {sorted(metadata)}).")
+        keep &= np.isin(np.asarray(metadata[column]), np.asarray(values))
+    return np.flatnonzero(keep)

@@ -1,0 +1,313 @@
+"""TFDS builder `synthetic_spoof`: the synthetic face anti-spoofing world, stored as ArrayRecord.
+
+Every record is rendered by the procedural generator `despoof_jax.data.synthetic.make_example`
+(deterministic in its arguments), so a config fixes the dataset bit for bit: building the same config
+twice, in any number of worker processes, writes the same records in the same order.
+
+Layout of one split (the "plan", `example_plan`): every identity of the split is recorded as every
+species (live + 4 spoof media), each (identity, species) on `devices_per_cell` of the 6 capture
+devices, `videos` videos per (identity, species, device) and `frames` frames per video. Identities
+are numbered globally (train first, then dev, then test), so they never cross splits, as in
+Oulu-NPU. The devices of a cell rotate with the identity and the species, and each config checks that
+every (species, device) pair occurs in every split, so that the `unseen_device` protocol (leave one
+device out, Oulu P3) has live and spoof faces of every device in every split.
+
+Records (numpy, as read by `builder.as_data_source(split)`; no TensorFlow anywhere):
+    image:    uint8 [S, S, 3] RGB in [0, 255]
+    depth:    uint8 [S, S, 1] face depth in [0, 255] (0 = background/far). The *face* depth, also for
+                        spoof faces: the paper's DS Net asks DQ Net to see the face shape in the reconstructed
+                        live image of a spoof input (Sec. 3.3), so the zero map that supervises DQ Net on spoof
+                        inputs is formed in the loss, not stored here.
+    label:    int, 0 live / 1 spoof
+    species:  int, index into `SPECIES` (0 = live)
+    device, identity, video, frame: int32; `video` is unique over the whole dataset.
+
+Images are stored as zlib-compressed uint8 tensors rather than `tfds.features.Image`: TFDS decodes
+PNG/JPEG features with TensorFlow, which this project does not install.
+
+Build: `SyntheticSpoof(config="s64_small", data_dir=d).download_and_prepare(file_format="array_record")`
+or, simpler, `load_source("s64_small", d, "train")`, which builds on first use.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from typing import Iterator, NamedTuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from despoof_jax.data import synthetic
+
+SPLITS = ("train", "dev", "test")
+
+# Metadata columns saved per split (`load_metadata`): everything protocols filter on, none of the
+# pixels, so a protocol selects records without decoding a single image.
+METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticSpoofConfig(tfds.core.BuilderConfig):
+    """One synthetic dataset: image size, split sizes and generator settings.
+
+    Records per split = identities x len(SPECIES) x devices_per_cell x videos x frames.
+
+    Attributes:
+        size: image side S in pixels; a multiple of 8 (the depth/map labels are S/8 wide).
+        train_identities, dev_identities, test_identities: identities per split (disjoint).
+        devices_per_cell: capture devices recorded per (identity, species), 1..N_CAPTURE_DEVICES.
+        videos: videos per (identity, species, device).
+        frames: frames per video.
+        difficulty: generator difficulty (strength of the spoof cues' disguise), >= 0.
+        seed: generator seed; the whole dataset is a function of the config.
+    """
+
+    size: int = 64
+    train_identities: int = 4
+    dev_identities: int = 4
+    test_identities: int = 4
+    devices_per_cell: int = 3
+    videos: int = 1
+    frames: int = 1
+    difficulty: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        n_dev = synthetic.N_CAPTURE_DEVICES
+        if self.size % 8:
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: size must be a multiple of 8 "
+                             f"(labels are size/8 wide), got {self.size}.")
+        if not 1 <= self.devices_per_cell <= n_dev:
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: devices_per_cell must be in "
+                             f"[1, {n_dev}], got {self.devices_per_cell}.")
+        for split in SPLITS:
+            n = self.identities(split)
+            # Device of (identity j, species s, k) = (j + s + k) % n_dev: a split covers every device
+            # for every species iff its identities and cell devices together span n_dev rotations.
+            if n < 1 or n + self.devices_per_cell - 1 < n_dev:
+                raise ValueError(
+                    f"SyntheticSpoofConfig {self.name!r}: split {split!r} has {n} identities x "
+                    f"{self.devices_per_cell} devices per cell, which cannot show every species "
+                    f"on all {n_dev} devices; need identities + devices_per_cell - 1 >= {n_dev}.")
+        if self.videos < 1 or self.frames < 1:
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: videos and frames must be >= 1.")
+
+    def identities(self, split: str) -> int:
+        """Number of identities in `split`."""
+        return {"train": self.train_identities, "dev": self.dev_identities,
+                "test": self.test_identities}[split]
+
+    def num_examples(self, split: str) -> int:
+        """Records in `split` (the plan's length)."""
+        return (self.identities(split) * len(synthetic.SPECIES) * self.devices_per_cell
+                * self.videos * self.frames)
+
+
+def _config(name, size, ids, devices_per_cell, videos, frames, description):
+    return SyntheticSpoofConfig(
+        name=name, size=size, train_identities=ids[0], dev_identities=ids[1],
+        test_identities=ids[2], devices_per_cell=devices_per_cell, videos=videos, frames=frames,
+        description=description)
+
+
+CONFIGS = (
+    # Test-suite size: 60 records per split, seconds to build.
+    _config("s64_small", 64, (4, 4, 4), 3, 1, 1, "64 px, 4/4/4 identities, 1 frame: unit tests."),
+    # Smoke training runs on CPU: 2400/1800/2400 records.
+    _config("s64", 64, (20, 15, 20), 3, 2, 4, "64 px, 20/15/20 identities, 2 videos x 4 frames."),
+    _config("s128", 128, (20, 15, 20), 3, 2, 4, "128 px, 20/15/20 identities, 2 videos x 4 frames."),
+    # The paper's input size (256x256, Sec. 4.1): 1200/900/1200 records.
+    _config("s256", 256, (20, 15, 20), 3, 2, 2, "256 px, 20/15/20 identities, 2 videos x 2 frames."),
+)
+
+
+class PlanEntry(NamedTuple):
+    """Arguments of one record's `make_example` call (all but seed/size/difficulty)."""
+    identity: int
+    species: int
+    device: int
+    video: int
+    frame: int
+
+
+def example_plan(config: SyntheticSpoofConfig, split: str) -> list[PlanEntry]:
+    """The records of `split` in storage order (the builder disables TFDS shuffling).
+
+    Identities are global: train is [0, n_train), dev follows, then test. Video ids are unique over
+    the dataset: ((identity * n_species + species) * n_devices + device) * videos + v.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    n_species, n_dev = len(synthetic.SPECIES), synthetic.N_CAPTURE_DEVICES
+    first = sum(config.identities(s) for s in SPLITS[:SPLITS.index(split)])
+    plan = []
+    for j in range(config.identities(split)):
+        identity = first + j
+        for species in range(n_species):
+            for k in range(config.devices_per_cell):
+                device = (j + species + k) % n_dev
+                for v in range(config.videos):
+                    video = ((identity * n_species + species) * n_dev + device) * config.videos + v
+                    for frame in range(config.frames):
+                        plan.append(PlanEntry(identity, species, device, video, frame))
+    return plan
+
+
+def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
+    """One plan entry -> one TFDS example dict. Module level so that worker processes can run it."""
+    config, entry = job
+    ex = synthetic.make_example(seed=config.seed, size=config.size, difficulty=config.difficulty,
+                                **entry._asdict())
+    s = config.size
+    image = np.asarray(ex["image"])
+    depth = np.asarray(ex["depth"])
+    if image.shape != (s, s, 3) or image.dtype != np.uint8:
+        raise ValueError(f"make_example returned image {image.dtype}{image.shape}; "
+                         f"expected uint8({s}, {s}, 3).")
+    if depth.shape[:2] != (s, s) or depth.dtype != np.uint8:
+        raise ValueError(f"make_example returned depth {depth.dtype}{depth.shape}; "
+                         f"expected uint8({s}, {s}).")
+    species = int(ex["species"])
+    label = int(ex["label"])
+    if label != int(species != 0):  # species 0 is live: the two labels must agree.
+        raise ValueError(f"make_example returned label {label} for species {species}.")
+    return {
+        "image": image,
+        "depth": depth.reshape(s, s, 1),
+        "label": label,
+        "species": species,
+        "device": np.int32(ex["device"]),
+        "identity": np.int32(ex["identity"]),
+        "video": np.int32(ex["video"]),
+        "frame": np.int32(ex["frame"]),
+    }
+
+
+class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
+    """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = list(CONFIGS)
+
+    def __init__(self, *, num_workers: int | None = None, **kwargs):
+        """Like any TFDS builder, plus `num_workers`: processes rendering records (default: all CPUs).
+
+        `num_workers` does not change the records, only how fast they are made.
+        """
+        super().__init__(**kwargs)
+        self._num_workers = num_workers
+        # TFDS re-creates a builder from `_original_state` when it is unpickled.
+        self._original_state["num_workers"] = num_workers
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        s = self.builder_config.size
+        zlib = tfds.features.Encoding.ZLIB
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
+                "depth": tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8, encoding=zlib),
+                "label": tfds.features.ClassLabel(names=["live", "spoof"]),
+                "species": tfds.features.ClassLabel(names=list(synthetic.SPECIES)),
+                "device": tfds.features.Scalar(dtype=np.int32),
+                "identity": tfds.features.Scalar(dtype=np.int32),
+                "video": tfds.features.Scalar(dtype=np.int32),
+                "frame": tfds.features.Scalar(dtype=np.int32),
+            }),
+            # Storage order = plan order (identity-major), so the metadata table and the test of
+            # determinism do not depend on TFDS's key hashing. Training shuffles in the pipeline.
+            disable_shuffling=True,
+            homepage="https://arxiv.org/abs/1807.09968",
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # Nothing to download: the data is rendered.
+        return {split: self._generate_examples(split) for split in SPLITS}
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[int, dict]]:
+        config = self.builder_config
+        jobs = [(config, entry) for entry in example_plan(config, split)]
+        workers = self._num_workers or os.cpu_count() or 1
+        workers = max(1, min(workers, len(jobs)))
+        if workers == 1:
+            for key, job in enumerate(jobs):
+                yield key, _render(job)
+            return
+        # "spawn", not "fork": the parent may already run JAX's or grain's threads, and forking a
+        # multithreaded process can deadlock. imap keeps plan order, so keys == plan positions.
+        chunksize = max(1, min(64, len(jobs) // (4 * workers)))
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for key, example in enumerate(pool.imap(_render, jobs, chunksize=chunksize)):
+                yield key, example
+
+
+def _as_config(config: str | SyntheticSpoofConfig) -> SyntheticSpoofConfig:
+    if isinstance(config, SyntheticSpoofConfig):
+        return config
+    names = [c.name for c in CONFIGS]
+    if config not in names:
+        raise ValueError(f"Unknown synthetic_spoof config {config!r}; valid names: {names}, or pass "
+                         "a SyntheticSpoofConfig.")
+    return CONFIGS[names.index(config)]
+
+
+def prepare(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, *,
+            num_workers: int | None = None) -> SyntheticSpoof:
+    """Builds `config` under `data_dir` unless it is already there; returns the builder.
+
+    Multi-host: build once before the run (or on process 0 behind a barrier); concurrent builds of
+    the same config into a shared `data_dir` race.
+    """
+    config = _as_config(config)
+    # A predefined config goes by name: TFDS re-creates builders (e.g. when grain pickles the data
+    # source into worker processes) and rejects a copy of a predefined config object.
+    builder = SyntheticSpoof(config=config.name if config in CONFIGS else config,
+                             data_dir=os.fspath(data_dir), num_workers=num_workers)
+    builder.download_and_prepare(file_format="array_record")  # A no-op when already built.
+    return builder
+
+
+def load_source(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, split: str, *,
+                num_workers: int | None = None):
+    """Random-access source of `split` (a `tfds` ArrayRecord data source), building if missing.
+
+    `source[i]` is the record dict described in the module docstring; `len(source)` records.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    return prepare(config, data_dir, num_workers=num_workers).as_data_source(split)
+
+
+def metadata_path(builder: SyntheticSpoof, split: str) -> epath.Path:
+    """Where the metadata table of `split` lives: beside the ArrayRecord files."""
+    return epath.Path(builder.data_dir) / f"metadata-{split}.npz"
+
+
+def load_metadata(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, split: str, *,
+                  num_workers: int | None = None) -> dict[str, np.ndarray]:
+    """Per-record metadata of `split`: {key: int32 [N]} for key in METADATA_KEYS, record order.
+
+    Read from the records themselves once (so it can never disagree with them), then cached as
+    `metadata-{split}.npz` beside the data; later calls read only the small npz.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    builder = prepare(config, data_dir, num_workers=num_workers)
+    path = metadata_path(builder, split)
+    if not path.exists():
+        source = builder.as_data_source(split)
+        columns = {k: np.empty(len(source), np.int32) for k in METADATA_KEYS}
+        chunk = 256
+        for start in range(0, len(source), chunk):
+            records = source.__getitems__(range(start, min(start + chunk, len(source))))
+            for k in METADATA_KEYS:
+                columns[k][start:start + len(records)] = [r[k] for r in records]
+    # Write then rename, so a reader never sees half a file.
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        with tmp.open("wb") as f:
+            np.savez(f, **columns)
+        tmp.rename(path)
+    with path.open("rb") as f, np.load(f) as table:
+        return {k: table[k] for k in METADATA_KEYS}
