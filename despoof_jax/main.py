@@ -24,8 +24,17 @@ flags.DEFINE_integer("process_id", None, "This process's id (multi-host, optiona
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+class _QuietLibraries:
+    """Drops orbax's and TFDS's INFO chatter from the log; their warnings still show."""
+
+    def filter(self, record):
+        noisy = ("orbax", "tensorflow_datasets", "etils")
+        return record.levelno >= 30 or not any(n in record.pathname for n in noisy)
+
+
 def main(argv):
     del argv
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax   # noqa: PLC0415 (after flags: XLA_FLAGS may be set by the launcher)
     if FLAGS.multihost:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator,

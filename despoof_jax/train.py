@@ -203,6 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     dp = DataParallel(config.parallel)
     if jax.process_index() == 0:
         _write_config(config, workdir)
+    datasets.prepare(config.data)
     out = {}
     if config.mode in ("all", "dq"):
         out["dq"] = train_dq(config, workdir, dp)

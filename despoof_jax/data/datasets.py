@@ -39,6 +39,18 @@ def load_split(data_config: ml_collections.ConfigDict, split: str):
     raise ValueError(f"unknown data.dataset {data_config.dataset!r}; available: {DATASETS}")
 
 
+def prepare(data_config: ml_collections.ConfigDict) -> None:
+    """Builds a generated dataset once before training. Multi-host: process 0 builds while the
+    others wait at a barrier, since concurrent builds into one data_dir would race."""
+    import jax   # noqa: PLC0415
+    from jax.experimental import multihost_utils   # noqa: PLC0415
+    if jax.process_index() == 0:
+        for split in ("train", "dev", "test"):
+            load_split(data_config, split)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("despoof_jax.data.prepare")
+
+
 def protocol_indices(data_config, split: str, metadata) -> np.ndarray:
     """Record indices of `split` that the config's protocol and fold use."""
     protocol = protocols.get_protocol(data_config.protocol)

@@ -115,7 +115,11 @@ def _config(name, size, ids, devices_per_cell, videos, frames, description):
 CONFIGS = (
     # Test-suite size: 60 records per split, seconds to build.
     _config("s64_small", 64, (4, 4, 4), 3, 1, 1, "64 px, 4/4/4 identities, 1 frame: unit tests."),
-    # Smoke training runs on CPU: 2400/1800/2400 records.
+    # The end-to-end learning test: 300/180/180 records, about a minute to build.
+    _config("s64_e2e", 64, (10, 6, 6), 3, 1, 2, "64 px, 10/6/6 identities, 2 frames: e2e test."),
+    # The README's main job on a 2-core CPU (configs/quickstart.py): 720/360/360 records.
+    _config("s64_quick", 64, (24, 12, 12), 3, 1, 2, "64 px, 24/12/12 identities, 2 frames."),
+    # Longer CPU runs: 2400/1800/2400 records.
     _config("s64", 64, (20, 15, 20), 3, 2, 4, "64 px, 20/15/20 identities, 2 videos x 4 frames."),
     _config("s128", 128, (20, 15, 20), 3, 2, 4, "128 px, 20/15/20 identities, 2 videos x 4 frames."),
     # The paper's input size (256x256, Sec. 4.1): 1200/900/1200 records.
