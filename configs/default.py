@@ -19,7 +19,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""                   # "" = ~/tensorflow_datasets (or $TFDS_DATA_DIR)
     c.data.image_size = 256                # the network input, H = W (multiple of 8)
     c.data.protocol = "intra"
-    c.data.fold = 0
+    c.data.fold = 0                        # -1 = every fold of the protocol (mean +- std)
+    c.data.test_dataset = ""               # cross-dataset testing (Table 5): "" = data.dataset
+    # Table 3 degradations, applied to every split's images (labels untouched): 0 = off.
+    c.data.degrade_size = 0                # down-sample to this side, then back up (resolution)
+    c.data.blur_sigma = 0.0                # Gaussian blur, std in pixels of the input size
     c.data.worker_count = 0                # grain worker processes (0 = in the main process)
     c.data.prefetch = 2                    # batches kept ready ahead of the step
 
@@ -31,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     # Eq. 7: J_T = J_z + l1 J_m + l2 J_r + l3 J_DQ + l4 J_VQ (Sec. 4.1: 3, 0.005, 0.1, 0.016).
+    # J_z has no lambda in Eq. 7; its weight (1 = the paper) exists so the ablation of Sec. 4.2
+    # can remove it. Any weight 0 removes its term.
+    c.loss.zero_one_map = 1.0
     c.loss.magnitude = 3.0
     c.loss.repetitive = 0.005
     c.loss.dq = 0.1
@@ -43,6 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.adam_eps = 1e-8                # the paper is silent; TensorFlow's default
     c.train.stage1_steps = 20000           # DQ Net pretraining
     c.train.stage2_steps = 40000           # DS + VQ; each step consumes two batches
+    c.train.baseline_steps = 0             # binary-CNN baseline; 0 = stage1 + stage2 steps
     c.train.log_every = 50
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 3
@@ -52,6 +60,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.fusion = "average"              # Table 2: average of the noise and depth scores
     c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
 
+    # "despoof" (the paper), or a baseline on the same pipeline (`despoof_jax/baselines.py`):
+    # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).
+    c.method = "despoof"
     c.parallel = "pmap"                    # or "shard_map": the same step under jit(shard_map)
     c.mode = "all"                         # all | dq | ds | eval
     return c
@@ -72,6 +83,17 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 10
     c.eval.batch_size = 16
     return c
+
+
+def parse_variant(arg: str, variants, config_file: str) -> tuple[str, bool]:
+    """"name" or "name,smoke" -> (name, smoke?) for the experiment configs; "" is variants[0]."""
+    parts = [p for p in (arg or "").split(",") if p]
+    smoke_flag = "smoke" in parts
+    names = [p for p in parts if p != "smoke"]
+    if len(names) > 1 or (names and names[0] not in variants):
+        raise ValueError(f"unknown variant {arg!r} of {config_file}; expected one of "
+                         f"{list(variants)}, optionally followed by ',smoke'")
+    return (names[0] if names else variants[0]), smoke_flag
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -5,12 +5,16 @@ Writes into `<workdir>/eval/` (or `out_dir`):
                                    video and the component scores (noise, map, depth)
   metrics.json                     per fusion (Table 2), frame- and video-level: the dev threshold,
                                    APCER (max and per species), BPCER, ACER, HTER, EER, AUC
-  table2.md                        the fusion table, frame level
+  table2.md                        the fusion table, frame level then video level
   model.json                       what the library API needs to score new images with the same
                                    decision rule: fusion statistics (from dev) and the threshold
   sample_sheet.png                 Fig. 2/5-style sheet: inputs, FFT magnitudes, noise x5 + 128
                                    and live reconstructions
 The threshold is always chosen on dev and applied unchanged to test (`metrics.evaluate_protocol`).
+
+Multi-fold protocols (`data.fold = -1`, Oulu P3/P4-style): each fold is trained and evaluated in
+`<workdir>/fold<k>/` with its own dev threshold, and `write_fold_summary` writes
+`<workdir>/eval/metrics_folds.json` and `table2.md` with the mean +- std over folds.
 """
 from __future__ import annotations
 
@@ -66,12 +70,13 @@ def make_predict(config):
 def score_split(config, ds, dq, split: str, predict=None) -> dict:
     """Component scores and metadata of every record of `split` in the protocol: {name: [N]}."""
     predict = predict or make_predict(config)
-    source, meta = datasets.load_split(config.data, split)
+    source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
     indices = datasets.protocol_indices(config.data, split, meta)
     keep = {k: [] for k in ("index",) + META_COLUMNS + tuple(
         f"score_{c}" for c in scores.COMPONENTS)}
     for batch in pipeline.eval_batches(source, indices, batch_size=config.eval.batch_size,
-                                       size=config.data.image_size):
+                                       size=config.data.image_size,
+                                       degradation=datasets.degradation(config.data)):
         out = predict(ds, dq, batch["rgb"])
         valid = batch["valid"]
         for k in keep:
@@ -111,15 +116,71 @@ def fusion_table(dev: dict, test: dict, criterion) -> dict:
     return {"fusion_stats": stats, "fusions": results}
 
 
-def _markdown_table(table: dict) -> str:
-    lines = ["| score | APCER (%) | BPCER (%) | ACER (%) | HTER (%) | EER (%) | AUC |",
-             "|---|---|---|---|---|---|---|"]
-    for how, r in table["fusions"].items():
-        f = r["frame"]
-        lines.append(f"| {how} | {100 * f['apcer']:.2f} | {100 * f['bpcer']:.2f} | "
-                     f"{100 * f['acer']:.2f} | {100 * f['hter']:.2f} | {100 * f['eer']:.2f} | "
-                     f"{f['auc']:.4f} |")
+TABLE_METRICS = (("apcer", "APCER (%)", 100), ("bpcer", "BPCER (%)", 100),
+                 ("acer", "ACER (%)", 100), ("hter", "HTER (%)", 100), ("eer", "EER (%)", 100),
+                 ("auc", "AUC", 1))
+
+
+def _cell(value, scale) -> str:
+    """One table cell: a number, or a fold aggregate {"mean", "std"} as "mean ± std"."""
+    if isinstance(value, dict):
+        if value.get("mean") is None:
+            return "-"
+        std = value.get("std")
+        digits = 2 if scale == 100 else 4
+        return (f"{scale * value['mean']:.{digits}f} ± {scale * std:.{digits}f}" if std is not None
+                else f"{scale * value['mean']:.{digits}f}")
+    return f"{scale * value:.2f}" if scale == 100 else f"{value:.4f}"
+
+
+def markdown_table(fusions: dict, level: str = "frame") -> str:
+    """The Table 2-style Markdown table of {fusion: {"frame": metrics, "video": metrics}}, where
+    metrics are `evaluate_protocol` dicts or their `aggregate_folds` (cells "mean ± std")."""
+    lines = ["| score | " + " | ".join(h for _, h, _ in TABLE_METRICS) + " |",
+             "|---|" + "---|" * len(TABLE_METRICS)]
+    for how, r in fusions.items():
+        f = r[level]
+        lines.append(f"| {how} | " + " | ".join(_cell(f[k], s) for k, _, s in TABLE_METRICS)
+                     + " |")
     return "\n".join(lines) + "\n"
+
+
+def _markdown_table(table: dict) -> str:
+    return "".join(f"**{level} level**\n\n" + markdown_table(table["fusions"], level) + "\n"
+                   for level in ("frame", "video"))
+
+
+def write_fold_summary(fold_tables: list, out_dir: str, **info) -> dict:
+    """Aggregates per-fold `fusion_table`s (each fold thresholded on its own dev set) into mean +-
+    sample std over folds (`metrics.aggregate_folds`) and writes metrics_folds.json and
+    table2.md into `out_dir`; returns the summary."""
+    fusions = {}
+    for how in fold_tables[0]["fusions"]:
+        fusions[how] = {level: metrics.aggregate_folds([t["fusions"][how][level]
+                                                        for t in fold_tables])
+                        for level in ("frame", "video")}
+    summary = dict(info, n_folds=len(fold_tables), fusions=fusions)
+    if jax.process_index() == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "metrics_folds.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        with open(os.path.join(out_dir, "table2.md"), "w") as f:
+            f.write(f"Mean ± std over {len(fold_tables)} folds, each thresholded on its own dev "
+                    "set.\n\n" + _markdown_table(summary))
+    return summary
+
+
+def write_tables(out_dir: str, dev: dict, test: dict, table: dict) -> None:
+    """scores_{dev,test}.csv, metrics.json and table2.md of one evaluation (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    _write_csv(os.path.join(out_dir, "scores_dev.csv"), dev)
+    _write_csv(os.path.join(out_dir, "scores_test.csv"), test)
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(table, f, indent=2)
+    with open(os.path.join(out_dir, "table2.md"), "w") as f:
+        f.write(_markdown_table(table))
 
 
 def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
@@ -127,11 +188,12 @@ def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
     its FFT magnitude, the estimated noise (x5 + 128, RGB channels), the noise's FFT magnitude
     and the live reconstruction."""
     predict = predict or make_predict(config)
-    source, meta = datasets.load_split(config.data, "test")
+    source, meta = datasets.load_split(datasets.for_split(config.data, "test"), "test")
     picks = [int(np.flatnonzero(meta["species"] == s)[0])
              for s in range(len(synthetic.SPECIES)) if np.any(meta["species"] == s)]
     batch = next(pipeline.eval_batches(source, np.asarray(picks), batch_size=len(picks),
-                                       size=config.data.image_size))
+                                       size=config.data.image_size,
+                                       degradation=datasets.degradation(config.data)))
     out = jax.tree.map(np.asarray, predict(ds, dq, batch["rgb"]))
     rows = []
     for i in range(len(picks)):
@@ -158,13 +220,9 @@ def evaluate(config, workdir: str, *, ds=None, dq=None, out_dir: Optional[str] =
     table = fusion_table(dev, test, criterion)
     table.update(protocol=config.data.protocol, fold=config.data.fold,
                  criterion=config.eval.threshold, default_fusion=config.eval.fusion)
+    table.update(method="despoof")
+    write_tables(out_dir, dev, test, table)
     if jax.process_index() == 0:
-        _write_csv(os.path.join(out_dir, "scores_dev.csv"), dev)
-        _write_csv(os.path.join(out_dir, "scores_test.csv"), test)
-        with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-            json.dump(table, f, indent=2)
-        with open(os.path.join(out_dir, "table2.md"), "w") as f:
-            f.write(_markdown_table(table))
         fused = table["fusions"][config.eval.fusion]["frame"]
         with open(os.path.join(out_dir, "model.json"), "w") as f:
             json.dump({"fusion": config.eval.fusion, "fusion_stats": table["fusion_stats"],

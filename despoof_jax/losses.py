@@ -148,7 +148,8 @@ def total_ds_loss(parts: dict, lambdas) -> jnp.ndarray:
     """Eq. 7, J_T = J_z + l1 J_m + l2 J_r + l3 J_DQ + l4 J_VQ_test.
 
     parts: dict with keys z, m, r, dq, vq; lambdas: (l1, l2, l3, l4) = (3, 0.005, 0.1, 0.016)
-    in the paper. A lambda of 0 removes a term (the ablations of Sec. 4.2).
+    in the paper, or (l0, l1, l2, l3, l4) with a weight l0 of J_z (the paper has none: l0 = 1).
+    A weight of 0 removes a term (the ablations of Sec. 4.2).
     """
-    l1, l2, l3, l4 = lambdas
-    return parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"] + l4 * parts["vq"]
+    l0, l1, l2, l3, l4 = lambdas if len(lambdas) == 5 else (1.0, *lambdas)
+    return l0 * parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"] + l4 * parts["vq"]

@@ -27,7 +27,7 @@ from despoof_jax import checkpoint, evaluate, state as state_lib, train_step
 from despoof_jax.data import datasets, pipeline
 from despoof_jax.parallel import DataParallel
 
-STAGES = ("dq", "ds")
+STAGES = ("dq", "ds", "cnn")   # "cnn": the binary-CNN baseline (`baselines.py`)
 
 
 class Interrupted(RuntimeError):
@@ -66,14 +66,15 @@ def _write_config(config, workdir):
 
 
 def _train_iterator(config, dp: DataParallel):
-    source, meta = datasets.load_split(config.data, "train")
+    source, meta = datasets.load_split(datasets.for_split(config.data, "train"), "train")
     indices = datasets.protocol_indices(config.data, "train", meta)
     dp.check_batch_size(config.train.batch_size)
     return pipeline.train_iterator(
         source, indices, global_batch_size=config.train.batch_size, seed=config.seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
         size=config.data.image_size, worker_count=config.data.worker_count,
-        prefetch=max(config.data.prefetch * config.train.batch_size, 1))
+        prefetch=max(config.data.prefetch * config.train.batch_size, 1),
+        degradation=datasets.degradation(config.data))
 
 
 def _model_batch(batch: dict) -> dict:
@@ -195,15 +196,49 @@ def train_ds(config, workdir: str, dp: DataParallel) -> dict:
         make_step=lambda: dp.wrap(train_step.bind_stage2(config), batch_args=(2, 3), n_args=5))
 
 
+ALL_FOLDS = -1
+
+
+def train_all_folds(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """`data.fold = -1`: every fold of the protocol in `<workdir>/fold<k>/` (each thresholded on
+    its own dev set), then the mean +- std over folds in `<workdir>/eval/` (Oulu P3/P4-style)."""
+    from despoof_jax.data import protocols   # noqa: PLC0415
+    n = len(protocols.get_protocol(config.data.protocol, config.data.dataset).folds)
+    if jax.process_index() == 0:
+        _write_config(config, workdir)
+    out, tables = {}, []
+    for k in range(n):
+        c = config.copy_and_resolve_references()
+        c.data.fold = k
+        out[f"fold{k}"] = train_and_evaluate(c, os.path.join(workdir, f"fold{k}"))
+        if "eval" in out[f"fold{k}"]:
+            tables.append(out[f"fold{k}"]["eval"])
+    if tables:
+        out["eval"] = evaluate.write_fold_summary(
+            tables, os.path.join(workdir, "eval"), protocol=config.data.protocol,
+            method=config.method, criterion=config.eval.threshold,
+            default_fusion=tables[0].get("default_fusion", config.eval.fusion))
+    return out
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs `config.mode`: "all" (stage 1, stage 2, evaluation), or "dq", "ds", "eval" alone."""
+    """Runs `config.mode`: "all" (stage 1, stage 2, evaluation), or "dq", "ds", "eval" alone.
+
+    `data.fold = -1` runs every fold of the protocol (`train_all_folds`); `method` other than
+    "despoof" trains and evaluates a baseline (`despoof_jax.baselines`) on the same pipeline.
+    """
     modes = ("all", "dq", "ds", "eval")
     if config.mode not in modes:
         raise ValueError(f"config.mode={config.mode!r}; expected one of {modes}")
+    if config.data.fold == ALL_FOLDS:
+        return train_all_folds(config, workdir)
     dp = DataParallel(config.parallel)
     if jax.process_index() == 0:
         _write_config(config, workdir)
     datasets.prepare(config.data)
+    if config.method != "despoof":
+        from despoof_jax import baselines   # noqa: PLC0415 (baselines reuse this module's loop)
+        return baselines.train_and_evaluate(config, workdir, dp)
     out = {}
     if config.mode in ("all", "dq"):
         out["dq"] = train_dq(config, workdir, dp)

@@ -168,7 +168,8 @@ def bind_stage2(config):
     lc = config.loss
     return functools.partial(
         stage2_step, ds_model=ds_model, dq_model=dq_model, vq_model=vq_model,
-        tx=make_optimizer(config), lambdas=(lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+        tx=make_optimizer(config),
+        lambdas=(lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq),
         k=losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256))
 
 

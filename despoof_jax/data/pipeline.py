@@ -25,8 +25,9 @@ common length so that every host takes the same number of steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import grain.python as grain
 import numpy as np
@@ -88,7 +89,46 @@ def _read(source, indices: np.ndarray) -> list[dict]:
     return [source[k] for k in keys]
 
 
-def to_example(record: dict, size: int) -> dict[str, np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class Degradation:
+    """Image degradations of the paper's Table 3 (resolution and blurriness), applied to the image
+    of every record before it reaches the model; labels and depth are untouched.
+
+    Attributes:
+      size: down-sample the S x S image to size x size, then back up to S x S (0 = off). Both
+        resizes are bilinear (PIL, which low-pass filters when it shrinks), so the image keeps its
+        shape and loses the frequencies above the new Nyquist limit.
+      blur_sigma: std of a Gaussian blur in pixels of the S x S image (0 = off), per channel.
+    """
+
+    size: int = 0
+    blur_sigma: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 0 or self.blur_sigma > 0
+
+
+def degrade(image: np.ndarray, degradation: Optional[Degradation]) -> np.ndarray:
+    """uint8 [S, S, 3] -> uint8 [S, S, 3] after `degradation` (resolution first, then blur)."""
+    if degradation is None or not degradation.active:
+        return image
+    out = np.asarray(image, np.float32)
+    s = out.shape[0]
+    if degradation.size:
+        from PIL import Image   # noqa: PLC0415
+        low = Image.fromarray(np.asarray(image, np.uint8)).resize(
+            (degradation.size, degradation.size), Image.BILINEAR)
+        out = np.asarray(low.resize((s, s), Image.BILINEAR), np.float32)
+    if degradation.blur_sigma > 0:
+        from scipy.ndimage import gaussian_filter   # noqa: PLC0415
+        out = gaussian_filter(out, sigma=(degradation.blur_sigma, degradation.blur_sigma, 0),
+                              mode="reflect")
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def to_example(record: dict, size: int,
+               degradation: Optional[Degradation] = None) -> dict[str, np.ndarray]:
     """One record -> one unbatched example (the batch fields above without the B axis)."""
     _check_size(record, size)
     s8 = size // LABEL_STRIDE
@@ -98,7 +138,7 @@ def to_example(record: dict, size: int) -> dict[str, np.ndarray]:
     depth = depth.reshape(s8, LABEL_STRIDE, s8, LABEL_STRIDE).mean(axis=(1, 3))[..., None]
     label = np.int32(record["label"])
     example = {
-        "rgb": np.asarray(record["image"], np.uint8),
+        "rgb": degrade(np.asarray(record["image"], np.uint8), degradation),
         "depth": depth.astype(np.float32),
         "map": np.full((s8, s8, 1), label, np.float32),
     }
@@ -108,11 +148,12 @@ def to_example(record: dict, size: int) -> dict[str, np.ndarray]:
 
 
 class _ToExample(grain.MapTransform):
-    def __init__(self, size: int):
+    def __init__(self, size: int, degradation: Optional[Degradation] = None):
         self._size = size
+        self._degradation = degradation
 
     def map(self, record):
-        return to_example(record, self._size)
+        return to_example(record, self._size, self._degradation)
 
 
 def host_slice(indices: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
@@ -131,7 +172,8 @@ def host_slice(indices: np.ndarray, process_index: int, process_count: int) -> n
 def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_size: int,
                    seed: int, process_index: int, process_count: int, size: int,
                    shuffle: bool = True, num_epochs: int | None = None, worker_count: int = 0,
-                   read_threads: int = 4, prefetch: int = 64) -> grain.PyGrainDatasetIterator:
+                   read_threads: int = 4, prefetch: int = 64,
+                   degradation: Optional[Degradation] = None) -> grain.PyGrainDatasetIterator:
     """Training batches of this host: shuffled with `seed`, repeated `num_epochs` (None = forever).
 
     Args:
@@ -145,6 +187,7 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
         pickled source, and grain reads absl flags in them: run under `absl.app.run` (main.py
         does) or call `absl.flags.FLAGS.mark_as_parsed()` first in a notebook.
       read_threads, prefetch: grain ReadOptions (reader threads, records buffered ahead).
+      degradation: Table 3 image degradation (None = the images as stored).
 
     Returns:
       A grain iterator of the batch dicts in the module docstring; incomplete batches are dropped.
@@ -170,15 +213,15 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
                                  shuffle=shuffle, num_epochs=num_epochs, seed=seed)
     loader = grain.DataLoader(
         data_source=subset, sampler=sampler,
-        operations=[_ToExample(size), grain.Batch(batch_size, drop_remainder=True)],
+        operations=[_ToExample(size, degradation), grain.Batch(batch_size, drop_remainder=True)],
         worker_count=worker_count,
         read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     return iter(loader)
 
 
 def eval_batches(source, indices: Sequence[int] | np.ndarray, *, batch_size: int, size: int,
-                 process_index: int = 0, process_count: int = 1
-                 ) -> Iterator[dict[str, np.ndarray]]:
+                 process_index: int = 0, process_count: int = 1,
+                 degradation: Optional[Degradation] = None) -> Iterator[dict[str, np.ndarray]]:
     """Every index of this host exactly once, in order, in fixed-shape batches.
 
     Hosts take strided slices `indices[process_index::process_count]` (none dropped) and all yield
@@ -204,7 +247,7 @@ def eval_batches(source, indices: Sequence[int] | np.ndarray, *, batch_size: int
     for b in range(n_batches):
         chunk = mine[b * batch_size:(b + 1) * batch_size]
         records = _read(source, chunk)
-        examples = [to_example(r, size) for r in records]
+        examples = [to_example(r, size, degradation) for r in records]
         if template is None:
             template = to_example(source[int(indices[0])], size) if not examples else examples[0]
         pad = batch_size - len(examples)

@@ -102,14 +102,49 @@ def _synthetic_protocols() -> dict[str, Protocol]:
     }
 
 
+def _oulu_protocols() -> dict[str, Protocol]:
+    """Oulu-NPU's four protocols (Table 4), for a builder whose records carry Oulu ids: species
+    in `metrics.OULU_SPECIES_NAMES` order (0 live, 1 print1, 2 print2, 3 replay1, 4 replay2),
+    device = phone 0..5 and a `session` column 0..2. Users are split by the builder."""
+    phones = tuple(range(6))
+    seen, unseen = (0, 1, 3), (0, 2, 4)
+    train_sessions, test_session = {"session": (0, 1)}, {"session": (2,)}
+
+    def p4(d: int) -> Fold:
+        others = tuple(x for x in phones if x != d)
+        tr = SplitSpec(species=seen, devices=others, extra=train_sessions)
+        return Fold(tr, tr, SplitSpec(species=unseen, devices=(d,), extra=test_session))
+
+    def p3(d: int) -> Fold:
+        others = tuple(x for x in phones if x != d)
+        return Fold(SplitSpec(devices=others), SplitSpec(devices=others), SplitSpec(devices=(d,)))
+
+    p1_train = SplitSpec(extra=train_sessions)
+    p2_seen, p2_unseen = SplitSpec(species=seen), SplitSpec(species=unseen)
+    return {
+        "oulu_p1": Protocol("oulu_p1", (Fold(p1_train, p1_train, SplitSpec(extra=test_session)),),
+                            "Oulu-NPU P1: unseen illumination (train sessions 1-2, test 3)."),
+        "oulu_p2": Protocol("oulu_p2", (Fold(p2_seen, p2_seen, p2_unseen),),
+                            "Oulu-NPU P2: unseen print and display devices."),
+        "oulu_p3": Protocol("oulu_p3", tuple(p3(d) for d in phones),
+                            "Oulu-NPU P3: leave one phone out, 6 folds."),
+        "oulu_p4": Protocol("oulu_p4", tuple(p4(d) for d in phones),
+                            "Oulu-NPU P4: P1 + P2 + P3 at once, 6 folds."),
+    }
+
+
 PROTOCOLS: dict[str, Protocol] = _synthetic_protocols()
+# Protocols of datasets with their own species/device ids, by dataset name (`data.dataset`).
+DATASET_PROTOCOLS: dict[str, dict[str, Protocol]] = {"oulu_npu": _oulu_protocols()}
 
 
-def get_protocol(name: str) -> Protocol:
-    """The protocol called `name` (one of `PROTOCOLS`)."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"Unknown protocol {name!r}; valid names: {sorted(PROTOCOLS)}.")
-    return PROTOCOLS[name]
+def get_protocol(name: str, dataset: str | None = None) -> Protocol:
+    """The protocol called `name`: one of `PROTOCOLS` (any dataset with the synthetic world's
+    ids), or of `DATASET_PROTOCOLS[dataset]` (e.g. "oulu_p3" for dataset "oulu_npu")."""
+    table = {**PROTOCOLS, **DATASET_PROTOCOLS.get(dataset or "", {})}
+    if name not in table:
+        raise ValueError(f"Unknown protocol {name!r}; valid names: {sorted(table)}.")
+    return table[name]
 
 
 def select_indices(metadata: Mapping[str, np.ndarray], protocol: Protocol, split: str,
