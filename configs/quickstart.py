@@ -22,6 +22,7 @@ def get_config(arg: str = ""):
     c.model.ds_width = 0.5
     c.model.dq_width = 0.25
     c.model.vq_width = 0.5
+    c.model.bn_momentum = 0.9    # a few hundred steps: see configs/default.py
     c.train.batch_size = 8
     c.train.learning_rate = 1e-3
     c.train.stage1_steps = 400

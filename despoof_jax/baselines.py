@@ -40,7 +40,8 @@ class CNNState:
 
 
 def make_cnn(config, axis_name=None) -> BinaryCNN:
-    return BinaryCNN(width=config.model.ds_width, axis_name=axis_name)
+    return BinaryCNN(width=config.model.ds_width, axis_name=axis_name,
+                     bn_momentum=config.model.bn_momentum)
 
 
 def init_cnn(config, rng) -> CNNState:

@@ -56,12 +56,24 @@ class Stage2State:
     vq: NetState
 
 
-def make_models(config: ml_collections.ConfigDict, axis_name=None, dtype=jnp.float32):
-    """(DSNet, DQNet, VQNet) at the config's widths; `axis_name` syncs BatchNorm across devices."""
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+    """The activations' dtype, `config.model.compute_dtype` (params are float32 regardless)."""
+    name = config.model.get("compute_dtype", "float32")
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"config.model.compute_dtype = {name!r}; expected 'float32' or 'bfloat16'")
+    return jnp.dtype(name)
+
+
+def make_models(config: ml_collections.ConfigDict, axis_name=None, dtype=None):
+    """(DSNet, DQNet, VQNet) at the config's widths; `axis_name` syncs BatchNorm across devices.
+    `dtype` (default `compute_dtype(config)`) is the compute dtype; parameters stay float32."""
     m = config.model
-    return (DSNet(width=m.ds_width, axis_name=axis_name, dtype=dtype),
-            DQNet(width=m.dq_width, axis_name=axis_name, dtype=dtype),
-            VQNet(width=m.vq_width, dropout=m.vq_dropout, axis_name=axis_name, dtype=dtype))
+    dtype = compute_dtype(config) if dtype is None else dtype
+    bn = m.bn_momentum
+    return (DSNet(width=m.ds_width, axis_name=axis_name, dtype=dtype, bn_momentum=bn),
+            DQNet(width=m.dq_width, axis_name=axis_name, dtype=dtype, bn_momentum=bn),
+            VQNet(width=m.vq_width, dropout=m.vq_dropout, axis_name=axis_name, dtype=dtype,
+                  bn_momentum=bn))
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:

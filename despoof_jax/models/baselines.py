@@ -22,6 +22,7 @@ class BinaryCNN(nn.Module):
     width: float = 1.0
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    bn_momentum: float = 0.99   # BatchNorm running-average momentum
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -32,7 +33,8 @@ class BinaryCNN(nn.Module):
         pools = []
         for i, block in enumerate(ENCODER_BLOCKS):
             y = ConvStack([scaled(c, self.width) for _, c in block], [n for n, _ in block],
-                          self.axis_name, self.dtype, name=f"block{i + 1}")(y, train=train)
+                          self.axis_name, self.dtype, self.bn_momentum,
+                          name=f"block{i + 1}")(y, train=train)
             y = max_pool2(y)
             pools.append(y)
         features = jnp.mean(multiscale_shortcut(*pools), axis=(1, 2))   # [B, C] global pool

@@ -26,6 +26,7 @@ class DQNet(nn.Module):
     width: float = 1.0
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    bn_momentum: float = 0.99   # BatchNorm running-average momentum
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -33,11 +34,12 @@ class DQNet(nn.Module):
         pools = []
         for i, block in enumerate(BLOCKS):
             y = ConvStack([scaled(c, self.width) for _, c in block], [n for n, _ in block],
-                          self.axis_name, self.dtype, name=f"block{i + 1}")(y, train=train)
+                          self.axis_name, self.dtype, self.bn_momentum,
+                          name=f"block{i + 1}")(y, train=train)
             y = max_pool2(y)
             pools.append(y)
         y = ConvStack([scaled(c, self.width) for _, c in HEAD], [n for n, _ in HEAD],
-                      self.axis_name, self.dtype, name="head")(multiscale_shortcut(*pools),
-                                                                 train=train)
+                      self.axis_name, self.dtype, self.bn_momentum,
+                      name="head")(multiscale_shortcut(*pools), train=train)
         return nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype,
                        name="conv3-12")(y).astype(jnp.float32)

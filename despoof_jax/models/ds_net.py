@@ -36,6 +36,7 @@ class DSNet(nn.Module):
     width: float = 1.0
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    bn_momentum: float = 0.99   # BatchNorm running-average momentum
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -45,7 +46,7 @@ class DSNet(nn.Module):
         h, w = x.shape[1:3]
         stack = lambda layers, name: ConvStack(  # noqa: E731
             [scaled(c, self.width) for _, c in layers], [n for n, _ in layers],
-            self.axis_name, self.dtype, name=name)
+            self.axis_name, self.dtype, self.bn_momentum, name=name)
         pools = []
         y = x.astype(self.dtype)
         for i, block in enumerate(ENCODER_BLOCKS):

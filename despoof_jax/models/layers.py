@@ -62,12 +62,13 @@ class ConvELUBN(nn.Module):
     features: int
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    momentum: float = 0.99
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         x = nn.Conv(self.features, (3, 3), padding="SAME", dtype=self.dtype, name="conv")(x)
         x = nn.elu(x)
-        return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
+        return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=1e-3,
                             axis_name=self.axis_name if train else None, dtype=self.dtype,
                             name="bn")(x)
 
@@ -79,11 +80,12 @@ class ConvStack(nn.Module):
     names: Sequence[str]
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    momentum: float = 0.99
 
     @nn.compact
     def __call__(self, x, *, train: bool):
         for c, name in zip(self.channels, self.names):
-            x = ConvELUBN(c, self.axis_name, self.dtype, name=name)(x, train=train)
+            x = ConvELUBN(c, self.axis_name, self.dtype, self.momentum, name=name)(x, train=train)
         return x
 
 

@@ -33,6 +33,7 @@ class VQNet(nn.Module):
     dropout: float = 0.2
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
+    bn_momentum: float = 0.99   # BatchNorm running-average momentum
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -41,7 +42,7 @@ class VQNet(nn.Module):
             # conv4-6 keeps its 6 channels at every width: it sets the fc4-1 input size.
             chans = [scaled(c, self.width) if n != "conv4-6" else c for n, c in block]
             y = ConvStack(chans, [n for n, _ in block], self.axis_name, self.dtype,
-                          name=f"block{i + 1}")(y, train=train)
+                          self.bn_momentum, name=f"block{i + 1}")(y, train=train)
             y = max_pool2(y)
         y = y.reshape(y.shape[0], -1)
         y = nn.elu(nn.Dense(FC_HIDDEN, dtype=self.dtype, name="fc4-1")(y))
