@@ -38,34 +38,9 @@ ARTIFACT = "despoof.stablehlo"
 
 
 def package_version() -> str:
-    """despoof_jax's version: `__version__`, the installed metadata, or the checkout's setup.cfg."""
+    """despoof_jax's version, stamped into the manifest."""
     import despoof_jax  # noqa: PLC0415
-    v = getattr(despoof_jax, "__version__", None)
-    if v:
-        return str(v)
-    try:
-        from importlib.metadata import version  # noqa: PLC0415
-        return version("despoof_jax")
-    except Exception:  # noqa: BLE001 (not installed as a distribution: a source checkout)
-        pass
-    import configparser  # noqa: PLC0415
-    cfg = configparser.ConfigParser()
-    cfg.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "setup.cfg"))
-    return cfg.get("metadata", "version", fallback="unknown")
-
-
-def fused_score_jnp(components: dict, stats: dict, how: str):
-    """`scores.fuse` in jnp (float32), for inside the exported program; components [N] each."""
-    if how not in scores.FUSIONS:
-        raise ValueError(f"unknown fusion {how!r}; expected one of {scores.FUSIONS}")
-    z = {n: (components[f"score_{n}"] - jnp.float32(stats[n][0])) / jnp.float32(stats[n][1])
-         for n in scores.COMPONENTS}
-    if how in scores.COMPONENTS:
-        return z[how]
-    names = ("noise", "depth") if how in ("max", "average") else scores.COMPONENTS
-    stack = jnp.stack([z[n] for n in names])
-    return stack.max(0) if how.startswith("max") else stack.mean(0)
+    return despoof_jax.__version__
 
 
 def serving_fn(model: api.DespoofModel):
@@ -77,7 +52,7 @@ def serving_fn(model: api.DespoofModel):
     def fn(rgb):
         out = train_step.predict(ds, dq, rgb, ds_model=ds_model, dq_model=dq_model)
         comps = {f"score_{c}": out[f"score_{c}"] for c in scores.COMPONENTS}
-        fused = fused_score_jnp(comps, stats, how)
+        fused = scores.fuse(comps, stats, how, xp=jnp)
         return dict(comps, score=fused, is_attack=fused >= jnp.float32(threshold))
 
     return fn
@@ -154,4 +129,4 @@ def export_model(model, out_dir: str, *, platforms: Sequence[str] = ("cpu",),
     return manifest
 
 
-__all__ = ["export_model", "serving_fn", "fused_score_jnp", "package_version", "ARTIFACT"]
+__all__ = ["export_model", "serving_fn", "package_version", "ARTIFACT"]

@@ -43,19 +43,22 @@ def fusion_stats(components: dict) -> dict:
     return out
 
 
-def fuse(components: dict, stats: dict, how: str = "average") -> np.ndarray:
+def fuse(components: dict, stats: dict, how: str = "average", xp=np):
     """Fused attack score [B] from component scores (dict of [B]) and `fusion_stats` of dev.
 
     how: a single component ("map", "noise", "depth"), or "max"/"average" of the standardised
     noise and depth scores (the paper's Table 2 fusions of N and D, the default being the
     average), or "max_all"/"average_all" over all three components.
+    xp: the array module, numpy (float64, evaluation) or jax.numpy (float32, inside the exported
+    serving program), so both paths share this one formula.
     """
     if how not in FUSIONS:
         raise ValueError(f"unknown fusion {how!r}; expected one of {FUSIONS}")
-    z = {n: (np.asarray(components[f"score_{n}"], np.float64) - stats[n][0]) / stats[n][1]
+    dtype = np.float64 if xp is np else xp.float32
+    z = {n: (xp.asarray(components[f"score_{n}"], dtype) - stats[n][0]) / stats[n][1]
          for n in COMPONENTS}
     if how in COMPONENTS:
         return z[how]
     names = ("noise", "depth") if how in ("max", "average") else COMPONENTS
-    stack = np.stack([z[n] for n in names])
+    stack = xp.stack([z[n] for n in names])
     return stack.max(0) if how.startswith("max") else stack.mean(0)
