@@ -23,7 +23,6 @@ import json
 import os
 import sys
 
-import jax
 import ml_collections
 import numpy as np
 

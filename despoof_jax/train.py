@@ -20,7 +20,6 @@ from typing import Callable
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from despoof_jax import checkpoint, evaluate, state as state_lib, train_step

@@ -2,7 +2,6 @@
 import os
 import subprocess
 
-import pytest
 
 from despoof_jax import checkpoint, parallel, state as state_lib
 from tests.util import tiny_config

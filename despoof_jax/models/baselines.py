@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from despoof_jax.models.ds_net import ENCODER_BLOCKS, IN_CHANNELS
-from despoof_jax.models.layers import ConvStack, max_pool2, multiscale_shortcut, scaled
+from despoof_jax.models.layers import check_input, pyramid_features
 
 
 class BinaryCNN(nn.Module):
@@ -26,16 +26,7 @@ class BinaryCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        if x.ndim != 4 or x.shape[-1] != IN_CHANNELS or x.shape[1] % 8 or x.shape[2] % 8:
-            raise ValueError(f"BinaryCNN expects [B, H, W, {IN_CHANNELS}] with H, W multiples "
-                             f"of 8, got {x.shape}")
-        y = x.astype(self.dtype)
-        pools = []
-        for i, block in enumerate(ENCODER_BLOCKS):
-            y = ConvStack([scaled(c, self.width) for _, c in block], [n for n, _ in block],
-                          self.axis_name, self.dtype, self.bn_momentum,
-                          name=f"block{i + 1}")(y, train=train)
-            y = max_pool2(y)
-            pools.append(y)
-        features = jnp.mean(multiscale_shortcut(*pools), axis=(1, 2))   # [B, C] global pool
+        check_input(x, "BinaryCNN", IN_CHANNELS)
+        cat = pyramid_features(self, x, ENCODER_BLOCKS, self.width, train=train)
+        features = jnp.mean(cat, axis=(1, 2))   # [B, C] global pool
         return nn.Dense(2, dtype=self.dtype, name="head")(features).astype(jnp.float32)

@@ -6,7 +6,7 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from despoof_jax.models.layers import ConvStack, max_pool2, multiscale_shortcut, scaled
+from despoof_jax.models.layers import ConvStack, pyramid_features, scaled
 
 BLOCKS = (
     (("conv3-0", 64), ("conv3-1", 128), ("conv3-2", 196), ("conv3-3", 128)),  # -> pool3-1
@@ -30,16 +30,8 @@ class DQNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        y = x.astype(self.dtype)
-        pools = []
-        for i, block in enumerate(BLOCKS):
-            y = ConvStack([scaled(c, self.width) for _, c in block], [n for n, _ in block],
-                          self.axis_name, self.dtype, self.bn_momentum,
-                          name=f"block{i + 1}")(y, train=train)
-            y = max_pool2(y)
-            pools.append(y)
+        cat = pyramid_features(self, x, BLOCKS, self.width, train=train)
         y = ConvStack([scaled(c, self.width) for _, c in HEAD], [n for n, _ in HEAD],
-                      self.axis_name, self.dtype, self.bn_momentum,
-                      name="head")(multiscale_shortcut(*pools), train=train)
+                      self.axis_name, self.dtype, self.bn_momentum, name="head")(cat, train=train)
         return nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype,
                        name="conv3-12")(y).astype(jnp.float32)

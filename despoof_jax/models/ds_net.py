@@ -6,7 +6,7 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from despoof_jax.models.layers import (ConvStack, max_pool2, multiscale_shortcut, resize_bilinear,
+from despoof_jax.models.layers import (ConvStack, check_input, pyramid_features, resize_bilinear,
                                        scaled)
 
 # Table 1, DS Net encoder and decoder: (layer name, output channels). Every listed conv is followed
@@ -40,19 +40,12 @@ class DSNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, *, train: bool):
-        if x.ndim != 4 or x.shape[-1] != IN_CHANNELS or x.shape[1] % 8 or x.shape[2] % 8:
-            raise ValueError(f"DSNet expects [B, H, W, {IN_CHANNELS}] with H, W multiples of 8, "
-                             f"got {x.shape}")
+        check_input(x, "DSNet", IN_CHANNELS)
         h, w = x.shape[1:3]
         stack = lambda layers, name: ConvStack(  # noqa: E731
             [scaled(c, self.width) for _, c in layers], [n for n, _ in layers],
             self.axis_name, self.dtype, self.bn_momentum, name=name)
-        pools = []
-        y = x.astype(self.dtype)
-        for i, block in enumerate(ENCODER_BLOCKS):
-            y = max_pool2(stack(block, f"block{i + 1}")(y, train=train))
-            pools.append(y)
-        cat = multiscale_shortcut(*pools)
+        cat = pyramid_features(self, x, ENCODER_BLOCKS, self.width, train=train)
         f = stack(MAP_HEAD, "map_head")(cat, train=train)
         zmap = nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, name="conv1-12")(f)
         dec = stack(DECODER, "decoder")(resize_bilinear(cat, h, w), train=train)

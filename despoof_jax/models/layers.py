@@ -110,3 +110,30 @@ def multiscale_shortcut(p1: jnp.ndarray, p2: jnp.ndarray, p3: jnp.ndarray) -> jn
     """
     h, w = p3.shape[1:3]
     return jnp.concatenate([resize_bilinear(p1, h, w), resize_bilinear(p2, h, w), p3], axis=-1)
+
+
+def check_input(x, net: str, channels: int = 6) -> None:
+    """A clear error for inputs the nets cannot take: [B, H, W, channels], H and W multiples of 8
+    (three 2x2 pools, and the H/8 maps)."""
+    if x.ndim != 4 or x.shape[-1] != channels or x.shape[1] % 8 or x.shape[2] % 8:
+        raise ValueError(f"{net} expects [B, H, W, {channels}] with H, W multiples of 8, "
+                         f"got {x.shape}")
+
+
+def pyramid_features(module: nn.Module, x, blocks, width: float, *, train: bool):
+    """Table 1's encoder pattern, shared by DS Net, DQ Net and the binary-CNN baseline: three
+    blocks of ConvELUBN layers (`blocks`: per block a sequence of (name, channels)), each followed
+    by a 2x2 pool, then the multi-scale short-cut -> [B, H/8, W/8, sum of the blocks' last widths].
+
+    Called from inside `module`'s compact `__call__`: the blocks become its submodules
+    block1..block3 and use its `axis_name`, `dtype` and `bn_momentum`.
+    """
+    y = x.astype(module.dtype)
+    pools = []
+    for i, block in enumerate(blocks):
+        y = ConvStack([scaled(c, width) for _, c in block], [n for n, _ in block],
+                      module.axis_name, module.dtype, module.bn_momentum,
+                      name=f"block{i + 1}")(y, train=train)
+        y = max_pool2(y)
+        pools.append(y)
+    return multiscale_shortcut(*pools)
