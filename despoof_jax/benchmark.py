@@ -126,11 +126,8 @@ def _config(size: int, widths, dtype: str, batch: int):
 
 
 def _random_batch(seed: int, batch: int, size: int) -> dict:
-    import numpy as np   # noqa: PLC0415
-    r = np.random.RandomState(seed)
-    return dict(rgb=r.randint(0, 256, (batch, size, size, 3)).astype(np.uint8),
-                depth=r.rand(batch, size // 8, size // 8, 1).astype(np.float32),
-                label=(np.arange(batch) % 2).astype(np.int32))
+    from despoof_jax.data.pipeline import random_batch   # noqa: PLC0415
+    return random_batch(seed, batch, size)
 
 
 # ------------------------------------------------------------------ our steps

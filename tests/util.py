@@ -1,9 +1,8 @@
 """Shared helpers of the test suite: tiny configs and synthetic batches."""
 from __future__ import annotations
 
-import numpy as np
-
 from configs import default
+from despoof_jax.data.pipeline import random_batch  # noqa: F401 (re-exported for tests)
 
 
 def tiny_config(size: int = 32, **overrides):
@@ -21,11 +20,3 @@ def tiny_config(size: int = 32, **overrides):
                 node = node[p]
             node[leaf] = value
     return c
-
-
-def random_batch(seed: int, batch: int, size: int) -> dict:
-    """A train-step batch (rgb uint8, face depth, label) with live and spoof samples."""
-    r = np.random.RandomState(seed)
-    return dict(rgb=r.randint(0, 256, (batch, size, size, 3)).astype(np.uint8),
-                depth=r.rand(batch, size // 8, size // 8, 1).astype(np.float32),
-                label=(np.arange(batch) % 2).astype(np.int32))

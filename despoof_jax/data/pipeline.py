@@ -256,3 +256,13 @@ def eval_batches(source, indices: Sequence[int] | np.ndarray, *, batch_size: int
         batch["valid"] = np.arange(batch_size) < len(chunk)
         batch["index"] = np.concatenate([chunk, np.full(pad, -1, np.int64)])
         yield batch
+
+
+def random_batch(seed: int, batch: int, size: int) -> dict[str, np.ndarray]:
+    """A train-step batch (rgb, depth, label; the layout above) with random content and
+    alternating live/spoof labels: for benchmarks and tests that need the shapes, not the data."""
+    r = np.random.RandomState(seed)
+    return dict(rgb=r.randint(0, 256, (batch, size, size, 3)).astype(np.uint8),
+                depth=r.rand(batch, size // LABEL_STRIDE, size // LABEL_STRIDE, 1).astype(
+                    np.float32),
+                label=(np.arange(batch) % 2).astype(np.int32))

@@ -120,6 +120,16 @@ def _frame_rng(seed, identity, species, device, video, frame, part):
     return rng_for(seed, 0xF7A, identity, species, device, video, frame, part)
 
 
+def _scene_and_camera(seed, identity, species, device, video, size, difficulty):
+    """What a capture session fixes: the identity, the session's random streams, the scene, the
+    camera's profile and its settings for this session (checked arguments first)."""
+    _check(size, species, device, difficulty)
+    s = _session(seed, identity, species, device, video)
+    profile = camera.device_profile(device)
+    return (faces.identity(seed, identity), s, faces.sample_scene(s[_SCENE], size), profile,
+            camera.sample_settings(profile, s[_CAPTURE]))
+
+
 def make_example(*, seed: int, identity: int, species: int, device: int, video: int, frame: int,
                  size: int, difficulty: float = 1.0) -> dict:
     """One frame of one capture session.
@@ -135,13 +145,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
                       face-shaped for spoofs too (the depth of the face shown, warped as shown),
              "label": int (0 live, 1 spoof), "species", "device", "identity", "video", "frame": int}.
     """
-    _check(size, species, device, difficulty)
+    ident, s, scene, profile, settings = _scene_and_camera(seed, identity, species, device, video,
+                                                           size, difficulty)
     strength = 1.0 / difficulty
-    ident = faces.identity(seed, identity)
-    s = _session(seed, identity, species, device, video)
-    scene = faces.sample_scene(s[_SCENE], size)
-    profile = camera.device_profile(device)
-    settings = camera.sample_settings(profile, s[_CAPTURE])
     noise_rng = _frame_rng(seed, identity, species, device, video, frame, _F_NOISE)
     head = faces.jitter_pose(scene.pose, _frame_rng(seed, identity, species, device, video, frame, _F_POSE))
     if species == 0:
@@ -167,13 +173,9 @@ def make_registered_pair(*, seed: int, identity: int, species: int, device: int,
     sensor noise). For species 0 the 'spoof' is a second live capture with fresh sensor noise: the
     null noise a detector should see on live faces.
     """
-    _check(size, species, device, difficulty)
+    ident, s, scene, profile, settings = _scene_and_camera(seed, identity, species, device, video,
+                                                           size, difficulty)
     strength = 1.0 / difficulty
-    ident = faces.identity(seed, identity)
-    s = _session(seed, identity, species, device, video)
-    scene = faces.sample_scene(s[_SCENE], size)
-    profile = camera.device_profile(device)
-    settings = camera.sample_settings(profile, s[_CAPTURE])
     live_rng = _frame_rng(seed, identity, species, device, video, 0, _F_NOISE)
     other_rng = _frame_rng(seed, identity, species, device, video, 1, _F_NOISE)
     live, _ = _capture_live(ident, scene, scene.pose, profile, settings, live_rng, size)
