@@ -35,15 +35,21 @@ def _convs(layers, c_in: int, hw: int, width: float, keep=()) -> tuple[list[Laye
     return out, c_in
 
 
-def ds_net_layers(size: int, width: float = 1.0) -> list[Layer]:
-    """DS Net: encoder, 0\\1 map head on the short-cut, decoder on the short-cut resized to S."""
+def _pyramid(blocks, size: int, width: float):
+    """The encoder pattern of `layers.pyramid_features`: three conv blocks, each followed by a
+    2x2 pool -> (conv layers, short-cut channels, side of the short-cut grid)."""
     layers, c, hw, pooled = [], ds_net.IN_CHANNELS, size, []
-    for block in ds_net.ENCODER_BLOCKS:
+    for block in blocks:
         convs, c = _convs(block, c, hw, width)
         layers += convs
         hw //= 2
         pooled.append(c)
-    cat = sum(pooled)
+    return layers, sum(pooled), hw
+
+
+def ds_net_layers(size: int, width: float = 1.0) -> list[Layer]:
+    """DS Net: encoder, 0\\1 map head on the short-cut, decoder on the short-cut resized to S."""
+    layers, cat, hw = _pyramid(ds_net.ENCODER_BLOCKS, size, width)
     head, c = _convs(ds_net.MAP_HEAD, cat, hw, width)
     layers += head + [Layer("conv1-12", hw * hw * c * 1 * 9)]
     dec, c = _convs(ds_net.DECODER, cat, size, width)
@@ -51,13 +57,8 @@ def ds_net_layers(size: int, width: float = 1.0) -> list[Layer]:
 
 
 def dq_net_layers(size: int, width: float = 1.0) -> list[Layer]:
-    layers, c, hw, pooled = [], ds_net.IN_CHANNELS, size, []
-    for block in dq_net.BLOCKS:
-        convs, c = _convs(block, c, hw, width)
-        layers += convs
-        hw //= 2
-        pooled.append(c)
-    head, c = _convs(dq_net.HEAD, sum(pooled), hw, width)
+    layers, cat, hw = _pyramid(dq_net.BLOCKS, size, width)
+    head, c = _convs(dq_net.HEAD, cat, hw, width)
     return layers + head + [Layer("conv3-12", hw * hw * c * 1 * 9)]
 
 
