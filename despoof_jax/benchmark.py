@@ -35,8 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-# Set before the backend starts (it reads XLA_FLAGS once): see `--cpu-kernels`.
-YNN_CPU_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=dot"
+from despoof_jax.xla_flags import YNN_CPU_FLAGS, use_cpu_kernels
 
 DEFAULT_PEER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peer_torch.py"
 
@@ -65,12 +64,6 @@ def _parse(argv):
     ap.add_argument("--data-batches", type=int, default=50)
     ap.add_argument("--json", default=None, help="write all results here")
     return ap.parse_args(argv)
-
-
-def _configure_xla(cpu_kernels: str) -> None:
-    flags = os.environ.get("XLA_FLAGS", "")
-    if cpu_kernels == "ynn" and "ynn_fusion_type" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " " + YNN_CPU_FLAGS).strip()
 
 
 # ------------------------------------------------------------------ measurement helpers
@@ -313,7 +306,7 @@ def environment() -> dict:
 
 def main(argv=None) -> dict:
     args = _parse(argv)
-    _configure_xla(args.cpu_kernels)
+    use_cpu_kernels(args.cpu_kernels)
     widths = tuple(float(w) for w in args.widths.split(","))
     env = environment()
     print(f"# despoof_jax benchmark {env['date']}: {env['backend']} x{env['devices']} "

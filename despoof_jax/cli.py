@@ -211,4 +211,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from despoof_jax.xla_flags import use_cpu_kernels
+    use_cpu_kernels("ynn")   # before the JAX backend starts; see despoof_jax/xla_flags.py
     sys.exit(main())

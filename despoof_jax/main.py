@@ -21,6 +21,9 @@ flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first."
 flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-host, optional).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host, optional).")
 flags.DEFINE_integer("process_id", None, "This process's id (multi-host, optional).")
+flags.DEFINE_enum("cpu_kernels", "ynn", ["ynn", "default"],
+                  "XLA:CPU convolution kernels: ynn (YNNPACK, faster here) or XLA's default; "
+                  "ignored when XLA_FLAGS already chooses (see despoof_jax/xla_flags.py).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -35,6 +38,8 @@ class _QuietLibraries:
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    from despoof_jax.xla_flags import use_cpu_kernels   # noqa: PLC0415
+    use_cpu_kernels(FLAGS.cpu_kernels)   # before the backend starts
     import jax   # noqa: PLC0415 (after flags: XLA_FLAGS may be set by the launcher)
     if FLAGS.multihost:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
