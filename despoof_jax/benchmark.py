@@ -6,7 +6,9 @@
     python -m despoof_jax.benchmark --data /tmp/tfds --only data
 
 Per image size: the stage-2 step (VQ update + DS update, `train_step.stage2_step`) at the paper's
-batch (two batches of 6) and widths, the stage-1 step (DQ Net pretraining) and inference
+batch (two batches of 6) and widths; `stage2_shared` is the same iteration on one batch with one
+DS forward (`train_step.stage2_step_one_batch`, config.train.vq_batch = "shared"), which is the
+computation of the PyTorch peer; the stage-1 step (DQ Net pretraining) and inference
 (`train_step.predict`, DS + DQ forward) at batch 32. The train steps run exactly as in training:
 `DataParallel("pmap")` over the real devices, donated state, the numpy batch moved host -> device
 inside the timed region. Reported: images/s (DS images for stage 2), the first call's time (trace
@@ -50,8 +52,8 @@ def _parse(argv):
     ap.add_argument("--widths", default="1,1,1", help="DS,DQ,VQ width multipliers")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                     help="config.model.compute_dtype (params stay float32)")
-    ap.add_argument("--only", default="stage2,stage1,infer",
-                    help="comma list of stage2, stage1, infer, data")
+    ap.add_argument("--only", default="stage2,stage2_shared,stage1,infer",
+                    help="comma list of stage2, stage2_shared, stage1, infer, data")
     ap.add_argument("--cpu-kernels", default="ynn", choices=["ynn", "default"],
                     help="ynn: route XLA:CPU convolutions and dots to YNNPACK (" + YNN_CPU_FLAGS +
                     "); default: XLA's own Eigen kernels. Ignored when XLA_FLAGS already sets it.")
@@ -142,11 +144,13 @@ class _Runner:
             return
         self.dp = dp = parallel.DataParallel("pmap")
         dp.check_batch_size(batch)
-        if kind == "stage2":
+        if kind.startswith("stage2"):
             st = state_lib.init_stage2(config, jax.random.key(0))
             dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
             self.frozen = dp.from_global(dq)
-            self.step = dp.wrap(train_step.bind_stage2(config), batch_args=(2, 3), n_args=5)
+            self.n_batches = n = train_step.stage2_batches(config)
+            self.step = dp.wrap(train_step.bind_stage2(config), batch_args=tuple(range(2, 2 + n)),
+                                n_args=3 + n)
         else:
             st = state_lib.init_stage1(config, jax.random.key(1))
             self.step = dp.wrap(train_step.bind_stage1(config), batch_args=(1,), n_args=3)
@@ -158,9 +162,9 @@ class _Runner:
         if self.kind == "infer":
             jax.block_until_ready(self.predict(*self.frozen, self.rgb))
             return
-        if self.kind == "stage2":
-            ba, bb = (self.dp.shard_batch(b) for b in self.batches)
-            self.state, metrics = self.step(self.state, self.frozen, ba, bb, self.rng)
+        if self.kind.startswith("stage2"):
+            batches = [self.dp.shard_batch(b) for b in self.batches[:self.n_batches]]
+            self.state, metrics = self.step(self.state, self.frozen, *batches, self.rng)
         else:
             self.state, metrics = self.step(self.state, self.dp.shard_batch(self.batches[0]),
                                             self.rng)
@@ -170,8 +174,11 @@ class _Runner:
 def _gflop(kind: str, config, infer_batch: int) -> float:
     from despoof_jax import flops   # noqa: PLC0415
     m, size, b = config.model, config.data.image_size, config.train.batch_size
-    if kind == "stage2":
-        macs = flops.stage2_step(size, b, m.ds_width, m.dq_width, m.vq_width)["total MACs"]
+    if kind.startswith("stage2"):
+        count = flops.stage2_step(size, b, m.ds_width, m.dq_width, m.vq_width)
+        macs = count["total MACs"]
+        if config.train.vq_batch == "shared":   # no DS forward of a separate VQ batch
+            macs -= count["DS fwd (VQ batch)"]
     elif kind == "stage1":
         macs = flops.stage1_step(size, b, m.dq_width)
     else:
@@ -216,8 +223,13 @@ def _peer(args, kind: str, size: int) -> dict:
 
 
 # ------------------------------------------------------------------ sections
+KINDS = ("stage2", "stage2_shared", "stage1", "infer")
+
+
 def bench_kind(args, kind: str, size: int, widths) -> dict:
     config = _config(size, widths, args.dtype, args.batch)
+    if kind == "stage2_shared":
+        config.train.vq_batch = "shared"
     gflop = _gflop(kind, config, args.infer_batch)
     images = _images(kind, config, args.infer_batch)
     t0 = time.perf_counter()
@@ -235,13 +247,13 @@ def bench_kind(args, kind: str, size: int, widths) -> dict:
     peers, ratios = [], []
     for i in range(n_pairs):
         ours.append(_summary(*_timed(runner.once, args.steps), images, gflop))
-        line = (f"  {kind:6s} {size:4d}px  ours {ours[-1]['images_per_s']:7.3f} img/s "
+        line = (f"  {kind:13s} {size:4d}px  ours {ours[-1]['images_per_s']:7.3f} img/s "
                 f"({ours[-1]['median_s']:.3f} s/call, {ours[-1]['gflops']:.1f} GFLOP/s, "
                 f"others used {_fmt_load(ours[-1]['other_load'])})")
         if args.vs_peer and kind != "stage1":
             peers.append(_peer(args, kind, size))
             ratios.append(peers[-1]["median_s"] / ours[-1]["median_s"])
-            line += (f"\n  {'':6s} {'':4s}    peer {peers[-1]['images_per_s']:7.3f} img/s "
+            line += (f"\n  {'':13s} {'':4s}    peer {peers[-1]['images_per_s']:7.3f} img/s "
                      f"({peers[-1]['median_s']:.3f} s/call, {peers[-1]['gflops']:.1f} GFLOP/s, "
                      f"others used {_fmt_load(peers[-1]['other_load'])})  "
                      f"pair {i + 1}: ratio {ratios[-1]:.2f}")
@@ -253,9 +265,9 @@ def bench_kind(args, kind: str, size: int, widths) -> dict:
     out["device_peak_mib"] = device_peak_mib()
     if ratios:
         out.update(peer=peers, ratios=ratios, median_ratio=statistics.median(ratios))
-        print(f"  {kind:6s} {size:4d}px  median ratio peer/ours over {len(ratios)} pairs: "
+        print(f"  {kind:13s} {size:4d}px  median ratio peer/ours over {len(ratios)} pairs: "
               f"{out['median_ratio']:.2f} (> 1: ours faster)", flush=True)
-    print(f"  {kind:6s} {size:4d}px  first call {first_s:.1f} s (compile ~{out['compile_s']:.1f} s)"
+    print(f"  {kind:13s} {size:4d}px  first call {first_s:.1f} s (compile ~{out['compile_s']:.1f} s)"
           f", peak RSS {out['peak_rss_mib']:.0f} MiB"
           + (f", device peak {out['device_peak_mib']:.0f} MiB" if out["device_peak_mib"] else ""),
           flush=True)
@@ -322,7 +334,7 @@ def main(argv=None) -> dict:
     elif args.data:
         results["runs"].append(bench_data(args))
     for size in args.sizes:
-        for kind in ("stage2", "stage1", "infer"):
+        for kind in KINDS:
             if kind in only:
                 results["runs"].append(bench_kind(args, kind, size, widths))
     if args.json:

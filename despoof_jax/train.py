@@ -189,10 +189,12 @@ def load_frozen_dq(config, workdir: str, sharding) -> state_lib.FrozenNet:
 def train_ds(config, workdir: str, dp: DataParallel) -> dict:
     """Stage 2: DS Net and VQ Net through the frozen DQ Net."""
     dq = load_frozen_dq(config, workdir, dp.replicated)
+    n_batches = train_step.stage2_batches(config)   # 2, or 1 with train.vq_batch = "shared"
     return _run_stage(
         "ds", config, workdir, dp, init_fn=state_lib.init_stage2,
-        total_steps=config.train.stage2_steps, batches_per_step=2, frozen=dq,
-        make_step=lambda: dp.wrap(train_step.bind_stage2(config), batch_args=(2, 3), n_args=5))
+        total_steps=config.train.stage2_steps, batches_per_step=n_batches, frozen=dq,
+        make_step=lambda: dp.wrap(train_step.bind_stage2(config),
+                                  batch_args=tuple(range(2, 2 + n_batches)), n_args=3 + n_batches))
 
 
 ALL_FOLDS = -1

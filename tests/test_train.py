@@ -78,9 +78,11 @@ def test_stage2_needs_stage1(synthetic_data_dir, tmp_path):
         train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_whole_pipeline_with_shard_map(synthetic_data_dir, tmp_path):
+def test_whole_pipeline_with_shard_map_and_one_batch_stage2(synthetic_data_dir, tmp_path):
+    # the other pipeline tests run pmap and the paper's two-batch stage 2
     config = smoke_config(synthetic_data_dir, parallel="shard_map",
-                          **{"train.stage1_steps": 2, "train.stage2_steps": 2})
+                          **{"train.stage1_steps": 2, "train.stage2_steps": 2,
+                             "train.vq_batch": "shared"})
     out = train.train_and_evaluate(config, str(tmp_path))
     assert out["dq"]["step"] == 2 and out["ds"]["step"] == 2
     for name in ("metrics.json", "table2.md", "model.json", "scores_test.csv",

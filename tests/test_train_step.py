@@ -112,3 +112,35 @@ def test_stage1_step_learns_depth_on_a_fixed_batch():
         first = float(m["dq_pretrain"]) if first is None else first
     assert float(m["dq_pretrain"]) < 0.7 * first
     assert int(s1.step) == 15
+
+
+def test_one_batch_step_equals_the_two_batch_step_on_one_batch(setup):
+    """train.vq_batch = "shared" runs DS Net's forward once for both halves: it must compute what
+    the paper's two-batch step computes when both batches are the same batch (after the VQ
+    update DS Net's params are unchanged, so the second forward would repeat the first)."""
+    config, s2, dq, (ba, _) = setup
+    shared = config.copy_and_resolve_references()
+    with shared.unlocked():
+        shared.train.vq_batch = "shared"
+    assert train_step.stage2_batches(config) == 2 and train_step.stage2_batches(shared) == 1
+    rng = jax.random.key(3)
+    want, want_m = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))(
+        s2, dq, ba, ba, rng)
+    got, got_m = jax.jit(functools.partial(train_step.bind_stage2(shared), axis_name=None))(
+        s2, dq, ba, rng)
+    assert _tree_max_diff(got, want) < 1e-5
+    assert set(got_m) == set(want_m)
+    for k in want_m:
+        assert abs(float(got_m[k]) - float(want_m[k])) < 1e-5, k
+    # and the one-batch step is a different step when the paper's batches differ
+    other, _ = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))(
+        s2, dq, setup[3][1], ba, rng)
+    assert _tree_max_diff(other.vq.params, want.vq.params) > 1e-5
+
+
+def test_unknown_vq_batch_mode_is_refused(setup):
+    config = setup[0].copy_and_resolve_references()
+    with config.unlocked():
+        config.train.vq_batch = "both"
+    with pytest.raises(ValueError, match="vq_batch"):
+        train_step.bind_stage2(config)
