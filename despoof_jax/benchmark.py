@@ -267,7 +267,8 @@ def bench_kind(args, kind: str, size: int, widths) -> dict:
         out.update(peer=peers, ratios=ratios, median_ratio=statistics.median(ratios))
         print(f"  {kind:13s} {size:4d}px  median ratio peer/ours over {len(ratios)} pairs: "
               f"{out['median_ratio']:.2f} (> 1: ours faster)", flush=True)
-    print(f"  {kind:13s} {size:4d}px  first call {first_s:.1f} s (compile ~{out['compile_s']:.1f} s)"
+    print(f"  {kind:13s} {size:4d}px  first call {first_s:.1f} s "
+          f"(compile ~{out['compile_s']:.1f} s)"
           f", peak RSS {out['peak_rss_mib']:.0f} MiB"
           + (f", device peak {out['device_peak_mib']:.0f} MiB" if out["device_peak_mib"] else ""),
           flush=True)

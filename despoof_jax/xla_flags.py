@@ -1,6 +1,7 @@
 """XLA:CPU kernel choice, applied through XLA_FLAGS before the JAX backend starts.
 
-`ynn` routes XLA:CPU convolutions and dots to YNNPACK (`--xla_cpu_experimental_ynn_fusion_type=dot`).
+`ynn` routes XLA:CPU convolutions and dots to YNNPACK
+(`--xla_cpu_experimental_ynn_fusion_type=dot`).
 Measured on 2 CPU cores (README, Performance): DQ Net's 128 -> 196 conv at 256 px runs forward at
 165 GFLOP/s instead of 106 and its weight gradient at 155 instead of 13, which makes stage 1 (DQ
 Net training) several times faster; the stage-2 step gains 3-5 %. Results agree with XLA's
