@@ -1,119 +1,20 @@
 """The paper's setting (Sec. 4.1) on the embedded synthetic world, 256 px.
 
-    python -m despoof_jax.main --config=configs/default.py --workdir=/tmp/despoof
+    despoof train --config=configs/default.py --workdir=/tmp/despoof
 
 Variants: `--config=configs/default.py:smoke` (a one-minute run at 64 px with narrow nets, for
 tests and a first look). Any field can be overridden: `--config.train.stage2_steps=5000`;
 a misspelt field is an error (the config is locked).
 """
-import ml_collections
+from despoof_jax import config as config_lib
 
 
-def base_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-
-    c.data = ml_collections.ConfigDict()
-    c.data.dataset = "synthetic_spoof"     # the TFDS builder (despoof_jax/data/<name>)
-    c.data.builder_config = "s256"         # builder config: size and number of identities
-    c.data.data_dir = ""                   # "" = ~/tensorflow_datasets (or $TFDS_DATA_DIR)
-    c.data.image_size = 256                # the network input, H = W (multiple of 8)
-    c.data.protocol = "intra"
-    c.data.fold = 0                        # -1 = every fold of the protocol (mean +- std)
-    c.data.test_dataset = ""               # cross-dataset testing (Table 5): "" = data.dataset
-    # Table 3 degradations, applied to every split's images (labels untouched): 0 = off.
-    c.data.degrade_size = 0                # down-sample to this side, then back up (resolution)
-    c.data.blur_sigma = 0.0                # Gaussian blur, std in pixels of the input size
-    c.data.worker_count = 0                # grain worker processes (0 = in the main process)
-    c.data.prefetch = 2                    # batches kept ready ahead of the step
-
-    c.model = ml_collections.ConfigDict()
-    c.model.ds_width = 1.0                 # channel multipliers of Table 1 (1.0 = the paper)
-    c.model.dq_width = 1.0
-    c.model.vq_width = 1.0
-    c.model.vq_dropout = 0.2
-    # Activations and matmuls in "float32" or "bfloat16" (params, optimizer state, BatchNorm
-    # statistics and losses stay float32). bfloat16 is the accelerator path; on CPU it is slower.
-    c.model.compute_dtype = "float32"
-    # BatchNorm running averages (used at evaluation): the paper is silent; 0.99 suits long runs.
-    # Short runs need a faster average: after n steps the initial (0, 1) statistics still weigh
-    # momentum**n, 0.22 after 150 steps at 0.99, and evaluation sees skewed features.
-    c.model.bn_momentum = 0.99
-
-    c.loss = ml_collections.ConfigDict()
-    # Eq. 7: J_T = J_z + l1 J_m + l2 J_r + l3 J_DQ + l4 J_VQ (Sec. 4.1: 3, 0.005, 0.1, 0.016).
-    # J_z has no lambda in Eq. 7; its weight (1 = the paper) exists so the ablation of Sec. 4.2
-    # can remove it. Any weight 0 removes its term.
-    c.loss.zero_one_map = 1.0
-    c.loss.magnitude = 3.0
-    c.loss.repetitive = 0.005
-    c.loss.dq = 0.1
-    c.loss.vq = 0.016
-    c.loss.repetitive_k_at_256 = 64        # k of the repetitive loss, scaled with image_size
-
-    c.train = ml_collections.ConfigDict()
-    c.train.batch_size = 6                 # global batch (Sec. 4.1)
-    c.train.learning_rate = 3e-5           # Adam (Sec. 4.1)
-    c.train.adam_eps = 1e-8                # the paper is silent; TensorFlow's default
-    c.train.stage1_steps = 20000           # DQ Net pretraining
-    c.train.stage2_steps = 40000           # DS + VQ; each step consumes two batches
-    # "separate": VQ update and DS update on two batches, as the paper says (Sec. 3.3);
-    # "shared": one batch and one DS forward for both halves (what the PyTorch peer computes,
-    # ~7 % faster at 256 px on CPU, half the data per step). See train_step.stage2_step_one_batch.
-    c.train.vq_batch = "separate"
-    c.train.baseline_steps = 0             # binary-CNN baseline; 0 = stage1 + stage2 steps
-    c.train.log_every = 50
-    c.train.checkpoint_every = 500
-    c.train.keep_checkpoints = 3
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.batch_size = 32
-    c.eval.fusion = "average"              # Table 2: average of the noise and depth scores
-    c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
-
-    # "despoof" (the paper), or a baseline on the same pipeline (`despoof_jax/baselines.py`):
-    # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).
-    c.method = "despoof"
-    c.parallel = "pmap"                    # or "shard_map": the same step under jit(shard_map)
-    c.mode = "all"                         # all | dq | ds | eval
-    return c
-
-
-def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """64 px, narrow nets, a few dozen steps: exercises every code path in about a minute."""
-    c.data.builder_config = "s64_small"
-    c.data.image_size = 64
-    c.model.ds_width = 0.5
-    c.model.dq_width = 0.125
-    c.model.vq_width = 0.5
-    c.model.bn_momentum = 0.9
-    c.train.batch_size = 8
-    c.train.learning_rate = 1e-3
-    c.train.stage1_steps = 20
-    c.train.stage2_steps = 20
-    c.train.log_every = 5
-    c.train.checkpoint_every = 10
-    c.eval.batch_size = 16
-    return c
-
-
-def parse_variant(arg: str, variants, config_file: str) -> tuple[str, bool]:
-    """"name" or "name,smoke" -> (name, smoke?) for the experiment configs; "" is variants[0]."""
-    parts = [p for p in (arg or "").split(",") if p]
-    smoke_flag = "smoke" in parts
-    names = [p for p in parts if p != "smoke"]
-    if len(names) > 1 or (names and names[0] not in variants):
-        raise ValueError(f"unknown variant {arg!r} of {config_file}; expected one of "
-                         f"{list(variants)}, optionally followed by ',smoke'")
-    return (names[0] if names else variants[0]), smoke_flag
-
-
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    c = base_config()
+def get_config(arg: str = ""):
+    """The paper's setting (`despoof_jax.config.base_config`: every field, with its reason)."""
+    c = config_lib.base_config()
     if arg == "smoke":
-        c = smoke(c)
+        c = config_lib.smoke(c)
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of configs/default.py; expected '' or 'smoke'")
     c.lock()   # a misspelt --config.field= override fails instead of being ignored
     return c
-

@@ -4,23 +4,24 @@ out) and unseen_medium_device (P4, 6 folds). Multi-fold protocols run every fold
 (`data.fold = -1`), each in WORKDIR/fold<k>/ with its own dev threshold, and report mean ± std in
 WORKDIR/eval/table2.md.
 
-    python -m despoof_jax.main --config=configs/protocol_synthetic.py:unseen_medium --workdir=workdir/p2_unseen_medium
-    python -m despoof_jax.main --config=configs/protocol_synthetic.py:unseen_device --workdir=workdir/p3_unseen_device
-    python -m despoof_jax.main --config=configs/protocol_synthetic.py:unseen_medium_device --workdir=workdir/p4_unseen_medium_device
+    despoof train --config=configs/protocol_synthetic.py:unseen_medium --workdir=workdir/p2_unseen_medium
+    despoof train --config=configs/protocol_synthetic.py:unseen_device --workdir=workdir/p3_unseen_device
+    despoof train --config=configs/protocol_synthetic.py:unseen_medium_device --workdir=workdir/p4_unseen_medium_device
 
 Append ",smoke" for the smoke scale; `--config.data.fold=2` runs one fold only.
 """
-from configs import default, quickstart
+from despoof_jax import config as config_lib
 from despoof_jax.data import protocols
 
 VARIANTS = ("intra", "unseen_medium", "unseen_device", "unseen_medium_device")
 
 
 def get_config(arg: str = ""):
-    name, smoke = default.parse_variant(arg, VARIANTS, "configs/protocol_synthetic.py")
-    c = quickstart.get_config()
+    name, smoke = config_lib.parse_variant(arg, VARIANTS, "configs/protocol_synthetic.py")
+    c = config_lib.quickstart_scale(config_lib.base_config())
     if smoke:
-        c = default.smoke(c)
+        c = config_lib.smoke(c)
     c.data.protocol = name
     c.data.fold = -1 if len(protocols.get_protocol(name).folds) > 1 else 0
+    c.lock()
     return c

@@ -1,6 +1,6 @@
 """The README's main job: the whole method on the embedded synthetic world in ~15 min on 2 CPU cores.
 
-    python -m despoof_jax.main --config=configs/quickstart.py --workdir=workdir/quickstart
+    despoof train --config=configs/quickstart.py --workdir=workdir/quickstart
 
 Builds the `s64_quick` synthetic dataset (cached under $TFDS_DATA_DIR or ~/tensorflow_datasets),
 pretrains DQ Net, trains DS Net + VQ Net, evaluates on the `intra` protocol and writes
@@ -12,25 +12,12 @@ narrower DQ/DS/VQ nets, because XLA's weight-gradient convolutions run at ~5 GFL
 converges. The losses, their weights (3, 0.005, 0.1, 0.016), k (scaled: 16 at 64 px) and the
 two-stage schedule are the paper's.
 """
-from configs import default
+from despoof_jax import config as config_lib
 
 
 def get_config(arg: str = ""):
-    c = default.base_config()
-    c.data.builder_config = "s64_quick"
-    c.data.image_size = 64
-    c.model.ds_width = 0.5
-    c.model.dq_width = 0.25
-    c.model.vq_width = 0.5
-    c.model.bn_momentum = 0.9    # a few hundred steps: see configs/default.py
-    c.train.batch_size = 8
-    c.train.learning_rate = 1e-3
-    c.train.stage1_steps = 400
-    c.train.stage2_steps = 400
-    c.train.log_every = 25
-    c.train.checkpoint_every = 100
-    c.eval.batch_size = 60
     if arg:
         raise ValueError(f"configs/quickstart.py has no variant {arg!r}")
+    c = config_lib.quickstart_scale(config_lib.base_config())
     c.lock()
     return c

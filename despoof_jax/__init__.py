@@ -1,7 +1,7 @@
 """despoof_jax: Face De-Spoofing (Jourabloo, Liu, Liu, ECCV 2018) in JAX/Flax.
 
 The public API, loaded lazily so that `import despoof_jax` (and the standalone serving loader,
-`despoof_jax.serving_loader`) pulls in neither flax nor the training code:
+`despoof_jax.serving.serving_loader`) pulls in neither flax nor the training code:
 
     model = despoof_jax.load(workdir)          # DS Net, DQ Net, config, dev threshold
     model.decompose(images)                    # live estimate, noise, depth, 0\\1 map, score
@@ -12,17 +12,18 @@ The public API, loaded lazily so that `import despoof_jax` (and the standalone s
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load": "despoof_jax.api", "DespoofModel": "despoof_jax.api", "Scores": "despoof_jax.api",
-    "Decomposition": "despoof_jax.api", "ModelLoadError": "despoof_jax.api",
-    "InputError": "despoof_jax.api", "export_model": "despoof_jax.export",
-    "train_and_evaluate": "despoof_jax.train", "evaluate": "despoof_jax.evaluate",
+    "load": "despoof_jax.serving.model", "DespoofModel": "despoof_jax.serving.model",
+    "Scores": "despoof_jax.serving.model", "Decomposition": "despoof_jax.serving.model",
+    "ModelLoadError": "despoof_jax.serving.model", "InputError": "despoof_jax.serving.model",
+    "export_model": "despoof_jax.serving.export",
+    "train_and_evaluate": "despoof_jax.experiment", "evaluate": "despoof_jax.evaluation.evaluate",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib   # noqa: PLC0415
+        import importlib  # noqa: PLC0415 (the API loads lazily: see the docstring)
         module = importlib.import_module(_EXPORTS[name])
         return getattr(module, "evaluate" if name == "evaluate" else name)
     raise AttributeError(f"module 'despoof_jax' has no attribute {name!r}")

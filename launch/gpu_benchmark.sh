@@ -31,7 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/nvi
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 run() {   # name, then benchmark arguments
   local name=$1; shift
-  timeout 1200 "$py" -m despoof_jax.benchmark --cpu-kernels default --json "$out/$name.json" "$@" \
+  timeout 1200 "$py" -m despoof_jax.cli --cpu-kernels default benchmark --json "$out/$name.json" "$@" \
     2>&1 | tee "$out/$name.log"
 }
 run f32 --sizes 128 256 --steps 20 --warmup 3 --dtype float32

@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 @pytest.fixture
 def optimized():
     """Full XLA optimisation for the duration of a test that runs many steps."""
-    import jax   # noqa: PLC0415
+    import jax  # noqa: PLC0415
     old = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
     yield
@@ -33,7 +33,7 @@ def optimized():
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
     """A TFDS data dir holding the `s64_small` synthetic dataset, built once per session."""
-    from despoof_jax.data import synthetic_spoof   # noqa: PLC0415
+    from despoof_jax.data.builders import synthetic_spoof  # noqa: PLC0415
     d = tmp_path_factory.mktemp("tfds")
     synthetic_spoof.prepare("s64_small", d)
     return str(d)
@@ -45,10 +45,13 @@ def smoke_workdirs(synthetic_data_dir, tmp_path_factory):
     `ablation`: configs/ablation_loss.py:no_zero_one_map,smoke for 2 + 2 steps (a de-spoofing
     run with the 0\\1 map loss removed); `cnn`: configs/baseline_cnn.py:smoke for 2 steps;
     `depth`: configs/baseline_depth.py:smoke evaluated on the ablation run's stage-1 DQ Net."""
-    import shutil   # noqa: PLC0415
+    import shutil  # noqa: PLC0415
 
-    from configs import ablation_loss, baseline_cnn, baseline_depth   # noqa: PLC0415
-    from despoof_jax import train   # noqa: PLC0415
+    from tests.util import config_module
+    ablation_loss = config_module("ablation_loss")
+    baseline_cnn = config_module("baseline_cnn")
+    baseline_depth = config_module("baseline_depth")
+    from despoof_jax import experiment  # noqa: PLC0415
     root = tmp_path_factory.mktemp("smoke_workdirs")
 
     def configure(c, **train_fields):
@@ -61,12 +64,31 @@ def smoke_workdirs(synthetic_data_dir, tmp_path_factory):
         return c
 
     dirs = {name: str(root / name) for name in ("ablation", "cnn", "depth")}
-    train.train_and_evaluate(configure(ablation_loss.get_config("no_zero_one_map,smoke")),
+    experiment.train_and_evaluate(configure(ablation_loss.get_config("no_zero_one_map,smoke")),
                              dirs["ablation"])
-    train.train_and_evaluate(configure(baseline_cnn.get_config("smoke"), baseline_steps=2),
+    experiment.train_and_evaluate(configure(baseline_cnn.get_config("smoke"), baseline_steps=2),
                              dirs["cnn"])
     shutil.copytree(os.path.join(dirs["ablation"], "dq"), os.path.join(dirs["depth"], "dq"))
     c = configure(baseline_depth.get_config("smoke"))
     c.mode = "eval"
-    train.train_and_evaluate(c, dirs["depth"])
+    experiment.train_and_evaluate(c, dirs["depth"])
     return dirs
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(synthetic_data_dir, tmp_path_factory):
+    """A smoke model (4 + 4 steps) trained and evaluated once per session through the `despoof`
+    command line, with a profile of one step; shared by the serving tests (library, CLI,
+    export) and the run-observation tests."""
+    import jax  # noqa: PLC0415 (after the XLA flags set above)
+
+    from despoof_jax import cli  # noqa: PLC0415 (after the XLA flags set above)
+    from tests.util import CONFIGS  # noqa: PLC0415 (after the XLA flags set above)
+    workdir = tmp_path_factory.mktemp("api_model") / "workdir"
+    jax.config.update("jax_disable_most_optimizations", True)   # compile time dominates here
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={workdir}", f"--config.data.data_dir={synthetic_data_dir}",
+                   "--config.train.stage1_steps=4", "--config.train.stage2_steps=4",
+                   "--config.train.log_every=2", "--config.train.profile_steps=1"])
+    assert rc == 0
+    return str(workdir)

@@ -9,8 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from despoof_jax import evaluate, metrics, scores, state as state_lib, train
-from despoof_jax.data import synthetic, synthetic_spoof
+from despoof_jax import experiment
+from despoof_jax.data import synthetic
+from despoof_jax.data.builders import synthetic_spoof
+from despoof_jax.evaluation import evaluate, metrics, scores
+from despoof_jax.training import state as state_lib
 from tests.util import tiny_config
 
 
@@ -38,7 +41,7 @@ def test_short_training_beats_chance_and_the_untrained_model(e2e_data, tmp_path,
     fresh = evaluate.evaluate(config, str(tmp_path / "untrained"),
                               ds=state_lib.FrozenNet(s2.ds.params, s2.ds.batch_stats),
                               dq=state_lib.frozen_dq_from_stage1(s1))
-    out = train.train_and_evaluate(config, str(tmp_path / "trained"))["eval"]
+    out = experiment.train_and_evaluate(config, str(tmp_path / "trained"))["eval"]
     fusion = config.eval.fusion
     trained_acer = out["fusions"][fusion]["frame"]["acer"]
     untrained_acer = fresh["fusions"][fusion]["frame"]["acer"]

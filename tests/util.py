@@ -1,8 +1,24 @@
 """Shared helpers of the test suite: tiny configs and synthetic batches."""
 from __future__ import annotations
 
-from configs import default
+import importlib.util
+import pathlib
+
 from despoof_jax.data.pipeline import random_batch  # noqa: F401 (re-exported for tests)
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_module(name: str):
+    """configs/<name>.py loaded by path, as `despoof train --config=` does (configs/ is not a
+    package: a config file loads from anywhere)."""
+    spec = importlib.util.spec_from_file_location(f"despoof_config_{name}", CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+default = config_module("default")
 
 
 def tiny_config(size: int = 32, **overrides):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 
+import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
-from despoof_jax.data import protocols
+from despoof_jax.data import pipeline, protocols
+from despoof_jax.data.builders import synthetic_spoof
 
 DATASETS = ("synthetic_spoof",)
 
@@ -42,7 +45,6 @@ def _no_builder(name: str) -> ValueError:
 
 def degradation(data_config: ml_collections.ConfigDict):
     """The config's Table 3 image degradation (`pipeline.Degradation`), or None when off."""
-    from despoof_jax.data import pipeline   # noqa: PLC0415
     d = pipeline.Degradation(size=int(data_config.get("degrade_size", 0) or 0),
                              blur_sigma=float(data_config.get("blur_sigma", 0.0) or 0.0))
     return d if d.active else None
@@ -68,7 +70,6 @@ def data_dir(data_config: ml_collections.ConfigDict) -> str:
 def load_split(data_config: ml_collections.ConfigDict, split: str):
     """(source, metadata) of `split`, building the dataset on first use when it is generated."""
     if data_config.dataset == "synthetic_spoof":
-        from despoof_jax.data import synthetic_spoof   # noqa: PLC0415 (registers the builder)
         d = data_dir(data_config)
         source = synthetic_spoof.load_source(data_config.builder_config, d, split)
         meta = synthetic_spoof.load_metadata(data_config.builder_config, d, split)
@@ -84,8 +85,6 @@ def load_split(data_config: ml_collections.ConfigDict, split: str):
 def prepare(data_config: ml_collections.ConfigDict) -> None:
     """Builds a generated dataset once before training. Multi-host: process 0 builds while the
     others wait at a barrier, since concurrent builds into one data_dir would race."""
-    import jax   # noqa: PLC0415
-    from jax.experimental import multihost_utils   # noqa: PLC0415
     if jax.process_index() == 0:
         for split in ("train", "dev", "test"):
             load_split(for_split(data_config, split), split)

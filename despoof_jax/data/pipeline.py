@@ -31,6 +31,8 @@ from typing import Any, Iterator, Optional, Sequence
 
 import grain.python as grain
 import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 # Side of the label maps relative to the image: DQ Net and the 0\1 map head emit S/8 x S/8.
 LABEL_STRIDE = 8
@@ -116,12 +118,10 @@ def degrade(image: np.ndarray, degradation: Optional[Degradation]) -> np.ndarray
     out = np.asarray(image, np.float32)
     s = out.shape[0]
     if degradation.size:
-        from PIL import Image   # noqa: PLC0415
         low = Image.fromarray(np.asarray(image, np.uint8)).resize(
             (degradation.size, degradation.size), Image.BILINEAR)
         out = np.asarray(low.resize((s, s), Image.BILINEAR), np.float32)
     if degradation.blur_sigma > 0:
-        from scipy.ndimage import gaussian_filter   # noqa: PLC0415
         out = gaussian_filter(out, sigma=(degradation.blur_sigma, degradation.blur_sigma, 0),
                               mode="reflect")
     return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -6,7 +6,7 @@ import pytest
 from etils import epath
 
 from despoof_jax.data import synthetic
-from despoof_jax.data import synthetic_spoof as ss
+from despoof_jax.data.builders import synthetic_spoof as ss
 
 CONFIG = "s64_small"
 

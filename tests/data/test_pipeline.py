@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from despoof_jax.data import pipeline
-from despoof_jax.data import synthetic_spoof as ss
+from despoof_jax.data.builders import synthetic_spoof as ss
 
 CONFIG, SIZE = "s64_small", 64
 

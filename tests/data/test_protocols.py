@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from despoof_jax.data import protocols, synthetic
-from despoof_jax.data import synthetic_spoof as ss
+from despoof_jax.data.builders import synthetic_spoof as ss
 
 CONFIG = "s64_small"
 N_SPECIES = len(synthetic.SPECIES)

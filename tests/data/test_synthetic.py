@@ -12,8 +12,13 @@ import sys
 import numpy as np
 import pytest
 
-from despoof_jax.data.synthetic import N_CAPTURE_DEVICES, SPECIES, make_example, make_registered_pair
-from despoof_jax.data.synthetic import faces
+from despoof_jax.data.synthetic import (
+    N_CAPTURE_DEVICES,
+    SPECIES,
+    faces,
+    make_example,
+    make_registered_pair,
+)
 from despoof_jax.data.synthetic._util import rng_for
 
 SEED = 7

@@ -1,0 +1,236 @@
+"""The `despoof` subcommands' bodies (`cli.py` parses the arguments and picks the XLA:CPU
+kernels before this module, and with it JAX, is imported)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sys
+import warnings
+from typing import Optional
+
+import jax
+import numpy as np
+from absl import logging
+
+from despoof_jax import config as config_lib
+from despoof_jax import experiment
+from despoof_jax.evaluation import analysis, plots
+from despoof_jax.evaluation import medium as medium_lib
+from despoof_jax.evaluation import report as report_lib
+from despoof_jax.serving import export as export_lib
+from despoof_jax.serving import inputs
+from despoof_jax.serving import model as api
+from despoof_jax.serving.inputs import InputError
+from despoof_jax.tools import benchmark as benchmark_lib
+from despoof_jax.training import observe
+from despoof_jax.training.workdir import Workdir
+
+
+class QuietLibraries:
+    """Drops orbax's and TFDS's INFO chatter from the log; their warnings still show."""
+
+    def filter(self, record):
+        noisy = ("orbax", "tensorflow_datasets", "etils")
+        return record.levelno >= 30 or not any(n in record.pathname for n in noisy)
+
+
+def train(args) -> int:
+    """`despoof train`: `experiment.train_and_evaluate` of a config file with overrides."""
+    logging.set_verbosity(logging.INFO)
+    logging.use_absl_handler()
+    logging.get_absl_handler().addFilter(QuietLibraries())
+    try:
+        config = config_lib.load_file(args.config, args.overrides)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.multihost:
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    logging.info("devices: %d (%d local), process %d of %d", jax.device_count(),
+                 jax.local_device_count(), jax.process_index(), jax.process_count())
+    out = experiment.train_and_evaluate(config, args.workdir)
+    if "eval" in out and jax.process_index() == 0:
+        print(json.dumps(summary_line(config, out["eval"])))
+    return 0
+
+
+def summary_line(config, table: dict) -> dict:
+    """The one-line result a run prints: the default score's test metrics at the dev threshold."""
+    how = table.get("default_fusion") or config.eval.fusion
+    r = table["fusions"][how]["frame"]
+    cell = (lambda v: v["mean"] if isinstance(v, dict) else v)
+    return {"protocol": config.data.protocol, "fusion": how,
+            **{k: cell(r[k]) for k in ("apcer", "bpcer", "acer", "hter", "auc")}}
+
+
+def report(args) -> int:
+    """`despoof report`: report.md of one or more workdirs."""
+    out = args.out or (str(Workdir(args.workdirs[0]).root / "report")
+                       if len(args.workdirs) == 1 else "report")
+    print(report_lib.build(args.workdirs, out, medium=args.medium))
+    return 0
+
+
+def medium(args) -> int:
+    """`despoof medium`: the Sec. 4.4 analysis of each workdir, into its eval/medium/."""
+    for w in args.workdirs:
+        wd = Workdir(w)
+        r = medium_lib.analyze(wd.read_config(), wd, max_per_species=args.max_per_species)
+        print(json.dumps({"workdir": w, **{k: r[k].get("accuracy") for k in ("svm_3", "svm_5")}}))
+    return 0
+
+
+def benchmark(args) -> int:
+    """`despoof benchmark`: prints the figures (and writes --json)."""
+    benchmark_lib.run(args)
+    return 0
+
+
+COLUMNS = ("path", "frame", "score", "decision", "score_noise", "score_map", "score_depth")
+CHUNK = 64   # crops held in memory before a batch is scored
+
+
+def _name(path: str, frame: Optional[int]) -> str:
+    return path if frame is None else f"{path}#frame={frame}"
+
+
+def _png_name(index: int, path: str, frame: Optional[int]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(os.path.basename(path))[0])
+    return f"{index:05d}_{stem}" + ("" if frame is None else f"_f{frame:06d}") + ".png"
+
+
+def _visualize(d, i: int, title: str, path: str) -> None:
+    noise = d.noise_rgb[i]
+    depth = d.depth[i, ..., 0]
+    row = [d.input_rgb[i], plots.noise_to_image(noise), d.live_image[i],
+           np.clip(depth, 0.0, 1.0), analysis.fft_log_magnitude(noise)]
+    plots.image_grid([row], [title], ["input", "noise x5+128", "live = I - N", "depth",
+                                      "|FFT| noise"], path)
+
+
+class _Scorer:
+    """Scores crops in chunks, keeps rows and failures, writes visualisations."""
+
+    def __init__(self, model, args):
+        self.model, self.args = model, args
+        self.rows, self.failures = [], []
+        self.pending = []   # (path, frame, prepared [S, S, 3])
+        self.count = 0
+
+    def add(self, path: str, frame: Optional[int], img: np.ndarray):
+        name = _name(path, frame)
+        try:
+            prepared = self.model.prepare([img], names=[name],
+                                          allow_upsample=self.args.allow_upsample)[0]
+        except InputError as e:
+            self.fail(name, str(e))
+            return
+        self.pending.append((path, frame, prepared))
+        if len(self.pending) >= CHUNK:
+            self.flush()
+
+    def fail(self, name: str, message: str):
+        message = message if message.startswith(name) else f"{name}: {message}"
+        self.failures.append((name, message))
+        print(f"FAILED {message}", file=sys.stderr)
+
+    def flush(self):
+        if not self.pending:
+            return
+        batch = np.stack([p[2] for p in self.pending])
+        vis = self.args.visualize
+        d = self.model.decompose(batch) if vis else self.model.score(batch)
+        for i, (path, frame, _) in enumerate(self.pending):
+            row = {"path": path, "frame": frame, "score": float(d.score[i]),
+                   "decision": "attack" if d.is_attack[i] else "live",
+                   **{f"score_{c}": float(d.components[c][i]) for c in ("noise", "map", "depth")}}
+            self.rows.append(row)
+            if vis:
+                out = os.path.join(vis, _png_name(self.count, path, frame))
+                _visualize(d, i, f"{os.path.basename(_name(path, frame))}: {row['decision']} "
+                                 f"({row['score']:.3g})", out)
+            self.count += 1
+        self.pending = []
+
+
+def _print_table(rows: list[dict], model) -> None:
+    print(f"# model {model.workdir}: fusion={model.fusion}, threshold={model.threshold:.6g} "
+          "(attack iff score >= threshold)")
+    width = max([len(_name(r["path"], r["frame"])) for r in rows] + [5])
+    print(f"{'input':<{width}}  {'score':>9}  {'decision':<8}  {'noise':>9}  {'map':>9}  "
+          f"{'depth':>9}")
+    for r in rows:
+        print(f"{_name(r['path'], r['frame']):<{width}}  {r['score']:>9.4f}  {r['decision']:<8}  "
+              f"{r['score_noise']:>9.4f}  {r['score_map']:>9.4f}  {r['score_depth']:>9.4f}")
+
+
+def _write_outputs(args, rows, failures, skipped, model):
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": model.workdir, "fusion": model.fusion,
+                       "threshold": model.threshold, "results": rows,
+                       "failures": [{"input": n, "error": m} for n, m in failures],
+                       "skipped": skipped}, f, indent=2)
+    if not (args.csv or args.json):
+        _print_table(rows, model)
+
+
+def score(args) -> int:
+    """`despoof score`: every input scored, failures reported, outputs written."""
+    try:
+        model = api.load(args.model, max_batch=args.max_batch)
+    except api.ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.visualize:
+        os.makedirs(args.visualize, exist_ok=True)
+    files, errors, skipped = inputs.expand_paths(args.paths)
+    scorer = _Scorer(model, args)
+    for path, message in errors:
+        scorer.fail(path, message)
+    for path in skipped:
+        print(f"skipped {path}: not an image or video extension", file=sys.stderr)
+    for path in observe.progress_bar(files, desc="scoring", unit="file"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                for p, frame, img in inputs.iter_inputs(path, every=args.every,
+                                                         allow_gray=args.allow_gray):
+                    scorer.add(p, frame, img)
+            except InputError as e:
+                scorer.fail(path, str(e))
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    scorer.flush()
+    _write_outputs(args, scorer.rows, scorer.failures, skipped, model)
+    print(f"{len(scorer.rows)} scored, {len(scorer.failures)} failed, {len(skipped)} skipped",
+          file=sys.stderr)
+    return 1 if scorer.failures else 0
+
+
+def export(args) -> int:
+    """`despoof export`: the StableHLO serving artifact of an evaluated workdir."""
+    try:
+        model = api.load(args.model)
+    except api.ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sizes = None
+    if args.batch_sizes:
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+    manifest = export_lib.export_model(model, args.out, batch_sizes=sizes,
+                                   platforms=args.platforms.split(","))
+    print(json.dumps({k: manifest[k] for k in ("image_size", "fusion", "threshold", "batch_mode",
+                                               "batch_sizes", "platforms")}))
+    print(f"wrote {args.out}: " + ", ".join(a["file"] for a in manifest["artifacts"]) +
+          ", manifest.json, serving_loader.py", file=sys.stderr)
+    return 0

@@ -1,0 +1,210 @@
+"""Experiment configs' shared parts: the paper's setting and the scales the configs build on.
+
+The files in `configs/` (one per experiment, `get_config(arg)`) import only from here, so any
+config file loads from anywhere, also after a non-editable install:
+
+    base_config()        the paper's setting (Sec. 4.1) on the synthetic world, 256 px
+    smoke(c)             64 px, narrow nets, 20 + 20 steps: every code path in about a minute
+    quickstart_scale(c)  the README's main job: 64 px, narrower nets, 400 + 400 steps
+    parse_variant(...)   "name" / "name,smoke" variant strings of the experiment configs
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+from typing import Sequence
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every field of an experiment config, at the paper's values where the paper gives one."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "synthetic_spoof"     # a TFDS builder (despoof_jax/data/builders/<name>)
+    c.data.builder_config = "s256"         # builder config: size and number of identities
+    c.data.data_dir = ""                   # "" = ~/tensorflow_datasets (or $TFDS_DATA_DIR)
+    c.data.image_size = 256                # the network input, H = W (multiple of 8)
+    c.data.protocol = "intra"
+    c.data.fold = 0                        # -1 = every fold of the protocol (mean +- std)
+    c.data.test_dataset = ""               # cross-dataset testing (Table 5): "" = data.dataset
+    # Table 3 degradations, applied to every split's images (labels untouched): 0 = off.
+    c.data.degrade_size = 0                # down-sample to this side, then back up (resolution)
+    c.data.blur_sigma = 0.0                # Gaussian blur, std in pixels of the input size
+    c.data.worker_count = 0                # grain worker processes (0 = in the main process)
+    c.data.prefetch = 2                    # batches kept ready ahead of the step
+
+    c.model = ml_collections.ConfigDict()
+    c.model.ds_width = 1.0                 # channel multipliers of Table 1 (1.0 = the paper)
+    c.model.dq_width = 1.0
+    c.model.vq_width = 1.0
+    c.model.vq_dropout = 0.2
+    # Activations and matmuls in "float32" or "bfloat16" (params, optimizer state, BatchNorm
+    # statistics and losses stay float32). bfloat16 is the accelerator path; on CPU it is slower.
+    c.model.compute_dtype = "float32"
+    # BatchNorm running averages (used at evaluation): the paper is silent; 0.99 suits long runs.
+    # Short runs need a faster average: after n steps the initial (0, 1) statistics still weigh
+    # momentum**n, 0.22 after 150 steps at 0.99, and evaluation sees skewed features.
+    c.model.bn_momentum = 0.99
+
+    c.loss = ml_collections.ConfigDict()
+    # Eq. 7: J_T = J_z + l1 J_m + l2 J_r + l3 J_DQ + l4 J_VQ (Sec. 4.1: 3, 0.005, 0.1, 0.016).
+    # J_z has no lambda in Eq. 7; its weight (1 = the paper) exists so the ablation of Sec. 4.2
+    # can remove it. Any weight 0 removes its term.
+    c.loss.zero_one_map = 1.0
+    c.loss.magnitude = 3.0
+    c.loss.repetitive = 0.005
+    c.loss.dq = 0.1
+    c.loss.vq = 0.016
+    c.loss.repetitive_k_at_256 = 64        # k of the repetitive loss, scaled with image_size
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 6                 # global batch (Sec. 4.1)
+    c.train.learning_rate = 3e-5           # Adam (Sec. 4.1)
+    c.train.adam_eps = 1e-8                # the paper is silent; TensorFlow's default
+    c.train.stage1_steps = 20000           # DQ Net pretraining
+    c.train.stage2_steps = 40000           # DS + VQ; each step consumes two batches
+    # "separate": VQ update and DS update on two batches, as the paper says (Sec. 3.3);
+    # "shared": one batch and one DS forward for both halves (what the PyTorch peer computes,
+    # ~7 % faster at 256 px on CPU, half the data per step). See training.steps.stage2_step_one_batch.
+    c.train.vq_batch = "separate"
+    c.train.baseline_steps = 0             # binary-CNN baseline; 0 = stage1 + stage2 steps
+    c.train.log_every = 50
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.progress_every_secs = 30.0    # a progress line at least this often (wall clock)
+    c.train.profile_steps = 0             # > 0: a jax.profiler trace of this many steps
+    c.train.tensorboard = True            # event files beside metrics.jsonl
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 32
+    c.eval.fusion = "average"              # Table 2: average of the noise and depth scores
+    c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
+
+    # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):
+    # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).
+    c.method = "despoof"
+    c.parallel = "pmap"                    # or "shard_map": the same step under jit(shard_map)
+    c.mode = "all"                         # all | dq | ds | eval
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """64 px, narrow nets, a few dozen steps: exercises every code path in about a minute."""
+    c.data.builder_config = "s64_small"
+    c.data.image_size = 64
+    c.model.ds_width = 0.5
+    c.model.dq_width = 0.125
+    c.model.vq_width = 0.5
+    c.model.bn_momentum = 0.9
+    c.train.batch_size = 8
+    c.train.learning_rate = 1e-3
+    c.train.stage1_steps = 20
+    c.train.stage2_steps = 20
+    c.train.log_every = 5
+    c.train.checkpoint_every = 10
+    c.eval.batch_size = 16
+    return c
+
+
+def parse_variant(arg: str, variants, config_file: str) -> tuple[str, bool]:
+    """"name" or "name,smoke" -> (name, smoke?) for the experiment configs; "" is variants[0]."""
+    parts = [p for p in (arg or "").split(",") if p]
+    smoke_flag = "smoke" in parts
+    names = [p for p in parts if p != "smoke"]
+    if len(names) > 1 or (names and names[0] not in variants):
+        raise ValueError(f"unknown variant {arg!r} of {config_file}; expected one of "
+                         f"{list(variants)}, optionally followed by ',smoke'")
+    return (names[0] if names else variants[0]), smoke_flag
+
+
+
+
+def quickstart_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The README's main job (`configs/quickstart.py`): 64 px, narrower DQ/DS/VQ nets, 400 + 400
+    steps and a larger learning rate, so the whole method runs in minutes on 2 CPU cores. The
+    losses, their weights, k (scaled: 16 at 64 px) and the two-stage schedule stay the paper's."""
+    c.data.builder_config = "s64_quick"
+    c.data.image_size = 64
+    c.model.ds_width = 0.5
+    c.model.dq_width = 0.25
+    c.model.vq_width = 0.5
+    c.model.bn_momentum = 0.9    # a few hundred steps: see base_config
+    c.train.batch_size = 8
+    c.train.learning_rate = 1e-3
+    c.train.stage1_steps = 400
+    c.train.stage2_steps = 400
+    c.train.log_every = 25
+    c.train.checkpoint_every = 100
+    c.eval.batch_size = 60
+    return c
+
+
+# ------------------------------------------------------------------ config files and overrides
+def load_file(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`path/to/config.py[:arg]` -> that file's `get_config(arg)`, with `field.sub=value`
+    overrides applied (what `--config=...` and `--config.field=value` mean on the command line).
+
+    The file is loaded by path, as ml_collections' `config_flags` does, so it works from any
+    directory and after a non-editable install (config files import only from `despoof_jax`)."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} not found (expected a configs/*.py file, "
+                                "optionally followed by ':variant')")
+    name = "despoof_config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} has no get_config(arg) function")
+    config = module.get_config(arg) if arg else module.get_config()
+    for o in overrides:
+        apply_override(config, o)
+    return config
+
+
+def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
+    """`"train.stage2_steps=100"` -> config.train.stage2_steps = 100, parsed as the field's type
+    (bool: true/false/1/0; int; float; str; tuples and lists as Python literals). An unknown
+    field is an error, as with a locked config."""
+    key, sep, text = assignment.partition("=")
+    if not sep:
+        raise ValueError(f"config override {assignment!r}: expected field.sub=value")
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise KeyError(f"config override {assignment!r}: no config section {p!r}")
+        node = node[p]
+    if leaf not in node:
+        raise KeyError(f"config override {assignment!r}: no field {key!r} (fields of "
+                       f"{'.'.join(parents) or 'the config'}: {sorted(node.keys())})")
+    node[leaf] = _parse_like(node[leaf], text, key)
+
+
+def _parse_like(current, text: str, key: str):
+    try:
+        if isinstance(current, bool):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, (tuple, list)):
+            return type(current)(ast.literal_eval(text))
+        if current is None:
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return text
+        return text
+    except (ValueError, SyntaxError) as e:
+        raise ValueError(f"--config.{key}={text!r}: cannot be read as "
+                         f"{type(current).__name__} ({e})") from e

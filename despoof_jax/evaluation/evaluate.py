@@ -1,0 +1,266 @@
+"""Evaluate a trained model on the config's protocol: scores, the paper's metrics, figures.
+
+Writes into `<workdir>/eval/` (paths: `training.workdir.Workdir`):
+  scores_dev.csv, scores_test.csv  one row per sample: index, label, species, device, identity,
+                                   video and the component scores (noise, map, depth)
+  metrics.json                     per fusion (Table 2), frame- and video-level: the dev threshold,
+                                   APCER (max and per species), BPCER, ACER, HTER, EER, AUC
+  table2.md                        the fusion table, frame level then video level
+  model.json                       what the library API needs to score new images with the same
+                                   decision rule: fusion statistics (from dev) and the threshold
+  sample_sheet.png                 Fig. 2/5-style sheet: inputs, FFT magnitudes, noise x5 + 128
+                                   and live reconstructions
+The threshold is always chosen on dev and applied unchanged to test (`metrics.evaluate_protocol`).
+
+Multi-fold protocols (`data.fold = -1`, Oulu P3/P4-style): each fold is trained and evaluated in
+`<workdir>/fold<k>/` with its own dev threshold, and `write_fold_summary` writes
+`<workdir>/eval/metrics_folds.json` and `table2.md` with the mean +- std over folds.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+
+import jax
+import numpy as np
+from absl import logging
+from etils import epath
+
+from despoof_jax.data import datasets, pipeline, synthetic
+from despoof_jax.evaluation import analysis, metrics, plots, scores
+from despoof_jax.training import checkpoint, observe
+from despoof_jax.training import state as state_lib
+from despoof_jax.training.workdir import as_workdir
+
+META_COLUMNS = ("label", "species", "device", "identity", "video")
+
+
+def threshold_criterion(spec: str):
+    """config.eval.threshold -> metrics criterion: "eer" or "apcer@0.05" -> ("apcer", 0.05)."""
+    if spec == "eer":
+        return "eer"
+    if spec.startswith("apcer@"):
+        return ("apcer", float(spec.split("@", 1)[1]))
+    raise ValueError(f"eval.threshold={spec!r}; expected 'eer' or 'apcer@<target>' (e.g. "
+                     "'apcer@0.05')")
+
+
+def load_model(config, workdir: str, sharding=None) -> tuple[state_lib.FrozenNet,
+                                                              state_lib.FrozenNet]:
+    """(DS Net, DQ Net) of a workdir's latest checkpoints, as inference trees on the host's
+    first device (or on `sharding`)."""
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    wd = as_workdir(workdir)
+    dq_dir, ds_dir = wd.checkpoints("dq"), wd.checkpoints("ds")
+    s1, _ = checkpoint.restore_state_only(
+        dq_dir, state_lib.abstract(state_lib.init_stage1, config), sharding)
+    s2, _ = checkpoint.restore_state_only(
+        ds_dir, state_lib.abstract(state_lib.init_stage2, config), sharding)
+    return (state_lib.FrozenNet(s2.ds.params, s2.ds.batch_stats),
+            state_lib.frozen_dq_from_stage1(s1))
+
+
+def make_predict(config):
+    """Jitted `predict(ds, dq, rgb)` for the config's nets (compiled once per batch shape)."""
+    ds_model, dq_model, _ = state_lib.make_models(config)
+    return jax.jit(functools.partial(scores.predict, ds_model=ds_model, dq_model=dq_model))
+
+
+def score_split(config, ds, dq, split: str, predict=None) -> dict:
+    """Component scores and metadata of every record of `split` in the protocol: {name: [N]}."""
+    predict = predict or make_predict(config)
+    source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
+    indices = datasets.protocol_indices(config.data, split, meta)
+    keep = {k: [] for k in ("index",) + META_COLUMNS + tuple(
+        f"score_{c}" for c in scores.COMPONENTS)}
+    for batch in pipeline.eval_batches(source, indices, batch_size=config.eval.batch_size,
+                                       size=config.data.image_size,
+                                       degradation=datasets.degradation(config.data)):
+        out = predict(ds, dq, batch["rgb"])
+        valid = batch["valid"]
+        for k in keep:
+            v = out[k] if k.startswith("score_") else batch[k]
+            keep[k].append(np.asarray(v)[valid])
+    return {k: np.concatenate(v) for k, v in keep.items()}
+
+
+def scoreset(split_scores: dict, values: np.ndarray) -> metrics.ScoreSet:
+    return metrics.ScoreSet(scores=values, labels=split_scores["label"],
+                            species=split_scores["species"], video=split_scores["video"],
+                            species_names=synthetic.SPECIES)
+
+
+def write_csv(path, table: dict):
+    """{column: [N]} -> a CSV file (floats with 6 significant digits, the rest as integers)."""
+    names = list(table)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(names)
+    for row in zip(*(table[n] for n in names)):
+        w.writerow([f"{v:.6g}" if isinstance(v, (float, np.floating)) else int(v) for v in row])
+    epath.Path(path).write_text(buf.getvalue())
+
+
+def read_csv(path) -> dict:
+    """A scores_*.csv -> {column: float64 [N]}."""
+    rows = list(csv.reader(io.StringIO(epath.Path(path).read_text())))
+    if len(rows) < 2:
+        raise ValueError(f"{path} has no rows")
+    return {name: np.asarray([float(r[i]) for r in rows[1:]], np.float64)
+            for i, name in enumerate(rows[0])}
+
+
+def fusion_table(dev: dict, test: dict, criterion) -> dict:
+    """metrics per fusion (paper Table 2), frame- and video-level, thresholds from dev."""
+    stats = scores.fusion_stats(dev)
+    results = {}
+    for how in scores.FUSIONS:
+        d = scoreset(dev, scores.fuse(dev, stats, how))
+        t = scoreset(test, scores.fuse(test, stats, how))
+        results[how] = {
+            "frame": metrics.evaluate_protocol(d, t, criterion),
+            "video": metrics.evaluate_protocol(metrics.video_level(d), metrics.video_level(t),
+                                               criterion),
+        }
+    return {"fusion_stats": stats, "fusions": results}
+
+
+TABLE_METRICS = (("apcer", "APCER (%)", 100), ("bpcer", "BPCER (%)", 100),
+                 ("acer", "ACER (%)", 100), ("hter", "HTER (%)", 100), ("eer", "EER (%)", 100),
+                 ("auc", "AUC", 1))
+
+
+def format_cell(value, scale) -> str:
+    """One table cell: a number, or a fold aggregate {"mean", "std"} as "mean ± std"."""
+    if isinstance(value, dict):
+        if value.get("mean") is None:
+            return "-"
+        std = value.get("std")
+        digits = 2 if scale == 100 else 4
+        return (f"{scale * value['mean']:.{digits}f} ± {scale * std:.{digits}f}" if std is not None
+                else f"{scale * value['mean']:.{digits}f}")
+    return f"{scale * value:.2f}" if scale == 100 else f"{value:.4f}"
+
+
+def markdown_table(fusions: dict, level: str = "frame") -> str:
+    """The Table 2-style Markdown table of {fusion: {"frame": metrics, "video": metrics}}, where
+    metrics are `evaluate_protocol` dicts or their `aggregate_folds` (cells "mean ± std")."""
+    lines = ["| score | " + " | ".join(h for _, h, _ in TABLE_METRICS) + " |",
+             "|---|" + "---|" * len(TABLE_METRICS)]
+    for how, r in fusions.items():
+        f = r[level]
+        lines.append(f"| {how} | " + " | ".join(format_cell(f[k], s) for k, _, s in TABLE_METRICS)
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_tables(table: dict) -> str:
+    return "".join(f"**{level} level**\n\n" + markdown_table(table["fusions"], level) + "\n"
+                   for level in ("frame", "video"))
+
+
+def write_fold_summary(fold_tables: list, workdir, **info) -> dict:
+    """Aggregates per-fold `fusion_table`s (each fold thresholded on its own dev set) into mean +-
+    sample std over folds (`metrics.aggregate_folds`) and writes metrics_folds.json and
+    table2.md into the workdir's eval/; returns the summary."""
+    fusions = {}
+    for how in fold_tables[0]["fusions"]:
+        fusions[how] = {level: metrics.aggregate_folds([t["fusions"][how][level]
+                                                        for t in fold_tables])
+                        for level in ("frame", "video")}
+    summary = dict(info, n_folds=len(fold_tables), fusions=fusions)
+    if jax.process_index() == 0:
+        wd = as_workdir(workdir)
+        wd.eval_dir.mkdir(parents=True, exist_ok=True)
+        wd.metrics_folds_json.write_text(json.dumps(summary, indent=2))
+        wd.table2.write_text(f"Mean ± std over {len(fold_tables)} folds, each thresholded on its "
+                             "own dev set.\n\n" + markdown_tables(summary))
+    return summary
+
+
+def write_tables(workdir, dev: dict, test: dict, table: dict) -> None:
+    """scores_{dev,test}.csv, metrics.json and table2.md of one evaluation (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    wd = as_workdir(workdir)
+    wd.eval_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(wd.scores_csv("dev"), dev)
+    write_csv(wd.scores_csv("test"), test)
+    wd.metrics_json.write_text(json.dumps(table, indent=2))
+    wd.table2.write_text(markdown_tables(table))
+
+
+def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
+    """Fig. 2/5-style sheet of test samples: one row per species (live first) with the input,
+    its FFT magnitude, the estimated noise (x5 + 128, RGB channels), the noise's FFT magnitude
+    and the live reconstruction."""
+    predict = predict or make_predict(config)
+    source, meta = datasets.load_split(datasets.for_split(config.data, "test"), "test")
+    picks = [int(np.flatnonzero(meta["species"] == s)[0])
+             for s in range(len(synthetic.SPECIES)) if np.any(meta["species"] == s)]
+    batch = next(pipeline.eval_batches(source, np.asarray(picks), batch_size=len(picks),
+                                       size=config.data.image_size,
+                                       degradation=datasets.degradation(config.data)))
+    out = jax.tree.map(np.asarray, predict(ds, dq, batch["rgb"]))
+    rows = []
+    for i in range(len(picks)):
+        noise = out["noise"][i, ..., :3]
+        rows.append([batch["rgb"][i], analysis.fft_log_magnitude(batch["rgb"][i] / 255.0),
+                     plots.noise_to_image(noise), analysis.fft_log_magnitude(noise),
+                     np.clip(out["live"][i, ..., :3], 0, 1)])
+    names = [synthetic.SPECIES[int(batch["species"][i])] for i in range(len(picks))]
+    return plots.image_grid(rows, names, ["input", "|FFT| input", "noise x5+128", "|FFT| noise",
+                                          "live = I - N"], path)
+
+
+def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
+    """Scores dev and test with the workdir's model (or the given trees) and writes the report
+    files listed in the module docstring into the workdir's eval/; returns the metrics dict."""
+    wd = as_workdir(workdir)
+    if ds is None or dq is None:
+        ds, dq = load_model(config, wd)
+    predict = make_predict(config)
+    criterion = threshold_criterion(config.eval.threshold)
+    dev = score_split(config, ds, dq, "dev", predict)
+    test = score_split(config, ds, dq, "test", predict)
+    table = fusion_table(dev, test, criterion)
+    table.update(protocol=config.data.protocol, fold=config.data.fold,
+                 criterion=config.eval.threshold, default_fusion=config.eval.fusion)
+    table.update(method="despoof")
+    write_tables(wd, dev, test, table)
+    if jax.process_index() == 0:
+        fused = table["fusions"][config.eval.fusion]["frame"]
+        wd.model_json.write_text(json.dumps(
+            {"fusion": config.eval.fusion, "fusion_stats": table["fusion_stats"],
+             "threshold": fused["threshold"], "criterion": config.eval.threshold,
+             "image_size": config.data.image_size}, indent=2))
+        sheet = sample_sheet(config, ds, dq, wd.sample_sheet, predict)
+        log_to_tensorboard(wd, table, config, sheet)
+    d = table["fusions"][config.eval.fusion]["frame"]
+    logging.info("eval (%s, fusion=%s): APCER %.2f%%  BPCER %.2f%%  ACER %.2f%%  AUC %.4f",
+                 config.data.protocol, config.eval.fusion, 100 * d["apcer"], 100 * d["bpcer"],
+                 100 * d["acer"], d["auc"])
+    return table
+
+
+def log_to_tensorboard(workdir, table: dict, config, sheet_path=None) -> None:
+    """The evaluation's metrics (every fusion, frame and video level) as TensorBoard scalars at
+    the final training step, and the sample sheet as an image, in the workdir's eval/."""
+    step = int(config.train.get("stage2_steps", 0)) if table.get("method") == "despoof" else 0
+    events = observe.EventWriter(as_workdir(workdir).events("eval"),
+                                 enabled=config.train.get("tensorboard", True))
+    try:
+        for how, levels in table["fusions"].items():
+            for level, r in levels.items():
+                events.scalars(step, {f"eval/{how}/{level}/{k}": r[k]
+                                      for k in ("apcer", "bpcer", "acer", "hter", "eer", "auc")
+                                      if isinstance(r.get(k), (int, float))})
+        if sheet_path is not None and epath.Path(sheet_path).exists():
+            from PIL import Image  # noqa: PLC0415 (pillow: only for the sample-sheet image)
+            with epath.Path(sheet_path).open("rb") as f:
+                events.image("eval/sample_sheet", step, np.asarray(Image.open(f).convert("RGB")))
+    finally:
+        events.close()

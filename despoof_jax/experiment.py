@@ -1,0 +1,86 @@
+"""`train_and_evaluate(config, workdir)`: one experiment from config to report.
+
+The top of the pipeline (config -> data -> models -> training -> evaluation): it runs
+`config.mode` — "all" (stage 1, stage 2, evaluation) or "dq", "ds", "eval" alone — for the
+de-spoofing method or a baseline (`config.method`), and every fold of a multi-fold protocol
+(`data.fold = -1`). `despoof train` and `python -m despoof_jax.main` call it; so can a notebook.
+Paths inside the workdir: `training.workdir`.
+"""
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from despoof_jax.data import datasets, protocols
+from despoof_jax.evaluation import baselines as baseline_eval
+from despoof_jax.evaluation import evaluate
+from despoof_jax.training import baselines, loop
+from despoof_jax.training.parallel import DataParallel
+from despoof_jax.training.workdir import as_workdir
+
+MODES = ("all", "dq", "ds", "eval")
+ALL_FOLDS = -1
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
+    """Runs `config.mode` in `workdir` (a local path or a URL); returns what each part reported
+    ({"dq": ..., "ds": ..., "eval": metrics}). Resumes whatever a killed run had finished."""
+    if config.mode not in MODES:
+        raise ValueError(f"config.mode={config.mode!r}; expected one of {MODES}")
+    if config.data.fold == ALL_FOLDS:
+        return train_all_folds(config, workdir)
+    wd = as_workdir(workdir)
+    dp = DataParallel(config.parallel)
+    if jax.process_index() == 0:
+        wd.write_config(config)
+    datasets.prepare(config.data)
+    if config.method != "despoof":
+        return train_and_evaluate_baseline(config, wd, dp)
+    out = {}
+    if config.mode in ("all", "dq"):
+        out["dq"] = loop.train_dq(config, wd, dp)
+    if config.mode in ("all", "ds"):
+        out["ds"] = loop.train_ds(config, wd, dp)
+    if config.mode in ("all", "eval"):
+        out["eval"] = evaluate.evaluate(config, wd)
+    return out
+
+
+def train_and_evaluate_baseline(config, workdir, dp: DataParallel) -> dict:
+    """`train_and_evaluate` for `config.method` in `baselines.METHODS` (modes all | dq | eval)."""
+    if config.method not in baselines.METHODS:
+        raise ValueError(f"config.method={config.method!r}; expected 'despoof' or one of "
+                         f"{baselines.METHODS}")
+    allowed = ("all", "eval") + (("dq",) if config.method == "depth_only" else ())
+    if config.mode not in allowed:
+        raise ValueError(f"config.mode={config.mode!r} does not apply to method "
+                         f"{config.method!r}; expected one of {allowed}")
+    out = {}
+    if config.mode in ("all", "dq"):
+        out["train"] = (loop.train_dq(config, workdir, dp) if config.method == "depth_only"
+                        else baselines.train_cnn(config, workdir, dp))
+    if config.mode in ("all", "eval"):
+        out["eval"] = baseline_eval.evaluate_baseline(config, workdir)
+    return out
+
+
+def train_all_folds(config: ml_collections.ConfigDict, workdir) -> dict:
+    """`data.fold = -1`: every fold of the protocol in `<workdir>/fold<k>/` (each thresholded on
+    its own dev set), then the mean +- std over folds in `<workdir>/eval/` (Oulu P3/P4-style)."""
+    wd = as_workdir(workdir)
+    n = len(protocols.get_protocol(config.data.protocol, config.data.dataset).folds)
+    if jax.process_index() == 0:
+        wd.write_config(config)
+    out, tables = {}, []
+    for k in range(n):
+        c = config.copy_and_resolve_references()
+        c.data.fold = k
+        out[f"fold{k}"] = train_and_evaluate(c, wd.fold(k))
+        if "eval" in out[f"fold{k}"]:
+            tables.append(out[f"fold{k}"]["eval"])
+    if tables:
+        out["eval"] = evaluate.write_fold_summary(
+            tables, wd, protocol=config.data.protocol,
+            method=config.method, criterion=config.eval.threshold,
+            default_fusion=tables[0].get("default_fusion", config.eval.fusion))
+    return out

@@ -1,0 +1,224 @@
+"""Reading face crops from image files, folders and videos, with errors a user can act on.
+
+Every reader returns uint8 RGB arrays [H, W, 3] and raises `InputError` (a `ValueError`) whose
+message names the file and says what was expected. The policy for unusual files:
+
+  non-image / truncated file   rejected ("not an image", "truncated or corrupt")
+  grayscale (L, LA, I;16, ...) rejected by default: the model reads colour (RGB + HSV channels)
+                               and was trained on colour faces; `allow_gray=True` replicates the
+                               gray channel into R, G and B instead (the HSV part is then
+                               saturation 0, out of the training distribution)
+  alpha (RGBA, LA, PA)         the alpha channel is dropped; a warning is issued when some pixel
+                               is not fully opaque (the colour under it is used as it is)
+  16-bit / 32-bit integer      scaled to 8 bits (value * 255 / max of the bit depth, rounded)
+  float ("F")                  must hold values in [0, 1] or [0, 255]; scaled to 8 bits
+  palette, CMYK, YCbCr, ...    converted to RGB by PIL
+Videos: animated GIF / WebP / PNG (APNG) are read with PIL; other containers (.mp4, .avi, ...)
+need OpenCV (`pip install opencv-python-headless`) or imageio with a video plugin
+(`pip install "imageio[pyav]"`), and say so when neither is installed.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Iterator, Optional
+
+import numpy as np
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                    ".pnm")
+ANIMATED_EXTENSIONS = (".gif",)          # always read frame by frame (a 1-frame GIF is an image)
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+KNOWN_EXTENSIONS = IMAGE_EXTENSIONS + ANIMATED_EXTENSIONS + VIDEO_EXTENSIONS
+
+
+class InputError(ValueError):
+    """A file or array that cannot be scored; the message names it and what was expected."""
+
+
+def _to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
+    """A decoded PIL image (one frame) -> uint8 [H, W, 3], following the module's policy."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if np.any(alpha < 255):
+            warnings.warn(f"{name}: has transparent pixels (mode {mode}); the alpha channel is "
+                          "dropped and the colour under it scored as it is", stacklevel=3)
+    gray_modes = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+    if mode in gray_modes and not allow_gray:
+        raise InputError(f"{name}: grayscale image (PIL mode {mode}); expected a colour RGB face "
+                         "crop: the model reads RGB + HSV and was trained on colour faces "
+                         "(pass allow_gray=True / --allow-gray to replicate the gray channel)")
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        if mode == "F":
+            top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0
+        else:
+            top = 65535.0 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 255.0
+        if not np.all(np.isfinite(a)) or a.min(initial=0) < 0 or a.max(initial=0) > top:
+            raise InputError(f"{name}: {mode} image with values in [{a.min()}, {a.max()}]; "
+                             f"expected [0, {top:g}]")
+        gray = np.round(a * (255.0 / top)).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _open(path: str) -> Image.Image:
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; expected an image or video file")
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as e:
+        raise InputError(f"{path}: not an image PIL can read; expected an image file "
+                         f"({', '.join(IMAGE_EXTENSIONS)}) or a video") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot be opened ({e})") from e
+
+
+def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
+    """One image file -> uint8 RGB [H, W, 3] (the first frame of an animated file)."""
+    img = _open(path)
+    try:
+        with img:
+            img.load()     # decoding happens here: a truncated file fails now, not later
+            return _to_rgb8(img, path, allow_gray)
+    except InputError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: truncated or corrupt image ({e}); expected a complete "
+                         "image file") from e
+
+
+def _every_check(every: int) -> int:
+    if every < 1:
+        raise ValueError(f"every={every}; expected a positive frame step")
+    return every
+
+
+def _read_animated(path: str, every: int, allow_gray: bool) -> Iterator[tuple[int, np.ndarray]]:
+    img = _open(path)
+    with img:
+        try:
+            for i, frame in enumerate(ImageSequence.Iterator(img)):
+                if i % every == 0:
+                    frame.load()
+                    yield i, _to_rgb8(frame, f"{path} frame {i}", allow_gray)
+        except InputError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise InputError(f"{path}: truncated or corrupt animation ({e})") from e
+
+
+def _read_video(path: str, every: int) -> Iterator[tuple[int, np.ndarray]]:
+    try:
+        import cv2  # noqa: PLC0415 (optional dependency)
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        cap = cv2.VideoCapture(path)
+        if not cap.isOpened():
+            raise InputError(f"{path}: OpenCV cannot open this video")
+        try:
+            i = 0
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if i % every == 0:
+                    yield i, np.ascontiguousarray(bgr[..., ::-1])
+                i += 1
+        finally:
+            cap.release()
+        return
+    try:
+        import imageio.v3 as iio  # noqa: PLC0415 (optional dependency: the third-party imageio)
+        frames = iio.imiter(path)
+        first = next(frames, None)
+    except (ImportError, OSError, ValueError, RuntimeError) as e:
+        raise InputError(
+            f"{path}: reading {os.path.splitext(path)[1]} videos needs an extra: "
+            "`pip install opencv-python-headless` or `pip install \"imageio[pyav]\"` "
+            f"(animated GIF works without one); the reader said: {e}") from e
+    if first is None:
+        raise InputError(f"{path}: video has no frames")
+
+    def chain():
+        yield first
+        yield from frames
+
+    for i, f in enumerate(chain()):
+        if i % every == 0:
+            f = np.asarray(f)
+            if f.ndim == 2:
+                f = np.repeat(f[..., None], 3, axis=-1)
+            yield i, np.ascontiguousarray(f[..., :3]).astype(np.uint8)
+
+
+def is_video(path: str) -> bool:
+    """True for files read frame by frame: videos and animated GIFs."""
+    return path.lower().endswith(ANIMATED_EXTENSIONS + VIDEO_EXTENSIONS)
+
+
+def read_frames(path: str, *, every: int = 1,
+                allow_gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, uint8 RGB [H, W, 3]) for every `every`-th frame of a video or animated GIF.
+
+    Raises `InputError` for a file that is not a readable video, and for one without frames."""
+    every = _every_check(every)
+    count = 0
+    if path.lower().endswith(VIDEO_EXTENSIONS):
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file")
+        gen = _read_video(path, every)
+    else:
+        gen = _read_animated(path, every, allow_gray)
+    for item in gen:
+        count += 1
+        yield item
+    if count == 0:
+        raise InputError(f"{path}: no frames")
+
+
+def expand_paths(paths: list[str]) -> tuple[list[str], list[tuple[str, str]], list[str]]:
+    """Command-line paths -> (files to read, [(path, error)], skipped files).
+
+    Files named explicitly are always read (PIL sniffs their content, whatever the extension).
+    Folders are walked recursively, their files sorted by path; inside them, hidden entries are
+    ignored and files whose extension is not in `KNOWN_EXTENSIONS` are returned as skipped (a
+    labels .csv next to the crops is not an error). A missing path, and a folder holding no image
+    or video, are errors."""
+    files, errors, skipped = [], [], []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for n in sorted(names):
+                    if n.startswith("."):
+                        continue
+                    f = os.path.join(root, n)
+                    (found if n.lower().endswith(KNOWN_EXTENSIONS) else skipped).append(f)
+            found.sort()
+            if not found:
+                errors.append((p, f"folder contains no image or video files (looked for "
+                                  f"{', '.join(KNOWN_EXTENSIONS)}, recursively)"))
+            files.extend(found)
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            errors.append((p, "no such file or folder"))
+    return files, errors, skipped
+
+
+def iter_inputs(path: str, *, every: int = 1, allow_gray: bool = False
+                ) -> Iterator[tuple[str, Optional[int], np.ndarray]]:
+    """(path, frame index or None, uint8 RGB [H, W, 3]) for an image file or each kept frame of a
+    video. Raises `InputError` (possibly after some frames) when the file cannot be read."""
+    if is_video(path):
+        for i, frame in read_frames(path, every=every, allow_gray=allow_gray):
+            yield path, i, frame
+    else:
+        yield path, None, read_image(path, allow_gray=allow_gray)

@@ -1,0 +1,339 @@
+"""The library face: load a trained model and score or decompose face crops.
+
+    import despoof_jax
+    model = despoof_jax.load("/tmp/despoof")          # a workdir that train_and_evaluate wrote
+    out = model.score(images)                         # uint8 or float [0, 1] RGB crops
+    out.score, out.is_attack                          # [N] fused attack score, decision
+    d = model.decompose(images)                       # d.live = d.input - d.noise, [N, S, S, 6]
+
+Inputs are *face crops* (a face-detection step slots in before `prepare` later). Each crop is
+resized to the model's `image_size` S with PIL's bilinear filter, which is antialiased when
+shrinking (every source pixel under the filter's support contributes, like an area average) so
+the spoof noise is averaged rather than aliased. Crops smaller than S are rejected by default:
+upsampling interpolates away the high-frequency noise the model measures, so the score would not
+mean what it means on the evaluation data; `allow_upsample=True` upsamples with a warning.
+
+Batches are compiled once per (bucket, dtype): a batch of n images is padded to the next power of
+two up to `max_batch` (default 32) and longer inputs run in chunks of `max_batch`, so a stream of
+varied batch sizes compiles at most log2(max_batch) + 1 programs per input dtype (uint8, float32).
+Padding is harmless: both nets run BatchNorm with running statistics, so samples do not interact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import warnings
+from typing import Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from despoof_jax.data.color import model_input
+from despoof_jax.evaluation import evaluate, scores
+from despoof_jax.serving.inputs import InputError
+from despoof_jax.training import state as state_lib
+from despoof_jax.training.workdir import Workdir, WorkdirError
+
+DEFAULT_MAX_BATCH = 32
+
+
+class ModelLoadError(RuntimeError):
+    """A workdir that cannot be served: never evaluated, missing checkpoints, or a checkpoint
+    that does not fit the workdir's config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """What `DespoofModel.score` returns; N = number of input images.
+
+    score:      float64 [N] fused attack score (higher = attack) of `fusion`, on the scale of
+                `scores.fuse` (components standardised with the dev statistics).
+    is_attack:  bool [N], score >= threshold (the dev threshold stored at evaluation; the same
+                rule as `metrics`).
+    components: {"noise", "map", "depth"} -> float32 [N] raw component scores
+                (`scores.component_scores`).
+    threshold, fusion: the decision rule used.
+    """
+
+    score: np.ndarray
+    is_attack: np.ndarray
+    components: dict
+    threshold: float
+    fusion: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Decomposition(Scores):
+    """What `DespoofModel.decompose` returns (plus every field of `Scores`). S = image_size.
+
+    input: float32 [N, S, S, 6] the model's input, RGB + HSV in [0, 1] (`color.model_input` of
+           the resized crop).
+    noise: float32 [N, S, S, 6] the estimated spoof noise N in the same units (signed; near 0
+           for live faces).
+    live:  float32 [N, S, S, 6] the live reconstruction, exactly input - noise (Eq. 1); it may
+           leave [0, 1] slightly.
+    depth: float32 [N, S/8, S/8, 1] DQ Net's depth of the input, about [0, 1] (face-shaped for
+           live, flat near 0 for spoof).
+    map:   float32 [N, S/8, S/8, 1] the 0\\1 map, about [0, 1] (0 live, 1 spoof).
+    The `*_rgb` properties are the RGB channels, and `live_image` the reconstruction clipped to
+    [0, 1] for display.
+    """
+
+    input: np.ndarray = None
+    noise: np.ndarray = None
+    live: np.ndarray = None
+    depth: np.ndarray = None
+    map: np.ndarray = None
+
+    @property
+    def input_rgb(self) -> np.ndarray:
+        return self.input[..., :3]
+
+    @property
+    def noise_rgb(self) -> np.ndarray:
+        return self.noise[..., :3]
+
+    @property
+    def live_rgb(self) -> np.ndarray:
+        return self.live[..., :3]
+
+    @property
+    def live_image(self) -> np.ndarray:
+        return np.clip(self.live[..., :3], 0.0, 1.0)
+
+
+def _bucket(n: int, max_batch: int) -> int:
+    """The compiled batch size for n <= max_batch images: the next power of two, at most max."""
+    b = 1
+    while b < n:
+        b *= 2
+    return min(b, max_batch)
+
+
+def _infer(ds, dq, rgb, *, ds_model, dq_model):
+    """`scores.predict` plus the model input it saw, so live = input - noise is checkable."""
+    return dict(scores.predict(ds, dq, rgb, ds_model=ds_model, dq_model=dq_model),
+                input=model_input(rgb))
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 or float32 [h, w, 3] -> [size, size, 3] of the same dtype, PIL bilinear."""
+    if img.shape[:2] == (size, size):
+        return img
+    if img.dtype == np.uint8:
+        return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), "F").resize(
+        (size, size), Image.BILINEAR)) for c in range(3)]
+    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False
+                  ) -> np.ndarray:
+    """One crop -> [size, size, 3], uint8 (from uint8) or float32 in [0, 1] (from float).
+
+    Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (converted to
+    RGB). Raises `InputError` naming `name` for anything else."""
+    if isinstance(img, Image.Image):
+        img = np.asarray(img.convert("RGB"))
+    a = np.asarray(img)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        hint = (" (grayscale: repeat it into 3 channels, or read files with "
+                "despoof_jax.serving.inputs.read_image)" if a.ndim == 2 or a.shape[-1:] == (1,) else
+                " (RGBA: drop the alpha channel, img[..., :3])" if a.shape[-1:] == (4,) else "")
+        raise InputError(f"{name}: shape {a.shape}; expected an RGB image [H, W, 3]{hint}")
+    if a.dtype == np.uint8:
+        pass
+    elif np.issubdtype(a.dtype, np.floating):
+        if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0.0 and a.max() <= 1.0):
+            raise InputError(f"{name}: float image with values in [{np.nanmin(a):.4g}, "
+                             f"{np.nanmax(a):.4g}]; expected [0, 1] (divide 8-bit values by "
+                             "255, or pass uint8)")
+        a = a.astype(np.float32)
+    else:
+        raise InputError(f"{name}: dtype {a.dtype}; expected uint8 [0, 255] or float in [0, 1] "
+                         "(convert 16-bit images with (img / 257).round().astype(np.uint8))")
+    h, w = a.shape[:2]
+    if h == 0 or w == 0:
+        raise InputError(f"{name}: empty image {a.shape}")
+    if min(h, w) < size:
+        msg = (f"{name}: {h}x{w} is smaller than the model's input {size}x{size}; upsampling "
+               "smooths away the spoof noise the model measures")
+        if not allow_upsample:
+            raise InputError(msg + " (pass a larger face crop, or allow_upsample=True / "
+                             "--allow-upsample to score it anyway)")
+        warnings.warn(msg + "; upsampled anyway (allow_upsample=True)", stacklevel=3)
+    return _resize(a, size)
+
+
+class DespoofModel:
+    """A trained DS Net + DQ Net with the decision rule of its evaluation (see `load`).
+
+    Attributes: config (the run's ConfigDict), image_size S, fusion, fusion_stats
+    ({component: (mean, std)} of dev), threshold (dev threshold of `fusion`), max_batch,
+    ds / dq (`state.FrozenNet` inference trees).
+    """
+
+    def __init__(self, config, ds: state_lib.FrozenNet, dq: state_lib.FrozenNet, *, fusion: str,
+                 fusion_stats: dict, threshold: float, max_batch: int = DEFAULT_MAX_BATCH,
+                 workdir: Optional[str] = None):
+        if fusion not in scores.FUSIONS:
+            raise ValueError(f"fusion {fusion!r}; expected one of {scores.FUSIONS}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch}; expected >= 1")
+        self.config, self.ds, self.dq = config, ds, dq
+        self.image_size = int(config.data.image_size)
+        self.fusion, self.threshold = fusion, float(threshold)
+        self.fusion_stats = {k: tuple(map(float, v)) for k, v in fusion_stats.items()}
+        self.max_batch, self.workdir = int(max_batch), workdir
+        ds_model, dq_model, _ = state_lib.make_models(config)
+        self._fn = jax.jit(functools.partial(_infer, ds_model=ds_model, dq_model=dq_model))
+
+    def __repr__(self) -> str:
+        return (f"DespoofModel(workdir={self.workdir!r}, image_size={self.image_size}, "
+                f"fusion={self.fusion!r}, threshold={self.threshold:.6g})")
+
+    @property
+    def compile_count(self) -> int:
+        """How many batch programs have been compiled so far (one per bucket and dtype)."""
+        return self._fn._cache_size()   # noqa: SLF001 (jax's documented-in-tests jit cache size)
+
+    def prepare(self, images, *, names: Optional[Sequence[str]] = None,
+                allow_upsample: bool = False) -> np.ndarray:
+        """Images -> [N, S, S, 3] batch (uint8 if every input is uint8, else float32 in [0, 1]).
+
+        images: an RGB array [H, W, 3] or [N, H, W, 3] (uint8, or float in [0, 1]), a PIL image,
+        or a list of those (sizes may differ). Raises `InputError` naming the offending image
+        (`names[i]` or "images[i]")."""
+        if isinstance(images, (list, tuple)):
+            items = list(images)
+        elif isinstance(images, Image.Image):
+            items = [images]
+        else:
+            a = np.asarray(images)
+            if a.ndim == 4:
+                items = list(a)
+            elif a.ndim in (2, 3):
+                items = [a]
+            else:
+                raise InputError(f"images: shape {a.shape}; expected [H, W, 3], [N, H, W, 3] or "
+                                 "a list of [H, W, 3] images")
+        if not items:
+            raise InputError("images: empty input; expected at least one image")
+        if names is not None and len(names) != len(items):
+            raise ValueError(f"{len(names)} names for {len(items)} images")
+        out = [prepare_image(im, self.image_size, allow_upsample=allow_upsample,
+                             name=names[i] if names is not None else f"images[{i}]")
+               for i, im in enumerate(items)]
+        if any(o.dtype != np.uint8 for o in out):
+            out = [o.astype(np.float32) / 255.0 if o.dtype == np.uint8 else o for o in out]
+        return np.stack(out)
+
+    def _run(self, batch: np.ndarray, keep: Sequence[str]) -> dict:
+        """Runs a prepared batch [N, S, S, 3] in bucketed chunks; numpy outputs `keep`."""
+        parts = {k: [] for k in keep}
+        for start in range(0, len(batch), self.max_batch):
+            chunk = batch[start:start + self.max_batch]
+            n = len(chunk)
+            b = _bucket(n, self.max_batch)
+            if b > n:
+                chunk = np.concatenate([chunk, np.zeros((b - n,) + chunk.shape[1:], chunk.dtype)])
+            out = self._fn(self.ds, self.dq, chunk)
+            for k in keep:
+                parts[k].append(np.asarray(out[k])[:n])
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def _scores(self, out: dict) -> dict:
+        comps = {f"score_{c}": out[f"score_{c}"] for c in scores.COMPONENTS}
+        fused = scores.fuse(comps, self.fusion_stats, self.fusion)
+        return dict(score=fused, is_attack=fused >= self.threshold,
+                    components={c: out[f"score_{c}"] for c in scores.COMPONENTS},
+                    threshold=self.threshold, fusion=self.fusion)
+
+    def score(self, images, *, allow_upsample: bool = False) -> Scores:
+        """Fused attack scores and live/spoof decisions of face crops (see `Scores`)."""
+        batch = self.prepare(images, allow_upsample=allow_upsample)
+        out = self._run(batch, [f"score_{c}" for c in scores.COMPONENTS])
+        return Scores(**self._scores(out))
+
+    def decompose(self, images, *, allow_upsample: bool = False) -> Decomposition:
+        """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`)."""
+        batch = self.prepare(images, allow_upsample=allow_upsample)
+        keys = ["input", "noise", "live", "depth", "map"] + [f"score_{c}"
+                                                             for c in scores.COMPONENTS]
+        out = self._run(batch, keys)
+        return Decomposition(**self._scores(out), input=out["input"], noise=out["noise"],
+                             live=out["live"], depth=out["depth"], map=out["map"])
+
+
+def find_workdir(path) -> Workdir:
+    """A workdir, or any path inside it (ds/, dq/, */checkpoints, a step folder, eval/) -> the
+    workdir (the nearest ancestor holding config.json)."""
+    try:
+        return Workdir.find(path)
+    except WorkdirError as e:
+        raise ModelLoadError(f"{e} (train one with `despoof train --workdir=...`)") from e
+
+
+def _read_config(wd: Workdir) -> ml_collections.ConfigDict:
+    try:
+        return wd.read_config()
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{wd.config_path}: cannot read the run's config ({e})") from e
+
+
+def _read_model_json(wd: Workdir) -> dict:
+    path = wd.model_json
+    if not path.exists():
+        raise ModelLoadError(
+            f"{wd.root} was never evaluated: {path} is missing, and it holds the fusion "
+            "statistics and the dev threshold that turn scores into decisions. Run "
+            f"`despoof train --config=<its config> --config.mode=eval --workdir={wd.root}` first")
+    info = json.loads(path.read_text())
+    missing = {"fusion", "fusion_stats", "threshold", "image_size"} - set(info)
+    if missing:
+        raise ModelLoadError(f"{path}: missing {sorted(missing)}; re-run the evaluation")
+    return info
+
+
+def _describe(config) -> str:
+    m = config.model
+    return (f"model.ds_width={m.ds_width}, model.dq_width={m.dq_width}, "
+            f"data.image_size={config.data.image_size}")
+
+
+def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
+    """A `DespoofModel` from a workdir written by `despoof_jax.experiment.train_and_evaluate` (or any path inside
+    it): the latest DS Net and DQ Net checkpoints, the run's config.json, and the fusion, fusion
+    statistics and dev threshold of `eval/model.json`. Raises `ModelLoadError` with the fix when
+    the workdir was never evaluated, lacks a checkpoint, or its checkpoint does not fit its
+    config.json."""
+    wd = find_workdir(path)
+    workdir = str(wd.root)
+    config = _read_config(wd)
+    info = _read_model_json(wd)
+    if int(info["image_size"]) != int(config.data.image_size):
+        raise ModelLoadError(f"{workdir}: eval/model.json was written for image_size "
+                             f"{info['image_size']} but config.json says "
+                             f"{config.data.image_size}; re-run the evaluation")
+    for stage in ("dq", "ds"):
+        d = wd.checkpoints(stage)
+        if not d.is_dir() or not any(s.name.isdigit() for s in d.iterdir()):
+            raise ModelLoadError(f"{workdir}: no {stage.upper()} Net checkpoint in {d}; train "
+                                 "the model first (despoof train ...)")
+    try:
+        ds, dq = evaluate.load_model(config, wd)
+    except (ValueError, KeyError, TypeError) as e:
+        reason = str(e).splitlines()[0].split(" Truncating")[0][:300]   # orbax's first sentence
+        raise ModelLoadError(
+            f"{workdir}: the checkpoints do not fit config.json ({_describe(config)}): {reason} "
+            "The checkpoint was written with a different model config; restore the config.json "
+            "of the run that trained it") from e
+    return DespoofModel(config, ds, dq, fusion=info["fusion"], fusion_stats=info["fusion_stats"],
+                        threshold=info["threshold"], max_batch=max_batch, workdir=workdir)
+
+
+__all__ = ["load", "DespoofModel", "Scores", "Decomposition", "ModelLoadError", "InputError",
+           "prepare_image", "find_workdir"]

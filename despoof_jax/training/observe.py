@@ -1,0 +1,147 @@
+"""Watching a run: TensorBoard event files, a parameter overview, wall-clock progress, profiling.
+
+- `EventWriter`: scalars and images into TensorBoard event files (the `tensorboard` package's own
+  writer and protos: no TensorFlow), written by process 0 beside `metrics.jsonl`.
+  `read_scalars(logdir)` reads them back with the same package's reader.
+- `parameter_overview(tree)`: a table of every parameter array (path, shape, size), logged at the
+  start of each stage (big_vision's `parameter_overview`).
+- `Progress`: says when a progress line is due, every N steps *or* every `every_secs` seconds of
+  wall time (clu's `ReportProgress`), so a slow 256 px run shows signs of life.
+- `StepProfiler`: a `jax.profiler` trace of N steps (after the compiled first step) into the
+  stage folder, where TensorBoard's profile plugin finds it (`plugins/profile/<run>/`).
+- `progress_bar`: tqdm over the long loops that are not training steps.
+"""
+from __future__ import annotations
+
+import io
+import time
+from typing import Iterable, Optional
+
+import jax
+import numpy as np
+from absl import logging
+from etils import epath
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tqdm import tqdm
+
+
+class EventWriter:
+    """TensorBoard event files in `logdir` (process 0 writes; the others hold a no-op writer)."""
+
+    def __init__(self, logdir, *, enabled: bool = True):
+        self.logdir = str(logdir)
+        self._w = None
+        if enabled and jax.process_index() == 0:
+            epath.Path(logdir).mkdir(parents=True, exist_ok=True)
+            self._w = EventFileWriter(self.logdir, flush_secs=10)
+
+    def scalars(self, step: int, values: dict) -> None:
+        if self._w is None or not values:
+            return
+        summary = summary_pb2.Summary(value=[
+            summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()
+            if np.ndim(v) == 0 and np.isfinite(float(v))])
+        self._w.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def image(self, tag: str, step: int, image: np.ndarray) -> None:
+        """image: uint8 [H, W, 3] (or [H, W, 4]), encoded as PNG."""
+        if self._w is None:
+            return
+        from PIL import Image  # noqa: PLC0415 (pillow is only needed for image summaries)
+        image = np.asarray(image)
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        img = summary_pb2.Summary.Image(height=image.shape[0], width=image.shape[1],
+                                        colorspace=image.shape[2],
+                                        encoded_image_string=buf.getvalue())
+        self._w.add_event(event_pb2.Event(
+            wall_time=time.time(), step=int(step),
+            summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=img)])))
+
+    def flush(self) -> None:
+        if self._w is not None:
+            self._w.flush()
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+            self._w = None
+
+
+def read_scalars(logdir) -> dict:
+    """{tag: [(step, value), ...]} from the event files in `logdir` (TensorBoard's reader)."""
+    acc = event_accumulator.EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def read_image_tags(logdir) -> list:
+    acc = event_accumulator.EventAccumulator(str(logdir), size_guidance={"images": 0})
+    acc.Reload()
+    return list(acc.Tags()["images"])
+
+
+def parameter_overview(tree, name: str = "") -> str:
+    """One line per array of a parameter tree (path, shape, size) and the total."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    rows = [(jax.tree_util.keystr(path), tuple(np.shape(x)), int(np.size(x))) for path, x in leaves]
+    width = max([len(r[0]) for r in rows] + [4])
+    lines = [f"{'name':<{width}}  {'shape':<20} {'size':>10}"]
+    lines += [f"{p:<{width}}  {str(s):<20} {n:>10,}" for p, s, n in rows]
+    lines.append(f"{name} total: {sum(r[2] for r in rows):,} parameters in {len(rows)} arrays")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Is a progress line due? Every `every_steps` steps or `every_secs` seconds of wall time."""
+
+    def __init__(self, every_steps: int, every_secs: float):
+        self.every_steps, self.every_secs = max(int(every_steps), 1), float(every_secs)
+        self._last = time.monotonic()
+
+    def due(self, step: int, total: int) -> bool:
+        now = time.monotonic()
+        if (step % self.every_steps == 0 or step == total
+                or (self.every_secs > 0 and now - self._last >= self.every_secs)):
+            self._last = now
+            return True
+        return False
+
+
+class StepProfiler:
+    """A `jax.profiler` trace of `n` steps starting after step `first` (the compiled first
+    step is left out), written under `logdir/plugins/profile/`; `n = 0` does nothing."""
+
+    def __init__(self, logdir, first: int, n: int):
+        self.logdir, self.start_after, self.n = str(logdir), int(first), int(n)
+        self.active = False
+        self.done = n <= 0 or jax.process_index() != 0
+
+    def before_step(self, step: int) -> None:
+        """Call with the step number about to run (0-based, as the loop counts)."""
+        if not self.done and not self.active and step == self.start_after + 1:
+            jax.profiler.start_trace(self.logdir)
+            self.active = True
+            logging.info("profiling steps %d-%d into %s", step + 1, step + self.n, self.logdir)
+
+    def after_step(self, step_done: int, outputs=None) -> None:
+        if self.active and step_done >= self.start_after + 1 + self.n:
+            jax.block_until_ready(outputs)
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active, self.done = False, True
+            logging.info("profile written to %s (open with TensorBoard's profile plugin)",
+                         self.logdir)
+
+
+def progress_bar(iterable: Iterable, *, total: Optional[int] = None, desc: str = "",
+                 unit: str = "it"):
+    """tqdm on stderr for the long loops that are not training steps (dataset generation,
+    scoring, the medium analysis); quiet on processes other than 0."""
+    return tqdm(iterable, total=total, desc=desc, unit=unit, mininterval=2.0,
+                disable=jax.process_index() != 0, dynamic_ncols=True, leave=False)

@@ -1,0 +1,265 @@
+"""Tests for despoof_jax.evaluation.metrics: hand-computed error rates, sklearn agreement, protocol rules."""
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from despoof_jax.evaluation import metrics as M
+
+NAMES = M.OULU_SPECIES_NAMES  # 0 live, 1 print1, 2 print2, 3 replay1, 4 replay2
+
+# A hand-checked set. Bona fide: 0.1 0.5 0.5 0.9. Attacks: print1 0.2 0.5 0.1,
+# print2 0.7 0.8, replay1 0.6 0.3, replay2 none. Scores of 0.5 sit exactly on the threshold.
+SCORES = np.array([0.1, 0.5, 0.5, 0.9, 0.2, 0.5, 0.1, 0.7, 0.8, 0.6, 0.3])
+LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
+SPECIES = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3])
+T = 0.5
+
+
+def test_apcer_per_species_hand_computed_with_ties_and_missing_species():
+    per = M.apcer_per_species(SCORES, LABELS, SPECIES, T, NAMES)
+    assert list(per) == ["print1", "print2", "replay1", "replay2"]  # bona fide never listed
+    # print1: 0.2 and 0.1 are < 0.5 -> missed; 0.5 == threshold -> detected as attack.
+    assert per["print1"] == pytest.approx(2 / 3)
+    assert per["print2"] == 0.0
+    assert per["replay1"] == 0.5
+    assert math.isnan(per["replay2"])  # no samples -> nan, not 0
+
+
+def test_apcer_bpcer_acer_hter_hand_computed():
+    # APCER is the max over species; the nan species is excluded rather than poisoning the max.
+    assert M.apcer(SCORES, LABELS, SPECIES, T, NAMES) == pytest.approx(2 / 3)
+    # Bona fide 0.5, 0.5 (ties) and 0.9 are >= 0.5 -> rejected.
+    assert M.bpcer(SCORES, LABELS, T) == pytest.approx(3 / 4)
+    assert M.acer(SCORES, LABELS, SPECIES, T, NAMES) == pytest.approx((2 / 3 + 3 / 4) / 2)
+    # HTER pools the attacks: 0.2, 0.1, 0.3 of 7 accepted; it is not the species max.
+    assert M.far_frr(SCORES, LABELS, T) == pytest.approx((3 / 7, 3 / 4))
+    assert M.hter(SCORES, LABELS, T) == pytest.approx((3 / 7 + 3 / 4) / 2)
+
+
+def test_ties_at_threshold_count_as_attack():
+    just_above = np.nextafter(T, 1.0)
+    # Moving the threshold past the tied scores flips exactly those samples.
+    assert M.bpcer(SCORES, LABELS, just_above) == pytest.approx(1 / 4)
+    assert M.apcer_per_species(SCORES, LABELS, SPECIES, just_above, NAMES)["print1"] == 1.0
+    # Scores all equal to the threshold: everything is an attack.
+    s = np.full(4, 0.3)
+    lab = np.array([0, 0, 1, 1])
+    assert M.bpcer(s, lab, 0.3) == 1.0
+    assert M.apcer(s, lab, np.array([0, 0, 1, 1]), 0.3) == 0.0
+
+
+def test_species_names_default_and_mapping():
+    per = M.apcer_per_species(SCORES, LABELS, SPECIES, T)
+    assert list(per) == ["species1", "species2", "species3"]
+    per = M.apcer_per_species(SCORES, LABELS, SPECIES, T, {1: "a", 2: "b", 3: "c"})
+    assert per == pytest.approx({"a": 2 / 3, "b": 0.0, "c": 0.5})
+    with pytest.raises(ValueError, match="not named"):
+        M.apcer_per_species(SCORES, LABELS, SPECIES, T, {1: "a", 2: "b"})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_roc_and_auc_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=300)
+    # Rounded scores create many ties, the case where conventions usually diverge.
+    scores = np.round(rng.normal(size=300) + 0.8 * labels, 1)
+    fpr, tpr, thr = M.roc(scores, labels)
+    sk_fpr, sk_tpr, sk_thr = roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    np.testing.assert_array_equal(thr, sk_thr)
+    assert M.auc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    # Each ROC point is (BPCER, 1 - pooled APCER) at its threshold, tie rule included.
+    for i in (1, len(thr) // 2, len(thr) - 1):
+        far, frr = M.far_frr(scores, labels, thr[i])
+        assert fpr[i] == pytest.approx(frr)
+        assert tpr[i] == pytest.approx(1 - far)
+
+
+def test_eer_known_answers():
+    bona = [0.1, 0.2, 0.3, 0.4]
+    att = [0.35, 0.5, 0.6, 0.7]
+    scores = np.array(bona + att)
+    labels = np.array([0] * 4 + [1] * 4)
+    # At t = 0.4: bona fide 0.4 rejected (1/4), attack 0.35 accepted (1/4): equal errors.
+    e, t = M.eer(scores, labels)
+    assert (e, t) == (pytest.approx(0.25), 0.4)
+    assert M.hter(scores, labels, t) == pytest.approx(e)  # EER is attained by its threshold
+    # Perfectly separable: EER 0 at the lowest attack score.
+    e, t = M.eer(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1]))
+    assert (e, t) == (0.0, 0.8)
+    # Fully reversed scores: the error curves only meet where both are 1 (t = 0.8).
+    e, t = M.eer(np.array([0.8, 0.9, 0.1, 0.2]), np.array([0, 0, 1, 1]))
+    assert (e, t) == (1.0, 0.8)
+
+
+def test_eer_random_is_near_the_crossing():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 2000)
+    scores = rng.normal(size=4000) + 2.0 * labels
+    e, t = M.eer(scores, labels)
+    # Two unit Gaussians 2 apart cross at 1.0 with EER = Phi(-1) = 0.1587.
+    assert e == pytest.approx(0.1587, abs=0.015)
+    assert t == pytest.approx(1.0, abs=0.1)
+    far, frr = M.far_frr(scores, labels, t)
+    assert abs(far - frr) <= 2 / 2000 + 1e-12
+
+
+def test_threshold_at_apcer_uses_max_over_species():
+    sp1 = np.arange(1, 11) / 10  # 0.1 .. 1.0
+    sp2 = np.array([0.15, 0.9])
+    bona = np.array([0.05, 0.12, 0.18, 0.25])
+    scores = np.concatenate([bona, sp1, sp2])
+    labels = np.array([0] * 4 + [1] * 12)
+    species = np.array([0] * 4 + [1] * 10 + [2] * 2)
+    # Target 0.2. Pooled over species, t = 0.2 would pass (0.1, 0.15 missed: 2/12), but print2
+    # alone then misses 1/2. With the ISO max over species the largest feasible t is 0.15
+    # (print1 misses 0.1 -> 0.1, print2 misses nothing).
+    t = M.threshold_at_apcer(scores, labels, species, 0.2)
+    assert t == 0.15
+    assert M.apcer(scores, labels, species, t) == pytest.approx(0.1)
+    assert M.apcer(scores, labels, species, np.nextafter(t, 1)) > 0.2
+    assert M.bpcer_at_apcer(scores, labels, species, 0.2) == pytest.approx(2 / 4)  # 0.18, 0.25
+    # An exactly reachable target k/n is reachable despite float rounding: 0.1 = 1/10 at 0.15.
+    assert M.threshold_at_apcer(scores, labels, species, 0.1) == 0.15
+    assert M.threshold_at_apcer(scores, labels, species, 0.0) == 0.1
+    with pytest.raises(ValueError, match="target_apcer"):
+        M.threshold_at_apcer(scores, labels, species, 1.5)
+
+
+def _scoreset(rng, n_bona=40, n_att=80, shift=1.5, names=NAMES):
+    labels = np.array([0] * n_bona + [1] * n_att)
+    species = np.concatenate([np.zeros(n_bona, int), rng.integers(1, 5, size=n_att)])
+    scores = rng.normal(size=labels.size) + shift * labels
+    return M.ScoreSet(scores=scores, labels=labels, species=species, species_names=names)
+
+
+def test_threshold_comes_from_dev_only():
+    rng = np.random.default_rng(0)
+    dev, test = _scoreset(rng), _scoreset(rng)
+    res = M.evaluate_protocol(dev, test)
+    assert res["threshold"] == M.threshold_at_eer(dev.scores, dev.labels)
+    # Changing the test scores does not move the threshold, but does change the test metrics.
+    test2 = M.ScoreSet(test.scores + rng.normal(size=len(test)), test.labels, test.species,
+                       species_names=NAMES)
+    res2 = M.evaluate_protocol(dev, test2)
+    assert res2["threshold"] == res["threshold"]
+    assert res2["acer"] != res["acer"]
+    # Changing the dev scores moves it.
+    dev2 = M.ScoreSet(dev.scores + 0.37, dev.labels, dev.species, species_names=NAMES)
+    assert M.evaluate_protocol(dev2, test)["threshold"] == pytest.approx(res["threshold"] + 0.37)
+    # The reported numbers are the test metrics at that dev threshold.
+    t = res["threshold"]
+    assert res["apcer"] == M.apcer(test.scores, test.labels, test.species, t, NAMES)
+    assert res["bpcer"] == M.bpcer(test.scores, test.labels, t)
+    assert res["acer"] == pytest.approx((res["apcer"] + res["bpcer"]) / 2)
+    assert res["hter"] == M.hter(test.scores, test.labels, t)
+    assert res["eer"] == M.eer(test.scores, test.labels)[0]
+    assert res["auc"] == M.auc(test.scores, test.labels)
+    # APCER criterion: dev APCER at the chosen threshold respects the target.
+    r = M.evaluate_protocol(dev, test, ("apcer", 0.05))
+    assert r["criterion"] == "apcer@0.05"
+    assert M.apcer(dev.scores, dev.labels, dev.species, r["threshold"], NAMES) <= 0.05
+    with pytest.raises(ValueError, match="criterion"):
+        M.evaluate_protocol(dev, test, "hter")
+
+
+def test_evaluate_protocol_is_strict_json_with_missing_species():
+    rng = np.random.default_rng(1)
+    dev = _scoreset(rng)
+    test = _scoreset(rng)
+    keep = test.species != 4  # replay2 absent from test
+    test = M.ScoreSet(test.scores[keep], test.labels[keep], test.species[keep],
+                      species_names=NAMES)
+    res = M.evaluate_protocol(dev, test)
+    assert res["apcer_per_species"]["replay2"] is None
+    json.dumps(res, allow_nan=False)  # raises on nan / numpy types
+
+
+def test_video_level():
+    ss = M.ScoreSet(scores=np.array([0.2, 0.4, 0.9, 0.7, 0.8, 0.1]),
+                    labels=np.array([0, 0, 1, 1, 1, 0]),
+                    species=np.array([0, 0, 3, 3, 3, 0]),
+                    video=np.array([7, 7, 3, 3, 3, 5]), species_names=NAMES)
+    v = M.video_level(ss)
+    np.testing.assert_array_equal(v.video, [3, 5, 7])
+    np.testing.assert_allclose(v.scores, [0.8, 0.1, 0.3])
+    np.testing.assert_array_equal(v.labels, [1, 0, 0])
+    np.testing.assert_array_equal(v.species, [3, 0, 0])
+    assert v.species_names == NAMES
+    # String video ids work too.
+    v = M.video_level(M.ScoreSet(ss.scores, ss.labels, ss.species, video=ss.video.astype(str)))
+    np.testing.assert_allclose(v.scores, [0.8, 0.1, 0.3])
+    mixed = M.ScoreSet(ss.scores, ss.labels, ss.species, video=np.array([7, 7, 3, 3, 3, 3]))
+    with pytest.raises(ValueError, match="mix labels"):
+        M.video_level(mixed)
+    with pytest.raises(ValueError, match="video"):
+        M.video_level(M.ScoreSet(ss.scores, ss.labels, ss.species))
+
+
+def test_aggregate_folds():
+    rng = np.random.default_rng(2)
+    folds = []
+    for _ in range(6):
+        dev, test = _scoreset(rng), _scoreset(rng)
+        folds.append(M.evaluate_protocol(dev, test))
+    folds[0]["apcer_per_species"]["replay2"] = None  # a fold missing one species
+    agg = M.aggregate_folds(folds)
+    assert agg["n_folds"] == 6
+    assert agg["criterion"] == "eer"
+    acers = np.array([f["acer"] for f in folds])
+    assert agg["acer"]["mean"] == pytest.approx(acers.mean())
+    assert agg["acer"]["std"] == pytest.approx(acers.std(ddof=1))  # sample std by default
+    assert M.aggregate_folds(folds, ddof=0)["acer"]["std"] == pytest.approx(acers.std())
+    # Each fold kept its own threshold, so thresholds differ and have a spread.
+    assert agg["threshold"]["std"] > 0
+    r2 = agg["apcer_per_species"]["replay2"]
+    assert r2["n"] == 5
+    assert r2["mean"] == pytest.approx(np.mean([f["apcer_per_species"]["replay2"]
+                                                for f in folds[1:]]))
+    json.dumps(agg, allow_nan=False)
+    one = M.aggregate_folds(folds[:1])
+    assert one["acer"]["mean"] == folds[0]["acer"] and one["acer"]["std"] is None
+    with pytest.raises(ValueError, match="no fold"):
+        M.aggregate_folds([])
+
+
+@pytest.mark.parametrize("fn", [
+    lambda s, l: M.bpcer(s, l, 0.5),
+    lambda s, l: M.hter(s, l, 0.5),
+    lambda s, l: M.eer(s, l),
+    lambda s, l: M.roc(s, l),
+    lambda s, l: M.auc(s, l),
+])
+def test_errors_on_bad_inputs(fn):
+    with pytest.raises(ValueError, match="empty"):
+        fn(np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="length"):
+        fn(np.array([0.1, 0.2, 0.3]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        fn(np.array([0.1, np.nan, 0.3]), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="0 \\(bona fide\\) or 1"):
+        fn(np.array([0.1, 0.2]), np.array([0, 2]))
+
+
+def test_errors_on_dev_without_a_class_and_bad_species():
+    s = np.array([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="0 bona fide"):
+        M.threshold_at_eer(s, np.array([1, 1, 1]))
+    with pytest.raises(ValueError, match="0 attack"):
+        M.threshold_at_apcer(s, np.array([0, 0, 0]), np.array([0, 0, 0]), 0.05)
+    only_attacks = M.ScoreSet(s, np.array([1, 1, 1]), np.array([1, 2, 3]))
+    good = M.ScoreSet(s, np.array([0, 1, 1]), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="dev set"):
+        M.evaluate_protocol(only_attacks, good)
+    with pytest.raises(ValueError, match="test set"):
+        M.evaluate_protocol(good, only_attacks)
+    with pytest.raises(ValueError, match="species id 0 is reserved"):
+        M.ScoreSet(s, np.array([0, 1, 1]), np.array([0, 0, 2]))
+    with pytest.raises(ValueError, match="species"):
+        M.apcer(s, np.array([0, 1, 1]), np.array([0, 1]), 0.5)
+    with pytest.raises(ValueError, match="no attack"):
+        M.apcer(s, np.array([0, 0, 0]), np.array([0, 0, 0]), 0.5)

@@ -1,0 +1,127 @@
+"""The library API on a model trained for a few steps here: shapes, ranges, live = I - N, the same
+scores as the evaluation path, one compile per batch bucket, and errors naming the bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from despoof_jax.data import datasets
+from despoof_jax.evaluation import evaluate, scores
+from despoof_jax.serving import model as api
+
+
+@pytest.fixture(scope="module")
+def workdir(trained_workdir):
+    return trained_workdir
+
+
+@pytest.fixture(scope="module")
+def model(workdir):
+    return api.load(workdir)
+
+
+def _images(seed=0):
+    r = np.random.default_rng(seed)
+    return [r.integers(0, 256, (80, 70, 3), dtype=np.uint8),
+            r.random((100, 96, 3)).astype(np.float32),
+            r.integers(0, 256, (64, 64, 3), dtype=np.uint8)]
+
+
+def test_decompose_shapes_ranges_and_live_identity(model):
+    s = model.image_size
+    d = model.decompose(_images())
+    assert d.input.shape == d.noise.shape == d.live.shape == (3, s, s, 6)
+    assert d.depth.shape == d.map.shape == (3, s // 8, s // 8, 1)
+    assert d.input_rgb.shape == d.noise_rgb.shape == d.live_rgb.shape == (3, s, s, 3)
+    assert 0.0 <= d.input.min() and d.input.max() <= 1.0
+    assert 0.0 <= d.live_image.min() and d.live_image.max() <= 1.0
+    np.testing.assert_array_equal(d.live, d.input - d.noise)        # Eq. 1, exactly
+    assert d.score.shape == d.is_attack.shape == (3,) and d.is_attack.dtype == bool
+    np.testing.assert_array_equal(d.is_attack, d.score >= model.threshold)
+    for c in scores.COMPONENTS:
+        assert d.components[c].shape == (3,) and np.all(np.isfinite(d.components[c]))
+    # The 64x64 uint8 crop needs no resize: its input is exactly model_input of its pixels.
+    np.testing.assert_array_equal(d.input_rgb[2], _images()[2] / np.float32(255.0))
+    # score() agrees with decompose() on the same (uint8) inputs.
+    sc = model.score([_images()[0], _images()[2]])
+    np.testing.assert_allclose(sc.score, model.decompose([_images()[0], _images()[2]]).score,
+                               rtol=0, atol=1e-6)
+
+
+def test_same_scores_as_the_evaluation_path(model, workdir):
+    config = model.config
+    dev = evaluate.score_split(config, model.ds, model.dq, "dev")
+    source, _ = datasets.load_split(config.data, "dev")
+    pick = np.arange(min(11, len(dev["index"])))        # 11: a padded bucket (16) on our side
+    images = np.stack([np.asarray(source[int(dev["index"][i])]["image"]) for i in pick])
+    out = model.score(images)
+    for c in scores.COMPONENTS:
+        np.testing.assert_allclose(out.components[c], dev[f"score_{c}"][pick], rtol=0, atol=1e-6)
+    with open(os.path.join(workdir, "eval", "model.json")) as f:
+        info = json.load(f)
+    expected = scores.fuse({k: v[pick] for k, v in dev.items()}, info["fusion_stats"],
+                           info["fusion"])
+    np.testing.assert_allclose(out.score, expected, rtol=0, atol=1e-5)
+    assert out.threshold == info["threshold"] and out.fusion == info["fusion"]
+
+
+def test_compiles_once_per_bucket_and_chunks(workdir):
+    m = api.load(workdir, max_batch=4)
+    assert m.compile_count == 0
+    r = np.random.default_rng(1)
+    batch = r.integers(0, 256, (9, 64, 64, 3), dtype=np.uint8)
+    for n in (1, 2, 3, 4, 3, 1, 2, 4):
+        m.score(batch[:n])
+    assert m.compile_count == 3                      # buckets 1, 2, 4
+    whole = m.score(batch)                           # chunks 4 + 4 + 1: no new program
+    assert m.compile_count == 3
+    single = np.concatenate([m.score(batch[i]).score for i in range(9)])
+    np.testing.assert_allclose(whole.score, single, rtol=0, atol=1e-6)
+    m.score(batch[:3].astype(np.float32) / 255.0)    # float inputs: their own program
+    assert m.compile_count == 4
+
+
+def test_bad_arrays_are_named(model):
+    s = model.image_size
+    good = np.zeros((s, s, 3), np.uint8)
+    cases = {
+        "[H, W, 3]": np.zeros((s, s), np.uint8),
+        "alpha": np.zeros((s, s, 4), np.uint8),
+        "expected [0, 1]": np.full((s, s, 3), 2.0, np.float32),
+        "dtype uint16": np.zeros((s, s, 3), np.uint16),
+        "smaller than the model's input": np.zeros((s - 8, s + 8, 3), np.uint8),
+    }
+    for expect, bad in cases.items():
+        with pytest.raises(api.InputError, match=r"images\[1\].*") as e:
+            model.score([good, bad])
+        assert expect in str(e.value), (expect, str(e.value))
+    with pytest.raises(api.InputError, match="empty"):
+        model.score([])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = model.score(np.zeros((s // 2, s // 2, 3), np.uint8), allow_upsample=True)
+    assert out.score.shape == (1,) and any("upsampled" in str(w.message) for w in caught)
+
+
+def test_load_errors_say_what_to_do(workdir, tmp_path):
+    with pytest.raises(api.ModelLoadError, match="no such folder"):
+        api.load(str(tmp_path / "missing"))
+    never = tmp_path / "never_evaluated"
+    shutil.copytree(workdir, never)
+    shutil.rmtree(never / "eval")
+    with pytest.raises(api.ModelLoadError, match="never evaluated.*config.mode=eval"):
+        api.load(str(never / "ds" / "checkpoints"))     # a path inside the workdir is accepted
+    wrong = tmp_path / "wrong_config"
+    shutil.copytree(workdir, wrong)
+    with open(wrong / "config.json") as f:
+        cfg = json.load(f)
+    cfg["model"]["ds_width"] = 1.0                      # the checkpoint was trained at 0.5
+    with open(wrong / "config.json", "w") as f:
+        json.dump(cfg, f)
+    with pytest.raises(api.ModelLoadError, match="do not fit config.json.*ds_width=1.0"):
+        api.load(str(wrong))

@@ -1,0 +1,118 @@
+"""The command line on a folder mixing good and bad files: the good ones are scored (the same
+scores as the library), each bad one is reported with its reason, the exit status is non-zero,
+and --visualize writes readable PNGs. Also the image-reading policy of `despoof_jax.serving.inputs`."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from despoof_jax import cli
+from despoof_jax.serving import inputs as imageio
+from despoof_jax.serving import model as api
+
+
+@pytest.fixture(scope="module")
+def workdir(trained_workdir):
+    return trained_workdir
+
+
+def _write_inputs(root, size):
+    r = np.random.default_rng(0)
+    rgb = lambda h, w: r.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    os.makedirs(root / "sub")
+    good = {"a_good.png": rgb(size + 16, size + 8), "sub/b_good.png": rgb(size, size)}
+    for name, a in good.items():
+        Image.fromarray(a).save(root / name)
+    Image.fromarray(r.integers(0, 256, (size, size, 4), dtype=np.uint8)).save(root / "c_rgba.png")
+    frames = [Image.fromarray(rgb(size, size)) for _ in range(4)]
+    frames[0].save(root / "d_clip.gif", save_all=True, append_images=frames[1:])
+    bad = {
+        "e_gray.png": "grayscale",
+        "f_16bit.png": "grayscale image (PIL mode I;16",
+        "g_small.png": "smaller than the model's input",
+        "h_text.jpg": "not an image",
+        "i_truncated.png": "truncated or corrupt",
+    }
+    Image.fromarray(r.integers(0, 256, (size, size), dtype=np.uint8)).save(root / "e_gray.png")
+    Image.fromarray(r.integers(0, 65535, (size, size), dtype=np.uint16)).save(root / "f_16bit.png")
+    Image.fromarray(rgb(size // 2, size // 2)).save(root / "g_small.png")
+    (root / "h_text.jpg").write_text("not a jpeg")
+    data = (root / "a_good.png").read_bytes()
+    (root / "i_truncated.png").write_bytes(data[: len(data) // 2])
+    (root / "labels.csv").write_text("path,label\n")        # skipped, not an error
+    return good, bad
+
+
+def test_score_folder_mixing_good_and_bad_files(workdir, tmp_path, capsys):
+    model = api.load(workdir)
+    good, bad = _write_inputs(tmp_path / "in", model.image_size)
+    os.makedirs(tmp_path / "empty")
+    vis, out_csv, out_json = tmp_path / "vis", tmp_path / "s.csv", tmp_path / "s.json"
+    rc = cli.main(["--cpu-kernels=default", "score", str(tmp_path / "in"), str(tmp_path / "empty"),
+                   str(tmp_path / "missing.png"), "--model", workdir, "--csv", str(out_csv),
+                   "--json", str(out_json), "--visualize", str(vis), "--every", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    for name, reason in bad.items():
+        line = [ln for ln in err.splitlines() if ln.startswith("FAILED") and name in ln]
+        assert line and reason in line[0], (name, err)
+    assert "empty: folder contains no image or video" in err
+    assert "missing.png: no such file" in err
+    assert "labels.csv: not an image or video extension" in err
+    assert "transparent pixels" in err            # RGBA: scored, with a warning
+
+    with open(out_csv) as f:
+        rows = list(csv.DictReader(f))
+    names = [os.path.relpath(r["path"], tmp_path / "in") + (f"#{r['frame']}" if r["frame"]
+                                                             else "") for r in rows]
+    assert names == ["a_good.png", "c_rgba.png", "d_clip.gif#0", "d_clip.gif#2",
+                     "sub/b_good.png"]              # sorted by path, every 2nd frame
+    ref = model.score([np.asarray(Image.open(tmp_path / "in" / n)) for n in good])
+    got = {os.path.relpath(r["path"], tmp_path / "in"): float(r["score"]) for r in rows}
+    np.testing.assert_allclose([got[n] for n in good], ref.score, rtol=0, atol=1e-5)
+    assert {r["decision"] for r in rows} <= {"live", "attack"}
+
+    with open(out_json) as f:
+        report = json.load(f)
+    assert len(report["results"]) == 5 and len(report["failures"]) == len(bad) + 2
+    assert report["threshold"] == model.threshold
+
+    pngs = sorted(os.listdir(vis))
+    assert len(pngs) == 5
+    for p in pngs:
+        with Image.open(vis / p) as im:
+            im.load()
+            assert im.size[0] > 3 * im.size[1]     # one row of five panels
+
+
+def test_table_output_and_exit_codes(workdir, tmp_path, capsys):
+    img = tmp_path / "face.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(img)
+    assert cli.main(["--cpu-kernels=default", "score", str(img), "--model", workdir]) == 0
+    out = capsys.readouterr().out
+    assert "threshold" in out and "face.png" in out
+    assert cli.main(["--cpu-kernels=default", "score", str(img), "--model", str(tmp_path)]) == 2     # no workdir there
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_reading_policy(tmp_path):
+    r = np.random.default_rng(1)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(r.integers(0, 256, (9, 7), dtype=np.uint8)).save(gray)
+    with pytest.raises(imageio.InputError, match="gray.png: grayscale"):
+        imageio.read_image(str(gray))
+    a = imageio.read_image(str(gray), allow_gray=True)
+    assert a.shape == (9, 7, 3) and a.dtype == np.uint8 and np.all(a[..., 0] == a[..., 2])
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(deep)
+    assert np.all(imageio.read_image(str(deep), allow_gray=True) == 255)   # 16 -> 8 bits
+    opaque = tmp_path / "opaque.png"
+    Image.fromarray(np.full((4, 4, 4), 255, np.uint8)).save(opaque)
+    assert imageio.read_image(str(opaque)).shape == (4, 4, 3)
+    with pytest.raises(imageio.InputError, match="video.mp4: no such file"):
+        list(imageio.read_frames(str(tmp_path / "video.mp4")))

@@ -1,0 +1,107 @@
+"""The paper's losses: what each must reward and punish."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from despoof_jax.training import losses
+
+
+def grating(size, period, amplitude, channels=6):
+    yy, xx = np.mgrid[:size, :size]
+    g = amplitude * np.sin(2 * np.pi * (xx + yy) / period)
+    return np.repeat(g[None, :, :, None], channels, axis=-1).astype(np.float32)
+
+
+def test_repetitive_loss_ranks_grating_above_white_noise_of_same_energy():
+    size, k = 64, losses.repetitive_kernel_size(64)
+    periodic = grating(size, period=3, amplitude=0.1)
+    white = np.random.RandomState(0).randn(*periodic.shape).astype(np.float32)
+    white *= np.sqrt((periodic ** 2).mean() / (white ** 2).mean())      # same energy
+    p, w = losses.high_frequency_peak(jnp.asarray(np.concatenate([periodic, white])), k)
+    assert p > 5 * w
+    spoof = jnp.ones(1)
+    # Maximised for spoof (lower loss for the grating), minimised for live.
+    assert losses.repetitive_loss(periodic, spoof, k) < losses.repetitive_loss(white, spoof, k)
+    assert losses.repetitive_loss(periodic, 1 - spoof, k) > losses.repetitive_loss(white, 1 - spoof, k)
+
+
+def test_repetitive_loss_ignores_the_low_frequency_square():
+    size, k = 64, 16
+    smooth = grating(size, period=32, amplitude=1.0)    # 2 cycles: inside the k x k centre
+    assert float(losses.high_frequency_peak(jnp.asarray(smooth), k)[0]) < 1e-3
+    assert float(losses.high_frequency_peak(jnp.asarray(smooth), 2)[0]) > 1.0
+
+
+def test_repetitive_gradient_is_finite_at_zero_noise():
+    zero = jnp.zeros((2, 32, 32, 6))
+    for label in (0.0, 1.0):
+        g = jax.grad(losses.repetitive_loss)(zero, jnp.full(2, label), 8)
+        assert np.all(np.isfinite(g))
+
+
+def test_repetitive_kernel_scales_with_resolution():
+    assert losses.repetitive_kernel_size(256) == 64
+    assert losses.repetitive_kernel_size(128) == 32
+    assert losses.repetitive_kernel_size(64) == 16
+    with pytest.raises(ValueError, match="no high frequencies"):
+        losses.high_frequency_peak(jnp.zeros((1, 8, 8, 1)), 8)
+
+
+def test_magnitude_loss_is_zero_for_zero_noise_and_counts_live_only():
+    assert float(losses.magnitude_loss(jnp.zeros((4, 8, 8, 6)), jnp.array([0., 1, 0, 1]))) == 0.0
+    noise = jnp.concatenate([jnp.zeros((1, 8, 8, 6)), jnp.ones((1, 8, 8, 6))])
+    # Sample 1 carries noise 1 but is a spoof: no magnitude loss.
+    assert float(losses.magnitude_loss(noise, jnp.array([0., 1.]))) == 0.0
+    assert float(losses.magnitude_loss(noise, jnp.array([1., 0.]))) == pytest.approx(1.0)
+    # A batch without live samples has no magnitude term (0, not NaN).
+    assert float(losses.magnitude_loss(noise, jnp.ones(2))) == 0.0
+
+
+def test_zero_one_map_loss_targets():
+    ones, zeros = jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 4, 4, 1))
+    assert float(losses.zero_one_map_loss(ones, jnp.ones(2))) == 0.0
+    assert float(losses.zero_one_map_loss(zeros, jnp.zeros(2))) == 0.0
+    assert float(losses.zero_one_map_loss(ones, jnp.zeros(2))) == pytest.approx(1.0)
+
+
+def test_dq_targets_and_gan_losses():
+    depth = jnp.full((2, 4, 4, 1), 0.5)
+    target = losses.dq_pretraining_target(depth, jnp.array([0., 1.]))
+    np.testing.assert_array_equal(target[0], depth[0])
+    np.testing.assert_array_equal(target[1], 0.0)
+    real = jnp.array([[-5.0, 5.0]])     # confident "real" (index REAL = 1)
+    fake = jnp.array([[5.0, -5.0]])     # confident "synthesised"
+    one = jnp.ones(1)
+    assert losses.vq_discriminator_loss(real, one, fake, one) < 0.01
+    assert losses.vq_discriminator_loss(fake, one, real, one) > 10
+    assert losses.vq_generator_loss(real, one) < 0.01 < losses.vq_generator_loss(fake, one)
+
+
+def test_total_loss_weights():
+    parts = dict(z=1.0, m=1.0, r=1.0, dq=1.0, vq=1.0)
+    assert losses.total_ds_loss(parts, (3, 0.005, 0.1, 0.016)) == pytest.approx(4.121)
+    assert losses.total_ds_loss(parts, (0, 0, 0, 0)) == 1.0
+
+
+def test_batch_mean_over_devices_equals_global_masked_mean():
+    n = jax.local_device_count()
+    assert n == 8, "tests/conftest.py forces 8 CPU devices"
+    r = np.random.RandomState(0)
+    values = r.rand(n, 3).astype(np.float32)
+    weights = (r.rand(n, 3) > 0.6).astype(np.float32)
+    weights[0] = 0    # one device without any selected sample
+
+    def per_device(v, w):
+        return jax.lax.pmean(losses.batch_mean(v, w, axis_name="i"), "i")
+
+    got = jax.pmap(per_device, axis_name="i")(values, weights)[0]
+    want = (values * weights).sum() / weights.sum()
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    # Each device's gradient, averaged over devices as the step's pmean does, is the gradient of
+    # the global weighted mean: w / sum(w) for every sample of every device.
+    grad = jax.pmap(jax.grad(functools.partial(losses.batch_mean, axis_name="i")),
+                    axis_name="i")(values, weights)
+    np.testing.assert_allclose(np.asarray(grad) / n, weights / weights.sum(), atol=1e-7)

@@ -1,0 +1,74 @@
+"""Watching a run: TensorBoard event files beside metrics.jsonl (read back with the writer's own
+package), the profile trace, the parameter overview and the wall-clock progress timer."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from despoof_jax.training import observe, state as state_lib
+from despoof_jax.training.workdir import Workdir
+from tests.util import tiny_config
+
+
+def _jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("stage, loss", [("dq", "dq_pretrain"), ("ds", "ds_total")])
+def test_event_files_hold_every_step_of_metrics_jsonl(trained_workdir, stage, loss):
+    wd = Workdir(trained_workdir)
+    assert any(p.name.startswith("events.out.tfevents") for p in wd.stage(stage).iterdir())
+    rows = _jsonl(wd.metrics_log(stage))
+    scalars = observe.read_scalars(wd.stage(stage))
+    got = scalars[f"{stage}/{loss}"]
+    assert [s for s, _ in got] == [r["step"] for r in rows] == [1, 2, 3, 4]
+    np.testing.assert_allclose([v for _, v in got], [r[loss] for r in rows], rtol=1e-6)
+    assert "finite" not in " ".join(scalars)   # the NaN guard is not a curve worth plotting
+
+
+def test_eval_events_hold_metrics_and_the_sample_sheet(trained_workdir):
+    wd = Workdir(trained_workdir)
+    scalars = observe.read_scalars(wd.eval_dir)
+    table = json.loads(wd.metrics_json.read_text())
+    acer = table["fusions"]["average"]["frame"]["acer"]
+    assert scalars["eval/average/frame/acer"] == [(4, pytest.approx(acer, rel=1e-6))]
+    assert "eval/sample_sheet" in observe.read_image_tags(wd.eval_dir)
+
+
+def test_profile_steps_writes_a_trace_tensorboard_reads(trained_workdir):
+    # --config.train.profile_steps=1 in the shared run: one trace per stage, after the
+    # compiled first step, where TensorBoard's profile plugin looks (plugins/profile/<run>/).
+    for stage in ("dq", "ds"):
+        root = os.path.join(trained_workdir, stage, "plugins", "profile")
+        runs = os.listdir(root)
+        assert len(runs) == 1
+        files = os.listdir(os.path.join(root, runs[0]))
+        assert any(f.endswith(".xplane.pb") for f in files), files
+
+
+def test_parameter_overview_lists_every_array_and_the_total():
+    c = tiny_config(32)
+    st = jax.eval_shape(lambda: state_lib.init_stage2(c, jax.random.key(0)))
+    text = observe.parameter_overview(st.ds.params, name="ds")
+    n = state_lib.count_params(st.ds.params)
+    assert f"ds total: {n:,} parameters" in text
+    n_arrays = len(jax.tree.leaves(st.ds.params))
+    assert len(text.splitlines()) == n_arrays + 2   # header, one line per array, total
+    assert "kernel" in text and "(3, 3, 6," in text   # conv1-1 reads RGB+HSV
+
+
+def test_progress_is_due_every_n_steps_or_every_n_seconds(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(observe.time, "monotonic", lambda: now[0])
+    p = observe.Progress(every_steps=100, every_secs=30.0)
+    assert not p.due(1, 1000)
+    now[0] = 29.0
+    assert not p.due(2, 1000)
+    now[0] = 31.0
+    assert p.due(3, 1000)            # 30 s of wall time since the start
+    assert not p.due(4, 1000)
+    assert p.due(100, 1000)          # every N steps regardless of time
+    assert p.due(1000, 1000)         # the last step

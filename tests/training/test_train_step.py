@@ -1,0 +1,148 @@
+"""Stage-2 semantics and data parallelism of the train steps."""
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from despoof_jax.training import losses, parallel
+from despoof_jax.training import state as state_lib
+from despoof_jax.training import steps as train_step
+from tests.util import random_batch, tiny_config
+
+SIZE, BATCH = 32, 8
+
+
+@pytest.fixture(scope="module")
+def setup():
+    # vq_dropout = 0: dropout masks are per device by design (fold_in(axis_index)), so only
+    # without dropout can a pmapped step equal the single-device one. adam_eps = 1e-3: Adam's
+    # first step moves each weight by about lr * sign(g), so a gradient element that is zero up to
+    # float round-off would flip by 2 lr between summation orders; a larger eps keeps the
+    # comparison about the gradients, which is what the device layout could get wrong.
+    config = tiny_config(SIZE, **{"model.vq_dropout": 0.0, "train.adam_eps": 1e-3})
+    s2 = state_lib.init_stage2(config, jax.random.key(0))
+    dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
+    batches = random_batch(0, BATCH, SIZE), random_batch(1, BATCH, SIZE)
+    return config, s2, dq, batches
+
+
+def _tree_max_diff(a, b):
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _kwargs(config):
+    ds, dq, vq = state_lib.make_models(config)
+    lc = config.loss
+    return dict(ds_model=ds, dq_model=dq, vq_model=vq, tx=state_lib.make_optimizer(config),
+                lambdas=(lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+                k=losses.repetitive_kernel_size(SIZE))
+
+
+def test_updates_touch_only_their_own_net(setup):
+    config, s2, dq, (ba, bb) = setup
+    kw = _kwargs(config)
+    after_vq, _ = jax.jit(functools.partial(
+        train_step.vq_update, ds_model=kw["ds_model"], vq_model=kw["vq_model"], tx=kw["tx"]))(
+        s2, ba, jax.random.key(2))
+    assert _tree_max_diff(after_vq.ds, s2.ds) == 0.0          # DS params, stats, Adam state
+    assert _tree_max_diff(after_vq.vq.params, s2.vq.params) > 0
+    after_ds, _, _ = jax.jit(functools.partial(train_step.ds_update, **kw))(
+        s2, dq, bb, jax.random.key(3))
+    assert _tree_max_diff(after_ds.vq, s2.vq) == 0.0
+    assert _tree_max_diff(after_ds.ds.params, s2.ds.params) > 0
+
+
+def test_frozen_dq_is_bit_identical_and_not_in_the_state(setup):
+    config, s2, dq, (ba, bb) = setup
+    before = jax.tree.map(np.array, dq)
+    step = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))
+    new, metrics = step(s2, dq, ba, bb, jax.random.key(0))
+    new, metrics = step(new, dq, ba, bb, jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(dq)):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert set(vars(new)) == {"step", "ds", "vq"}
+    assert int(new.step) == 2 and float(metrics["finite"]) == 1.0
+
+
+def test_gradient_reaches_ds_through_dq(setup):
+    config, s2, dq, (_, bb) = setup
+    kw = _kwargs(config)
+    del kw["tx"], kw["lambdas"]
+
+    def j_dq(params):
+        parts, _ = train_step.ds_loss_parts(params, s2, dq, bb, jax.random.key(0), **kw)
+        return parts["dq"]
+
+    grads = jax.jit(jax.grad(j_dq))(s2.ds.params)
+    norm = np.sqrt(sum(float(np.sum(np.square(g))) for g in jax.tree.leaves(grads)))
+    assert norm > 0 and np.isfinite(norm)
+    # The decoder produces N, which reaches J_DQ only through DQ Net: it must get gradient.
+    dec = grads["decoder"]["conv2-1"]["conv"]["kernel"]
+    assert float(np.abs(dec).max()) > 0
+
+
+def test_pmap_over_8_devices_equals_one_device_and_shard_map(setup):
+    config, s2, dq, (ba, bb) = setup
+    rng = jax.random.key(0)
+    fn = train_step.bind_stage2(config)
+    want, want_m = jax.jit(functools.partial(fn, axis_name=None))(s2, dq, ba, bb, rng)
+    results = {}
+    for mode in parallel.MODES:
+        dp = parallel.DataParallel(mode)
+        assert dp.n_devices == 8
+        step = dp.wrap(fn, batch_args=(2, 3), n_args=5)
+        got, m = step(dp.from_global(s2), dp.from_global(dq), dp.shard_batch(ba),
+                      dp.shard_batch(bb), rng)
+        results[mode] = dp.to_host(got)
+        assert _tree_max_diff(results[mode].ds.params, want.ds.params) < 1e-5
+        assert _tree_max_diff(results[mode].vq.params, want.vq.params) < 1e-5
+        assert _tree_max_diff(results[mode].ds.batch_stats, want.ds.batch_stats) < 1e-5
+        assert abs(float(dp.to_host(m)["ds_total"]) - float(want_m["ds_total"])) < 1e-5
+    assert _tree_max_diff(results["pmap"], results["shard_map"]) < 1e-6
+
+
+def test_stage1_step_learns_depth_on_a_fixed_batch():
+    config = tiny_config(SIZE, **{"train.learning_rate": 3e-3})
+    s1 = state_lib.init_stage1(config, jax.random.key(0))
+    batch = random_batch(0, BATCH, SIZE)
+    step = jax.jit(functools.partial(train_step.bind_stage1(config), axis_name=None))
+    first = None
+    for _ in range(15):
+        s1, m = step(s1, batch, jax.random.key(0))
+        first = float(m["dq_pretrain"]) if first is None else first
+    assert float(m["dq_pretrain"]) < 0.7 * first
+    assert int(s1.step) == 15
+
+
+def test_one_batch_step_equals_the_two_batch_step_on_one_batch(setup):
+    """train.vq_batch = "shared" runs DS Net's forward once for both halves: it must compute what
+    the paper's two-batch step computes when both batches are the same batch (after the VQ
+    update DS Net's params are unchanged, so the second forward would repeat the first)."""
+    config, s2, dq, (ba, _) = setup
+    shared = config.copy_and_resolve_references()
+    with shared.unlocked():
+        shared.train.vq_batch = "shared"
+    assert train_step.stage2_batches(config) == 2 and train_step.stage2_batches(shared) == 1
+    rng = jax.random.key(3)
+    want, want_m = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))(
+        s2, dq, ba, ba, rng)
+    got, got_m = jax.jit(functools.partial(train_step.bind_stage2(shared), axis_name=None))(
+        s2, dq, ba, rng)
+    assert _tree_max_diff(got, want) < 1e-5
+    assert set(got_m) == set(want_m)
+    for k in want_m:
+        assert abs(float(got_m[k]) - float(want_m[k])) < 1e-5, k
+    # and the one-batch step is a different step when the paper's batches differ
+    other, _ = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))(
+        s2, dq, setup[3][1], ba, rng)
+    assert _tree_max_diff(other.vq.params, want.vq.params) > 1e-5
+
+
+def test_unknown_vq_batch_mode_is_refused(setup):
+    config = setup[0].copy_and_resolve_references()
+    with config.unlocked():
+        config.train.vq_batch = "both"
+    with pytest.raises(ValueError, match="vq_batch"):
+        train_step.bind_stage2(config)
