@@ -1,12 +1,15 @@
 """Decomposition metrics against the synthetic world's true spoof noise (despoof_jax.decomposition)
-on hand-made cases."""
+on hand-made cases, and their hook into evaluation (metrics.json, sample sheet)."""
 import json
+import os
 
 import numpy as np
 import pytest
 
 from despoof_jax import decomposition as dc
+from despoof_jax import evaluate, plots
 from despoof_jax.data import synthetic
+from tests.util import tiny_config
 
 H = 64
 
@@ -22,7 +25,7 @@ def _scene(seed=0, n=3):
     """Hand-made (image I, live reference Î*, true noise N*): a smooth face-like reference plus
     a spoof noise of a colour shift, a halftone-like grating and some texture."""
     r = np.random.default_rng(seed)
-    y, x = np.mgrid[0:H, 0:H] / H
+    x = np.mgrid[0:H, 0:H][1] / H
     ref = 0.5 + 0.2 * np.sin(3 * x + seed)[None, :, :, None] * np.array([1.0, 0.8, 0.6])
     ref = np.broadcast_to(ref, (n, H, H, 3)).copy()
     true = 0.02 + _grating(21, 13, 0.04, n) + 0.01 * r.standard_normal((n, H, H, 3))
@@ -141,3 +144,91 @@ def test_accumulator_summary():
     lo, hi = live["psnr_gain_db"]["ci95"]
     assert lo <= live["psnr_gain_db"]["mean"] <= hi
     assert s["settings"]["psnr_max_db"] == dc.PSNR_MAX_DB
+
+
+# ---- the evaluation hook ------------------------------------------------------------------------
+
+def _oracle_predict(sources):
+    """A stand-in for the jitted DS/DQ predict that knows the truth: noise = N* of the record
+    whose image the batch row is (zeros for padding), scores from the noise magnitude."""
+    truth = {}
+    for source in sources:
+        for i in range(len(source)):
+            r = source[i]
+            truth[r["image"].tobytes()] = (r["image"].astype(np.float32) - r["live_reference"]) / 255
+
+    def predict(ds, dq, rgb):
+        rgb = np.asarray(rgb)
+        n = np.stack([truth.get(x.tobytes(), np.zeros(x.shape, np.float32)) for x in rgb])
+        x = rgb / 255.0
+        s = np.abs(n).mean((1, 2, 3))
+        return {"noise": np.concatenate([n, np.zeros_like(n)], -1),
+                "live": np.concatenate([x - n, x], -1),
+                "score_noise": s, "score_map": s, "score_depth": -s}
+    return predict
+
+
+@pytest.fixture(scope="module")
+def eval_config(synthetic_data_dir):
+    return tiny_config(64, **{"data.data_dir": synthetic_data_dir,
+                              "data.builder_config": "s64_small"})
+
+
+def test_evaluate_writes_decomposition_and_true_noise_column(eval_config, tmp_path, monkeypatch):
+    """evaluate() with a perfect decomposition (N = N*): metrics.json's `decomposition` says so
+    per species, and the sample sheet shows the true noise next to the estimate."""
+    from despoof_jax.data import datasets
+    sources = [datasets.load_split(eval_config.data, split)[0] for split in ("dev", "test")]
+    predict = _oracle_predict(sources)
+    monkeypatch.setattr(evaluate, "make_predict", lambda config: predict)
+    titles = []
+    grid = plots.image_grid
+
+    def spy(rows, names, cols, path, **kw):
+        titles.append(list(cols))
+        return grid(rows, names, cols, path, **kw)
+    monkeypatch.setattr(plots, "image_grid", spy)
+    table = evaluate.evaluate(eval_config, str(tmp_path), ds=object(), dq=object())
+    with open(tmp_path / "eval" / "metrics.json") as f:
+        written = json.load(f)
+    d = written["decomposition"]
+    assert d == table["decomposition"]
+    att = d["attacks"]
+    assert att["n"] == 48 and att["identities"] == 4                 # s64_small test: 4 x 4 x 3
+    assert att["correlation"]["mean"] == pytest.approx(1.0)
+    assert att["peak_match"]["mean"] == 1.0
+    assert att["hf_fraction"]["mean"] == pytest.approx(att["hf_fraction_true"]["mean"])
+    assert att["psnr_gain_db"]["mean"] > 20
+    for name in synthetic.SPECIES[1:]:
+        lo, hi = d["per_species"][name]["psnr_gain_db"]["ci95"]
+        assert lo <= d["per_species"][name]["psnr_gain_db"]["mean"] <= hi
+    assert d["per_species"]["live"]["psnr_gain_db"]["mean"] == 0.0   # N = N* = 0 on live faces
+    assert titles == [["input", "|FFT| input", "noise x5+128", "true N* x5+128", "|FFT| noise",
+                       "live = I - N"]]
+    assert os.path.getsize(tmp_path / "eval" / "sample_sheet.png") > 0
+
+
+class _WithoutReference:
+    """A record source like a real dataset's: no `live_reference`."""
+
+    def __init__(self, source):
+        self._source = source
+
+    def __len__(self):
+        return len(self._source)
+
+    def __getitem__(self, i):
+        return {k: v for k, v in self._source[i].items() if k != "live_reference"}
+
+
+def test_decomposition_skipped_without_ground_truth(eval_config, monkeypatch):
+    from despoof_jax.data import datasets
+    load = datasets.load_split
+    monkeypatch.setattr(datasets, "load_split", lambda c, split: (
+        _WithoutReference(load(c, split)[0]), load(c, split)[1]))
+    zero = lambda ds, dq, rgb: {"noise": np.zeros(rgb.shape[:3] + (6,)), "score_noise":   # noqa: E731
+                                np.zeros(len(rgb)), "score_map": np.zeros(len(rgb)),
+                                "score_depth": np.zeros(len(rgb))}
+    truth = dc.Accumulator()
+    out = evaluate.score_split(eval_config, None, None, "test", zero, truth=truth)
+    assert len(out["index"]) == 60 and truth.summary() is None
