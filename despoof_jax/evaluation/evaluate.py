@@ -4,12 +4,15 @@ Writes into `<workdir>/eval/` (paths: `training.workdir.Workdir`):
   scores_dev.csv, scores_test.csv  one row per sample: index, label, species, device, identity,
                                    video and the component scores (noise, map, depth)
   metrics.json                     per fusion (Table 2), frame- and video-level: the dev threshold,
-                                   APCER (max and per species), BPCER, ACER, HTER, EER, AUC
+                                   APCER (max and per species), BPCER, ACER, HTER, EER, AUC; and,
+                                   when the test records carry `live_reference` (synthetic data),
+                                   `decomposition`: how close DS Net's noise comes to the true
+                                   spoof noise, per species (`despoof_jax.evaluation.decomposition`)
   table2.md                        the fusion table, frame level then video level
   model.json                       what the library API needs to score new images with the same
                                    decision rule: fusion statistics (from dev) and the threshold
   sample_sheet.png                 Fig. 2/5-style sheet: inputs, FFT magnitudes, noise x5 + 128
-                                   and live reconstructions
+                                   (and the true noise, with ground truth) and live reconstructions
 The threshold is always chosen on dev and applied unchanged to test (`metrics.evaluate_protocol`).
 
 Multi-fold protocols (`data.fold = -1`, Oulu P3/P4-style): each fold is trained and evaluated in
@@ -22,6 +25,7 @@ import csv
 import functools
 import io
 import json
+from typing import Optional
 
 import jax
 import numpy as np
@@ -29,7 +33,7 @@ from absl import logging
 from etils import epath
 
 from despoof_jax.data import datasets, pipeline, synthetic
-from despoof_jax.evaluation import analysis, metrics, plots, scores
+from despoof_jax.evaluation import analysis, decomposition, metrics, plots, scores
 from despoof_jax.training import checkpoint, observe
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import as_workdir
@@ -69,21 +73,47 @@ def make_predict(config):
     return jax.jit(functools.partial(scores.predict, ds_model=ds_model, dq_model=dq_model))
 
 
-def score_split(config, ds, dq, split: str, predict=None) -> dict:
-    """Component scores and metadata of every record of `split` in the protocol: {name: [N]}."""
+def live_references(source, batch, degradation=None) -> Optional[np.ndarray]:
+    """The ground-truth live faces (`live_reference`, uint8 [b, S, S, 3]) of a batch's valid
+    records, degraded like their images (so I - Î* stays the spoof noise of what DS Net saw), or
+    None when the records carry none (real datasets)."""
+    idx = np.asarray(batch["index"])[np.asarray(batch["valid"])]
+    records = [source[int(i)] for i in idx]
+    if not records or "live_reference" not in records[0]:
+        return None
+    return np.stack([pipeline.degrade(np.asarray(r["live_reference"], np.uint8), degradation)
+                     for r in records])
+
+
+def score_split(config, ds, dq, split: str, predict=None,
+                truth: Optional[decomposition.Accumulator] = None) -> dict:
+    """Component scores and metadata of every record of `split` in the protocol: {name: [N]}.
+
+    With `truth`, also adds each batch's decomposition metrics (DS Net's noise against the
+    records' `live_reference`) to it, while the noise is at hand; skipped without ground truth."""
     predict = predict or make_predict(config)
     source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
     indices = datasets.protocol_indices(config.data, split, meta)
     keep = {k: [] for k in ("index",) + META_COLUMNS + tuple(
         f"score_{c}" for c in scores.COMPONENTS)}
-    for batch in pipeline.eval_batches(source, indices, batch_size=config.eval.batch_size,
-                                       size=config.data.image_size,
-                                       degradation=datasets.degradation(config.data)):
+    degradation = datasets.degradation(config.data)
+    batches = pipeline.eval_batches(source, indices, batch_size=config.eval.batch_size,
+                                    size=config.data.image_size, degradation=degradation)
+    n_batches = -(-len(indices) // config.eval.batch_size)
+    for batch in observe.progress_bar(batches, total=n_batches, desc=f"scoring {split}",
+                                      unit="batch"):
         out = predict(ds, dq, batch["rgb"])
         valid = batch["valid"]
         for k in keep:
             v = out[k] if k.startswith("score_") else batch[k]
             keep[k].append(np.asarray(v)[valid])
+        if truth is not None:
+            ref = live_references(source, batch, degradation)
+            if ref is None:
+                truth = None   # no ground truth in this dataset: stop looking
+            else:
+                truth.add(batch["rgb"][valid], np.asarray(out["noise"])[valid, ..., :3], ref,
+                          batch["species"][valid], batch["identity"][valid])
     return {k: np.concatenate(v) for k, v in keep.items()}
 
 
@@ -195,8 +225,9 @@ def write_tables(workdir, dev: dict, test: dict, table: dict) -> None:
 
 def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
     """Fig. 2/5-style sheet of test samples: one row per species (live first) with the input,
-    its FFT magnitude, the estimated noise (x5 + 128, RGB channels), the noise's FFT magnitude
-    and the live reconstruction."""
+    its FFT magnitude, the estimated noise (x5 + 128, RGB channels), the true noise I - Î* (x5 +
+    128; only when the records carry `live_reference`), the noise's FFT magnitude and the live
+    reconstruction."""
     predict = predict or make_predict(config)
     source, meta = datasets.load_split(datasets.for_split(config.data, "test"), "test")
     picks = [int(np.flatnonzero(meta["species"] == s)[0])
@@ -205,15 +236,19 @@ def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
                                        size=config.data.image_size,
                                        degradation=datasets.degradation(config.data)))
     out = jax.tree.map(np.asarray, predict(ds, dq, batch["rgb"]))
+    ref = live_references(source, batch, datasets.degradation(config.data))
     rows = []
     for i in range(len(picks)):
         noise = out["noise"][i, ..., :3]
+        true = [] if ref is None else [plots.noise_to_image(
+            (batch["rgb"][i].astype(np.float64) - ref[i]) / 255.0)]
         rows.append([batch["rgb"][i], analysis.fft_log_magnitude(batch["rgb"][i] / 255.0),
-                     plots.noise_to_image(noise), analysis.fft_log_magnitude(noise),
-                     np.clip(out["live"][i, ..., :3], 0, 1)])
+                     plots.noise_to_image(noise)] + true + [analysis.fft_log_magnitude(noise),
+                                                            np.clip(out["live"][i, ..., :3], 0, 1)])
     names = [synthetic.SPECIES[int(batch["species"][i])] for i in range(len(picks))]
-    return plots.image_grid(rows, names, ["input", "|FFT| input", "noise x5+128", "|FFT| noise",
-                                          "live = I - N"], path)
+    titles = (["input", "|FFT| input", "noise x5+128"] + ([] if ref is None else ["true N* x5+128"])
+              + ["|FFT| noise", "live = I - N"])
+    return plots.image_grid(rows, names, titles, path)
 
 
 def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
@@ -225,11 +260,15 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     predict = make_predict(config)
     criterion = threshold_criterion(config.eval.threshold)
     dev = score_split(config, ds, dq, "dev", predict)
-    test = score_split(config, ds, dq, "test", predict)
+    truth = decomposition.Accumulator()
+    test = score_split(config, ds, dq, "test", predict, truth=truth)
     table = fusion_table(dev, test, criterion)
     table.update(protocol=config.data.protocol, fold=config.data.fold,
                  criterion=config.eval.threshold, default_fusion=config.eval.fusion)
     table.update(method="despoof")
+    summary = truth.summary(synthetic.SPECIES)
+    if summary is not None:   # only data with ground truth (the synthetic world)
+        table["decomposition"] = summary
     write_tables(wd, dev, test, table)
     if jax.process_index() == 0:
         fused = table["fusions"][config.eval.fusion]["frame"]

@@ -51,7 +51,24 @@ def test_records_match_the_generator(data_dir):
                                       difficulty=config.difficulty, **entry._asdict())
         got = source[i]
         np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["live_reference"], want["live_reference"])
         np.testing.assert_array_equal(got["depth"][..., 0], want["depth"])
+
+
+def test_records_carry_the_live_reference(data_dir):
+    """Every record stores its ground-truth live face: uint8 [S, S, 3]; the true spoof noise
+    N* = image - live_reference is zero on every live record and clearly not on spoof records."""
+    source = ss.load_source(CONFIG, data_dir, "test")
+    meta = ss.load_metadata(CONFIG, data_dir, "test")
+    for i in range(len(source)):
+        r = source[i]
+        ref = r["live_reference"]
+        assert ref.dtype == np.uint8 and ref.shape == (64, 64, 3)
+        n = r["image"].astype(np.int16) - ref
+        if meta["species"][i] == 0:
+            assert not n.any(), i
+        else:
+            assert np.abs(n).mean() > 3, (i, np.abs(n).mean())
 
 
 def test_identities_disjoint_and_videos_unique(data_dir):
@@ -97,7 +114,8 @@ def test_build_is_deterministic_across_dirs_and_workers(tmp_path):
         a, b = (ss.load_source(tiny, d, split) for d in dirs)
         assert len(a) == len(b) == 30
         for i in range(5):
-            for key in ("image", "depth", "video", "identity", "device", "species"):
+            for key in ("image", "live_reference", "depth", "video", "identity", "device",
+                        "species"):
                 np.testing.assert_array_equal(a[i][key], b[i][key])
         name = f"synthetic_spoof-{split}.array_record-00000-of-00001"
         first, second = (epath.Path(bl.data_dir) / name for bl in builders)

@@ -3,7 +3,11 @@ and the two statistical properties the benchmark is built for:
 
 * spoof noise N = spoof - registered live has high-frequency FFT peaks (paper Sec. 3.1, Fig. 2)
   far above the null noise of two live captures of the same scene;
-* live vs spoof is *not* separable from global colour/brightness statistics alone.
+* live vs spoof is *not* separable from global colour/brightness statistics alone;
+
+and the ground truth of the decomposition: every record's `live_reference` (the same frame through
+an ideal medium), so that N* = image - live_reference is the true spoof noise, split by the paper's
+Sec. 3.1 steps by `spoof_noise_stages`.
 """
 import hashlib
 import subprocess
@@ -12,20 +16,18 @@ import sys
 import numpy as np
 import pytest
 
-from despoof_jax.data.synthetic import (
-    N_CAPTURE_DEVICES,
-    SPECIES,
-    faces,
-    make_example,
-    make_registered_pair,
-)
+from despoof_jax.evaluation import decomposition
+from despoof_jax.data.synthetic import (N_CAPTURE_DEVICES, SPECIES, STAGES, make_example,
+                                        make_registered_pair, spoof_noise_stages)
+from despoof_jax.data.synthetic import faces, generator, spoof
 from despoof_jax.data.synthetic._util import rng_for
 
 SEED = 7
 
 
 def _digest(ex: dict) -> str:
-    return hashlib.sha256(ex["image"].tobytes() + ex["depth"].tobytes()).hexdigest()
+    return hashlib.sha256(ex["image"].tobytes() + ex["depth"].tobytes()
+                          + ex["live_reference"].tobytes()).hexdigest()
 
 
 def test_constants():
@@ -37,8 +39,12 @@ def test_constants():
 @pytest.mark.parametrize("size", [64, 72])
 def test_contract_shapes_and_face_depth(species, size):
     ex = make_example(seed=SEED, identity=3, species=species, device=species % 6, video=1, frame=2, size=size)
-    assert set(ex) == {"image", "depth", "label", "species", "device", "identity", "video", "frame"}
+    assert set(ex) == {"image", "live_reference", "depth", "label", "species", "device", "identity",
+                       "video", "frame"}
     assert ex["image"].shape == (size, size, 3) and ex["image"].dtype == np.uint8
+    assert ex["live_reference"].shape == (size, size, 3) and ex["live_reference"].dtype == np.uint8
+    # N* = image - live_reference is zero exactly for live faces, and only for them.
+    assert np.array_equal(ex["live_reference"], ex["image"]) == (species == 0)
     assert ex["depth"].shape == (size, size) and ex["depth"].dtype == np.uint8
     assert (ex["label"], ex["species"], ex["device"], ex["identity"], ex["video"], ex["frame"]) == (
         int(species > 0), species, species % 6, 3, 1, 2)
@@ -74,7 +80,8 @@ def test_deterministic_across_calls_and_processes():
         make_example(seed=SEED + 1, identity=12, species=sp, device=1, video=0, frame=0, size=64)
     assert _digest(make_example(**args)) == first
     code = ("import hashlib; from despoof_jax.data.synthetic import make_example as m; "
-            f"e = m(**{args!r}); print(hashlib.sha256(e['image'].tobytes() + e['depth'].tobytes()).hexdigest())")
+            f"e = m(**{args!r}); print(hashlib.sha256(e['image'].tobytes() + e['depth'].tobytes() "
+            "+ e['live_reference'].tobytes()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == first
     pair = make_registered_pair(seed=SEED, identity=11, species=3, device=4, video=3, size=64)
@@ -178,3 +185,96 @@ def test_global_colour_statistics_do_not_separate_live_from_spoof():
     err_hf = 1 - cross_val_score(clf, np.array(hf), np.array(labels), cv=5).mean()
     assert err_colour > 0.15, err_colour
     assert err_hf < err_colour - 0.05, (err_hf, err_colour)
+
+
+# ---- ground truth: the ideal-medium live reference and the true spoof noise N* ------------------
+
+def _live_and_reference(monkeypatch, species: int, size: int, photo_is_scene: bool):
+    """(live capture, ideal-medium reference, spoof capture) of one frame, the medium at rest in
+    front of the camera (identity pose) showing the photo of the frame's head pose. With
+    `photo_is_scene`, the ideal medium shows the scene itself, on the live capture's grid."""
+    args = (SEED, 2, species, 3, 0, 0, size, 1.0)
+    f = generator._frame(*args)
+    if photo_is_scene:
+        monkeypatch.setattr(generator, "SS_SPOOF", generator.SS_LIVE)
+        monkeypatch.setattr(generator, "_ideal_radiance", lambda m, mx, my: faces.render_scene(
+            f["ident"], f["scene"], f["head"], mx, my)[0])
+    img, _, ref = generator._capture_spoof(
+        f["ident"], species, f["scene"], f["head"], spoof.MediumPose(), f["session"],
+        (f["noise_rng"],), f["profile"], f["settings"], size, 1.0)
+    f = generator._frame(*args)          # fresh streams: the live capture's own noise draws
+    live, _ = generator._capture_live(f["ident"], f["scene"], f["head"], f["profile"], f["settings"],
+                                      f["noise_rng"], size)
+    return live, ref, img
+
+
+@pytest.mark.parametrize("species", [1, 3])
+def test_ideal_medium_is_the_live_capture_pipeline(monkeypatch, species):
+    """An ideal medium showing the scene itself, at rest, is a live capture bit for bit: the
+    reference takes the same camera, session settings, sensor phase and sensor noise draws, and
+    meters its own exposure and white balance as a live capture does."""
+    live, ref, _ = _live_and_reference(monkeypatch, species, 64, photo_is_scene=True)
+    np.testing.assert_array_equal(ref, live)
+
+
+def test_ideal_medium_shows_the_photo_exposed_like_a_live_face(monkeypatch):
+    """With the real attacker's photo on the ideal medium, the reference differs from the live
+    capture only by the photo's own resampling: the same exposure and colour balance (channel
+    means within 1.5 DN, contrast within 6 %) and a small fraction of the spoof's difference."""
+    for species in range(1, 5):
+        live, ref, img = _live_and_reference(monkeypatch, species, 64, photo_is_scene=False)
+        live, ref, img = (a.astype(np.float64) for a in (live, ref, img))
+        assert np.abs(ref.mean((0, 1)) - live.mean((0, 1))).max() < 1.5, species
+        ratio = ref.std((0, 1)) / live.std((0, 1))
+        assert (np.abs(ratio - 1) < 0.06).all(), (species, ratio)
+        assert np.abs(ref - live).mean() < 0.5 * np.abs(img - live).mean(), species
+
+
+def test_true_noise_is_large_and_high_frequency_for_spoofs():
+    """N* = image - live_reference holds only spoof noise (no sensor noise: both share the draws),
+    so for every medium it is large, carries a good share of its energy in the repetitive
+    loss's high band, and its high-band FFT peak towers over that of the null noise of two live
+    captures (sensor noise + JPEG), as in the paper's Fig. 2."""
+    size, k = 64, 16                                                   # k = size / 4
+    null = np.mean([_hf_peak(np.subtract(*make_registered_pair(
+        seed=SEED, identity=i, species=0, device=i % 6, video=0, size=size), dtype=np.float32), k)
+        for i in range(4)])
+    for species in range(1, 5):
+        mad, hf, peak = [], [], []
+        for i in range(4):
+            ex = make_example(seed=SEED, identity=i, species=species, device=(i + species) % 6,
+                              video=i, frame=0, size=size)
+            n = ex["image"].astype(np.float32) - ex["live_reference"]
+            mad.append(np.abs(n).mean())
+            hf.append(decomposition.high_frequency_fraction(n[None] / 255.0)[0])
+            peak.append(_hf_peak(n, k))
+        name = SPECIES[species]
+        assert min(mad) > 5, (name, mad)
+        assert np.mean(hf) > 0.3, (name, hf)
+        assert np.mean(peak) > 2.5 * null, (name, np.mean(peak) / null)
+
+
+def test_noise_stages_sum_to_the_true_noise_with_their_own_character():
+    """spoof_noise_stages: the four Sec. 3.1 steps add up to N* exactly, the render chain ends
+    in the record's own image and reference; colour distortion is mostly low-frequency, the
+    medium's texture (display/print) and the camera's aliasing of it (imaging) high-frequency,
+    and every medium aliases something."""
+    assert STAGES == ("colour", "display", "presenting", "imaging")
+    hf = {name: [] for name in STAGES}
+    for species in range(5):
+        for i in range(2):
+            args = dict(seed=SEED, identity=i, species=species, device=(i + 2 * species) % 6,
+                        video=i, frame=1, size=64)
+            out, ex = spoof_noise_stages(**args), make_example(**args)
+            np.testing.assert_array_equal(out["image"], ex["image"])
+            np.testing.assert_array_equal(out["live_reference"], ex["live_reference"])
+            total = sum(out["stages"].values())
+            np.testing.assert_array_equal(total, ex["image"].astype(np.int16) - ex["live_reference"])
+            if species == 0:
+                assert not any(st.any() for st in out["stages"].values())
+                continue
+            for name, st in out["stages"].items():
+                hf[name].append(decomposition.high_frequency_fraction(st[None] / 255.0)[0])
+            assert np.abs(out["stages"]["imaging"]).mean() > 1.0, (SPECIES[species], i)
+    assert np.mean(hf["colour"]) < 0.4, hf["colour"]
+    assert np.mean(hf["display"]) > 0.7 and min(hf["imaging"]) > 0.7, (hf["display"], hf["imaging"])

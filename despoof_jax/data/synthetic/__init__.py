@@ -1,8 +1,11 @@
 """Synthetic spoof world: procedural live faces with exact depth, and their print/replay spoofs.
 
 Pure numpy/scipy/PIL (no jax), deterministic in its arguments. See `generator.make_example` for the
-contract, `spoof` for the paper's Sec. 3.1 degradation steps and `benchmark` for throughput.
+contract (each record carries its ground-truth `live_reference`), `spoof_noise_stages` for the true
+spoof noise split by the paper's Sec. 3.1 steps, `spoof` for those steps and `benchmark` for throughput.
 """
-from .generator import N_CAPTURE_DEVICES, SPECIES, make_example, make_registered_pair
+from .generator import (N_CAPTURE_DEVICES, SPECIES, STAGES, make_example, make_registered_pair,
+                        spoof_noise_stages)
 
-__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "make_example", "make_registered_pair"]
+__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "make_example", "make_registered_pair",
+           "spoof_noise_stages"]

@@ -1,7 +1,8 @@
 """Throughput of the synthetic spoof world: `python -m despoof_jax.data.synthetic.benchmark`.
 
-Prints images/s (median over repeats, single process, single thread of numpy work) for each size
-and species, twice: with the identity already cached (the common case when a dataset renders many
+Prints images/s of `make_example` (median over repeats, single process, single thread of numpy
+work; a spoof's time includes rendering its ideal-medium `live_reference`) for each size and
+species, twice: with the identity already cached (the common case when a dataset renders many
 sessions and frames per person) and for a never-seen identity (identity maps built first).
 """
 from __future__ import annotations

@@ -15,7 +15,10 @@ a tilted/bent plane with glare -> recaptured by the same capture cameras as live
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import scipy.fft
 
 from . import camera, faces, spoof
 from ._util import block_mean, cct_rgb, luminance, pixel_grid, rng_for, sample_crop
@@ -71,44 +74,115 @@ def _attacker_photo(ident, scene, pose, size, rng):
     return rgb, faces.depth_label(z, face)[..., None], texel_px
 
 
-def _capture_spoof(ident, species, scene, src_pose, mpose, session, frame_rngs, profile, settings,
-                   size, strength):
-    """Spoof capture -> (uint8 [size, size, 3], depth float [size, size] in [0, 1]).
+@dataclasses.dataclass(frozen=True)
+class _Medium:
+    """Everything one spoof session draws for its medium, sampled once so that every render of the
+    same frame (the spoof, its ideal-medium reference, the stage chain) shows the same photo.
 
-    session: dict of per-session rngs (_MEDIUM, _SRC, _REFLECT, _ROOM); frame_rngs: (noise rng,)."""
-    (noise_rng,) = frame_rngs
+    src: the attacker's photo, linear RGB [n, n, 3] in [0, 1] over [-SRC_EXTENT, SRC_EXTENT]^2;
+    src_depth [n, n, 1]; texel_px: photo texel size in output px; params: spoof.PrintParams or
+    spoof.DisplayParams; fibre: paper texture [n, n] (print); lamp [3] and gradient (gx, gy): the
+    recapture room's light on a print; extra [S, S, 3]: glare + ambient reflection (presenting)."""
+    is_print: bool
+    src: np.ndarray
+    src_depth: np.ndarray
+    texel_px: float
+    params: object
+    fibre: np.ndarray | None
+    lamp: np.ndarray | None
+    gradient: tuple
+    extra: np.ndarray
+
+
+def _sample_medium(ident, species, scene, src_pose, session, size, strength) -> _Medium:
+    """The session's medium: photo, print/display parameters, room light, reflections. Each draw
+    comes from its own session stream (_SRC, _MEDIUM, _ROOM, _REFLECT) in a fixed order."""
     is_print = species in (1, 2)
     src, src_depth, texel_px = _attacker_photo(ident, scene, src_pose, size, session[_SRC])
-    px_per_unit = size / 2
-    ss = SS_SPOOF
-    x, y = pixel_grid(size * ss, 1.0, (settings.phase[0] * ss, settings.phase[1] * ss))
-    mx, my = spoof.medium_coords(x, y, mpose)
-    room = session[_ROOM]
+    fibre = lamp = None
+    gradient = (0.0, 0.0)
     if is_print:
         p = spoof.sample_print(session[_MEDIUM], species, strength)
         fibre = spoof.paper_texture(session[_MEDIUM], src.shape[0], texel_px)
-        table = np.concatenate([src, fibre[..., None]], -1)
-        refl = spoof.print_reflectance(table, SRC_EXTENT, mx, my, px_per_unit, p)
-        # Lit by the recapture room's lamp, with a gentle illumination gradient across the sheet.
+        room = session[_ROOM]
         lamp = cct_rgb(room.uniform(2800, 7000))
-        gx, gy = room.uniform(-0.15, 0.15, 2) * strength
-        rad = refl * lamp * (1 + gx * x + gy * y)[..., None]
+        gradient = tuple(room.uniform(-0.15, 0.15, 2) * strength)
     else:
         p = spoof.sample_display(session[_MEDIUM], species - 2, strength)
-        src = spoof.frame_blend(src, p, texel_px)
-        rad = spoof.replay_emission(src, SRC_EXTENT, mx, my, px_per_unit, p)
-    # Presenting artifacts: glare + ambient reflection, smooth, added at camera-pixel resolution.
     extra = spoof.reflections(session[_REFLECT], size, glossy=not is_print, strength=strength)
+    return _Medium(is_print, src, src_depth, texel_px, p, fibre, lamp, gradient, extra)
+
+
+def _medium_radiance(m: _Medium, mx, my, size, params=None) -> np.ndarray:
+    """Steps 1-2 (and the replay's refresh banding): unlit print reflectance or display emission
+    [H, W, 3] at medium points (mx, my) [H, W]; `params` overrides m.params (stage chain)."""
+    p = m.params if params is None else params
+    if m.is_print:
+        table = np.concatenate([m.src, m.fibre[..., None]], -1)
+        return spoof.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p)
+    src = spoof.frame_blend(m.src, p, m.texel_px)
+    return spoof.replay_emission(src, SRC_EXTENT, mx, my, size / 2, p)
+
+
+def _present(m: _Medium, rad, x, y, size) -> np.ndarray:
+    """Step 3, presenting: the room lamp and its gradient on a print, then glare + ambient
+    reflection, smooth, added at camera-pixel resolution. rad [S*ss, S*ss, 3]; a replay's `rad`
+    is modified in place."""
+    if m.is_print:
+        gx, gy = m.gradient
+        rad = rad * m.lamp * (1 + gx * x + gy * y)[..., None]
     level = luminance(rad.reshape(-1, 3).mean(0))
+    ss = rad.shape[0] // size
     rad = rad.reshape(size, ss, size, ss, 3)
-    rad += (extra * level)[:, None, :, None, :]
-    rad = rad.reshape(size * ss, size * ss, 3)
-    img = camera.capture(rad, ss, profile, settings, noise_rng)
+    rad += (m.extra * level)[:, None, :, None, :]
+    return rad.reshape(size * ss, size * ss, 3)
+
+
+def _ideal_radiance(m: _Medium, mx, my) -> np.ndarray:
+    """The ideal medium: the attacker's photo reproduced exactly (unbounded gamut, no screen or
+    lattice, no paper, not lit by the room) at medium points (mx, my) -> linear RGB [H, W, 3]."""
+    return sample_crop(m.src, SRC_EXTENT, my, mx)
+
+
+def _twin(rng: np.random.Generator) -> np.random.Generator:
+    """A generator in `rng`'s current state: a second capture gets the same sensor noise draws."""
+    twin = np.random.Generator(type(rng.bit_generator)())
+    twin.bit_generator.state = rng.bit_generator.state
+    return twin
+
+
+def _spoof_grid(size, settings, mpose):
+    """Camera samples of the spoof capture (SS_SPOOF-supersampled, at the session's sensor phase)
+    and where their rays hit the medium -> (x, y, mx, my), each [S*ss, S*ss] crop units."""
+    ss = SS_SPOOF
+    x, y = pixel_grid(size * ss, 1.0, (settings.phase[0] * ss, settings.phase[1] * ss))
+    mx, my = spoof.medium_coords(x, y, mpose)
+    return x, y, mx, my
+
+
+def _capture_spoof(ident, species, scene, src_pose, mpose, session, frame_rngs, profile, settings,
+                   size, strength, reference=True):
+    """Spoof capture -> (uint8 [size, size, 3], depth float [size, size] in [0, 1],
+    ideal-medium reference uint8 [size, size, 3] or None when `reference` is False).
+
+    session: dict of per-session rngs (_MEDIUM, _SRC, _REFLECT, _ROOM); frame_rngs: (noise rng,).
+    The reference (`live_reference` of a record) is the same photo on an ideal medium at the same
+    pose, seen by the same camera with the same settings and the same sensor noise draws
+    (see `make_example`)."""
+    (noise_rng,) = frame_rngs
+    m = _sample_medium(ident, species, scene, src_pose, session, size, strength)
+    x, y, mx, my = _spoof_grid(size, settings, mpose)
+    ref = None
+    if reference:
+        ref = camera.capture(_ideal_radiance(m, mx, my), SS_SPOOF, profile, settings,
+                             _twin(noise_rng))
+    rad = _present(m, _medium_radiance(m, mx, my, size), x, y, size)
+    img = camera.capture(rad, SS_SPOOF, profile, settings, noise_rng)
     # The depth of the face shown, in the spoof image's geometry: the photo's depth, warped.
     xo, yo = pixel_grid(size, 1.0, settings.phase)
     mxo, myo = spoof.medium_coords(xo, yo, mpose)
-    depth = sample_crop(src_depth, SRC_EXTENT, myo, mxo)[..., 0]
-    return img, depth
+    depth = sample_crop(m.src_depth, SRC_EXTENT, myo, mxo)[..., 0]
+    return img, depth, ref
 
 
 def _session(seed, identity, species, device, video):
@@ -130,6 +204,26 @@ def _scene_and_camera(seed, identity, species, device, video, size, difficulty):
             camera.sample_settings(profile, s[_CAPTURE]))
 
 
+def _frame(seed, identity, species, device, video, frame, size, difficulty):
+    """Everything one frame fixes before rendering (checked arguments first): the identity, the
+    session's streams, scene, camera profile and settings, the frame's sensor noise stream, the
+    head pose and, for spoofs, the medium pose and the pose of the face in the attacker's photo."""
+    ident, s, scene, profile, settings = _scene_and_camera(seed, identity, species, device, video,
+                                                           size, difficulty)
+    key = (seed, identity, species, device, video, frame)
+    noise_rng = _frame_rng(*key, _F_NOISE)
+    head = faces.jitter_pose(scene.pose, _frame_rng(*key, _F_POSE))
+    mpose = src_pose = None
+    if species:
+        mpose = spoof.sample_medium_pose(s[_MEDIUM_POSE], paper=species in (1, 2))
+        mpose = spoof.jitter_medium_pose(mpose, _frame_rng(*key, _F_MEDIUM))
+        # A print is a still photo; a replayed video moves with the recorded head.
+        src_pose = scene.pose if species in (1, 2) else head
+    return {"ident": ident, "session": s, "scene": scene, "profile": profile, "settings": settings,
+            "noise_rng": noise_rng, "head": head, "mpose": mpose, "src_pose": src_pose,
+            "strength": 1.0 / difficulty}
+
+
 def make_example(*, seed: int, identity: int, species: int, device: int, video: int, frame: int,
                  size: int, difficulty: float = 1.0) -> dict:
     """One frame of one capture session.
@@ -141,26 +235,98 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     `difficulty` > 0: spoof artifact amplitudes scale as 1 / difficulty (higher = subtler).
 
     Returns {"image": uint8 [size, size, 3] RGB face crop,
+             "live_reference": uint8 [size, size, 3], the ground-truth live face of Eq. 1, so that
+                      image - live_reference is the true spoof noise N*; equal to `image` for live,
              "depth": uint8 [size, size] face depth 0..255 (0 = background; nearest point 255),
                       face-shaped for spoofs too (the depth of the face shown, warped as shown),
              "label": int (0 live, 1 spoof), "species", "device", "identity", "video", "frame": int}.
+
+    The live reference of a spoof is the same frame with an ideal medium: the attacker's photo
+    (the paper's Î, the live image the attack is made from) reproduced exactly - no colour
+    distortion, no halftone/screen/pixels/paper, no room lamp or glare, no refresh banding - held
+    at the same pose (tilt and bend are registration, not noise: the paper registers spoof to live
+    before taking N, Sec. 3.1), captured by the same camera with the same session settings and the
+    *same* sensor noise draws, on the same supersampled grid. Sensor noise therefore cancels in N*
+    except where the medium changed the signal level (shot noise, clipping, JPEG), and the
+    camera's auto exposure and white balance meter the ideal medium, as they meter every live
+    face. `spoof_noise_stages` splits N* by the paper's Sec. 3.1 steps.
     """
-    ident, s, scene, profile, settings = _scene_and_camera(seed, identity, species, device, video,
-                                                           size, difficulty)
-    strength = 1.0 / difficulty
-    noise_rng = _frame_rng(seed, identity, species, device, video, frame, _F_NOISE)
-    head = faces.jitter_pose(scene.pose, _frame_rng(seed, identity, species, device, video, frame, _F_POSE))
+    f = _frame(seed, identity, species, device, video, frame, size, difficulty)
     if species == 0:
-        img, depth = _capture_live(ident, scene, head, profile, settings, noise_rng, size)
+        img, depth = _capture_live(f["ident"], f["scene"], f["head"], f["profile"], f["settings"],
+                                   f["noise_rng"], size)
+        reference = img.copy()
     else:
-        mpose = spoof.sample_medium_pose(s[_MEDIUM_POSE], paper=species in (1, 2))
-        mpose = spoof.jitter_medium_pose(mpose, _frame_rng(seed, identity, species, device, video, frame, _F_MEDIUM))
-        # A print is a still photo; a replayed video moves with the recorded head.
-        src_pose = scene.pose if species in (1, 2) else head
-        img, depth = _capture_spoof(ident, species, scene, src_pose, mpose, s, (noise_rng,), profile,
-                                    settings, size, strength)
-    return {"image": img, "depth": _to_u8(depth), "label": int(species > 0), "species": int(species),
-            "device": int(device), "identity": int(identity), "video": int(video), "frame": int(frame)}
+        img, depth, reference = _capture_spoof(
+            f["ident"], species, f["scene"], f["src_pose"], f["mpose"], f["session"],
+            (f["noise_rng"],), f["profile"], f["settings"], size, f["strength"])
+    return {"image": img, "live_reference": reference, "depth": _to_u8(depth),
+            "label": int(species > 0), "species": int(species), "device": int(device),
+            "identity": int(identity), "video": int(video), "frame": int(frame)}
+
+
+# The paper's four degradation steps (Sec. 3.1), in the order `spoof_noise_stages` adds them.
+STAGES: tuple[str, ...] = ("colour", "display", "presenting", "imaging")
+
+
+def _band_limit(rad: np.ndarray, size: int) -> np.ndarray:
+    """rad [S*ss, S*ss, C] without what the S x S output grid cannot hold: DCT-II coefficients of
+    index >= S (above the output Nyquist) zeroed: what a camera with an ideal anti-aliasing filter
+    would see. The DCT's even extension spares the edges the ringing of a periodic (FFT) filter."""
+    c = scipy.fft.dctn(rad, type=2, axes=(0, 1), norm="ortho", workers=1)
+    c[size:] = 0
+    c[:, size:] = 0
+    return scipy.fft.idctn(c, type=2, axes=(0, 1), norm="ortho", workers=1).astype(np.float32)
+
+
+def spoof_noise_stages(*, seed: int, identity: int, species: int, device: int, video: int,
+                       frame: int, size: int, difficulty: float = 1.0) -> dict:
+    """The true spoof noise of one `make_example` frame, split by the paper's Sec. 3.1 steps.
+
+    Renders a chain of captures of the same frame (same photo, pose, camera, settings and sensor
+    noise draws), each adding one step to the previous:
+        R0 live_reference: ideal medium (as in `make_example`);
+        R1 + colour:     the medium's colour transfer only (print: gamut compression, inks, paper
+                         white/black; replay: display gamma, backlight, white point), no texture;
+        R2 + display:    the full print (halftone screen, paper fibres) or screen (pixel grid,
+                         sub-pixel lattice, previous-frame ghost), band-limited to the output grid;
+        R3 + presenting: the room lamp and its gradient on a print, glare + ambient reflection;
+        R4 + imaging:    what the camera's sampling aliases (moire) and the rolling-shutter
+                         refresh banding of a screen = `image`.
+    Stage k's noise is R_k - R_{k-1} in 8-bit units: the four sum exactly to image - live_reference.
+    Each step is measured on top of the earlier ones (the captures are nonlinear, so the split
+    depends on the order; this is the paper's).
+    Costs about four extra captures; an analysis tool, not part of the stored records.
+
+    Returns {"image", "live_reference": uint8 [S, S, 3] (as `make_example`),
+             "stages": {name: int16 [S, S, 3]} for name in STAGES (all zero for live)}.
+    """
+    if species == 0:
+        ex = make_example(seed=seed, identity=identity, species=species, device=device, video=video,
+                          frame=frame, size=size, difficulty=difficulty)
+        return {"image": ex["image"], "live_reference": ex["live_reference"],
+                "stages": {name: np.zeros((size, size, 3), np.int16) for name in STAGES}}
+    f = _frame(seed, identity, species, device, video, frame, size, difficulty)
+    m = _sample_medium(f["ident"], species, f["scene"], f["src_pose"], f["session"], size,
+                       f["strength"])
+    x, y, mx, my = _spoof_grid(size, f["settings"], f["mpose"])
+    p = m.params
+    if m.is_print:
+        cover = spoof.gamut_compress(m.src, p)
+        contone = spoof.ink_reflectance([cover[..., i] for i in range(4)], p)
+        colour = sample_crop(contone, SRC_EXTENT, my, mx)
+        no_banding = p
+    else:
+        colour = sample_crop(spoof.display_tone(m.src, p), SRC_EXTENT, my, mx)
+        no_banding = dataclasses.replace(p, flicker=(0.0,) + tuple(p.flicker[1:]))
+    display = colour + _band_limit(_medium_radiance(m, mx, my, size, no_banding) - colour, size)
+    presented = _present(m, display.copy(), x, y, size)
+    full = _present(m, _medium_radiance(m, mx, my, size), x, y, size)
+    shots = [camera.capture(r, SS_SPOOF, f["profile"], f["settings"], _twin(f["noise_rng"]))
+             for r in (_ideal_radiance(m, mx, my), colour, display, presented, full)]
+    shots = [s.astype(np.int16) for s in shots]
+    return {"image": shots[-1].astype(np.uint8), "live_reference": shots[0].astype(np.uint8),
+            "stages": {name: shots[k + 1] - shots[k] for k, name in enumerate(STAGES)}}
 
 
 def make_registered_pair(*, seed: int, identity: int, species: int, device: int, video: int,
@@ -182,6 +348,7 @@ def make_registered_pair(*, seed: int, identity: int, species: int, device: int,
     if species == 0:
         other, _ = _capture_live(ident, scene, scene.pose, profile, settings, other_rng, size)
     else:
-        other, _ = _capture_spoof(ident, species, scene, scene.pose, spoof.MediumPose(), s, (other_rng,),
-                                  profile, settings, size, strength)
+        other, _, _ = _capture_spoof(ident, species, scene, scene.pose, spoof.MediumPose(), s,
+                                     (other_rng,), profile, settings, size, strength,
+                                     reference=False)
     return other, live

@@ -13,8 +13,10 @@ parameters (sampled by the matching `sample_*` function from an `np.random.Gener
 4. imaging artifacts  -> `camera.capture` on the supersampled medium: the sensor grid aliases the
    lattice (moire), then blur, sensor noise and JPEG, exactly as for live captures.
 
-`strength` (= 1 / difficulty) scales every artifact amplitude: 1 is the default benchmark, 0 leaves
-an ideal medium (perfect colour, no lattice, no glare) so that only recapture remains.
+`strength` (= 1 / difficulty) scales the artifact amplitudes: 1 is the default benchmark; 0 removes
+the lattice, glare and most colour error but not all of the medium (a print keeps its inks' side
+absorption and the room lamp, a screen its pixel grid). The ideal medium proper - the photo
+reproduced exactly, the ground truth `live_reference` - is `generator._ideal_radiance`.
 
 Coordinates: crop units (the output crop spans [-1, 1]); lattice geometry is in *output pixels*
 (`px_per_unit` = size / 2 converts), so the spoof noise has the same per-pixel frequencies at every

@@ -14,6 +14,9 @@ device out, Oulu P3) has live and spoof faces of every device in every split.
 
 Records (numpy, as read by `builder.as_data_source(split)`; no TensorFlow anywhere):
     image:    uint8 [S, S, 3] RGB in [0, 255]
+    live_reference: uint8 [S, S, 3], the same frame through an ideal medium (`make_example`), so
+                        image - live_reference is the true spoof noise N* of Eq. 1; == image for live
+                        records. Ground truth for evaluation only (`despoof_jax.evaluation.decomposition`).
     depth:    uint8 [S, S, 1] face depth in [0, 255] (0 = background/far). The *face* depth, also for
                         spoof faces: the paper's DS Net asks DQ Net to see the face shape in the reconstructed
                         live image of a spoof input (Sec. 3.3), so the zero map that supervises DQ Net on spoof
@@ -166,10 +169,12 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
                                 **entry._asdict())
     s = config.size
     image = np.asarray(ex["image"])
+    reference = np.asarray(ex["live_reference"])
     depth = np.asarray(ex["depth"])
-    if image.shape != (s, s, 3) or image.dtype != np.uint8:
-        raise ValueError(f"make_example returned image {image.dtype}{image.shape}; "
-                         f"expected uint8({s}, {s}, 3).")
+    for name, a in (("image", image), ("live_reference", reference)):
+        if a.shape != (s, s, 3) or a.dtype != np.uint8:
+            raise ValueError(f"make_example returned {name} {a.dtype}{a.shape}; "
+                             f"expected uint8({s}, {s}, 3).")
     if depth.shape[:2] != (s, s) or depth.dtype != np.uint8:
         raise ValueError(f"make_example returned depth {depth.dtype}{depth.shape}; "
                          f"expected uint8({s}, {s}).")
@@ -179,6 +184,7 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
         raise ValueError(f"make_example returned label {label} for species {species}.")
     return {
         "image": image,
+        "live_reference": reference,
         "depth": depth.reshape(s, s, 1),
         "label": label,
         "species": species,
@@ -192,8 +198,12 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "1.1.0": "Records gain `live_reference` (the frame through an ideal medium: ground truth of "
+                 "the spoof noise, image - live_reference). Other fields unchanged, byte for byte.",
+    }
     BUILDER_CONFIGS = list(CONFIGS)
 
     def __init__(self, *, num_workers: int | None = None, **kwargs):
@@ -212,6 +222,8 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
+                "live_reference": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8,
+                                                       encoding=zlib),
                 "depth": tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8, encoding=zlib),
                 "label": tfds.features.ClassLabel(names=["live", "spoof"]),
                 "species": tfds.features.ClassLabel(names=list(synthetic.SPECIES)),
