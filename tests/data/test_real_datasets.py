@@ -398,3 +398,25 @@ def test_frame_without_a_face(tmp_path):
     builder, entry = _skip_then_strict("replay_attack", root, tmp_path / "skip", "no face")
     assert entry["frames"] == [2]
     assert [r["frame_index"] for r in _records(builder, "train")] == [0, 4]
+
+
+def test_cross_config_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
+    """configs/protocol_cross.py:casia_to_replay,smoke: train and dev (the threshold's split, the
+    last 5 CASIA training subjects) from casia_fasd, test from replay_attack, both found under
+    data.manual_dir/<name>/ and built with the named config s64."""
+    from configs import protocol_cross
+    manual = tmp_path / "manual"
+    fake_trees.casia_tree(str(manual / "casia_fasd"), {"train": range(1, 7), "test": [1]},
+                          n_frames=1)
+    fake_trees.replay_tree(str(manual / "replay_attack"), {"train": [1], "devel": [2],
+                                                           "test": [3, 4]}, n_frames=1)
+    c = protocol_cross.get_config("casia_to_replay,smoke")
+    c.data.data_dir, c.data.manual_dir = str(tmp_path / "tfds"), str(manual)
+    want = {"train": ("train_release/", {1}), "dev": ("train_release/", {2, 3, 4, 5, 6}),
+            "test": ("test/", {3, 4})}
+    for split, (prefix, identities) in want.items():
+        source, meta = datasets.load_split(datasets.for_split(c.data, split), split)
+        assert set(meta["identity"]) == identities
+        assert source[0]["image"].shape == (64, 64, 3)
+        assert all(source[i]["source"].decode().startswith(prefix) for i in range(len(source)))
+        assert len(datasets.protocol_indices(c.data, split, meta)) == len(source)
