@@ -328,10 +328,11 @@ def process_video(task: _Task) -> dict:
             problems.report(job.split, job.source, str(e).removeprefix(f"{path}: "))
         else:
             if no_face:
+                where = ("the dataset has no annotation" if not job.annotation else
+                         "the annotation gives no face there or its crop holds none")
                 problems.report(job.split, job.source,
-                                f"no face found in frame(s) {no_face} (annotation: "
-                                f"{'none' if not job.annotation else 'missing or no face'}; "
-                                "face detector and face mesh: none)", frames=no_face)
+                                f"no face found in frame(s) {no_face}: {where}, and the face "
+                                "detector finds none", frames=no_face)
             if annotation is not None and frames.n_frames is not None and \
                     frames.n_frames > last + 1:
                 problems.report(job.split, job.source,
@@ -476,6 +477,7 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             if summary["frames"]:
                 frames[task.job.split].append(task)
         self.info.metadata["skipped"] = skipped
+        self.info.metadata["manual_dir"] = root
         empty = [split for split in SPLITS if not frames[split]]
         self.info.metadata["empty_splits"] = empty
         if skipped:
