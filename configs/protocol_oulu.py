@@ -1,12 +1,20 @@
 """Table 4: Oulu-NPU Protocols 1-4 at the paper's setting (256 px, Table 1 widths). P3 and P4
 run all 6 folds (mean ± std).
 
-    despoof train --config=configs/protocol_oulu.py:p1 --workdir=workdir/oulu_p1
+    despoof train --config=configs/protocol_oulu.py:p1 --workdir=workdir/oulu_p1 \
+        --config.data.manual_dir=/data/manual
+    despoof train --config=configs/protocol_oulu.py:p2 --workdir=workdir/oulu_p2
     despoof train --config=configs/protocol_oulu.py:p3 --workdir=workdir/oulu_p3
+    despoof train --config=configs/protocol_oulu.py:p4 --workdir=workdir/oulu_p4
 
-Needs an `oulu_npu` TFDS builder, which does not exist yet: the run stops at once with the
-manual-download layout the builder will expect (`despoof_jax/data/datasets.py`,
-MANUAL_LAYOUTS). The protocols themselves are defined (`protocols.PROTOCOLS["oulu_p1"...]`).
+Smoke runs (64 px builder config `s64`, narrow nets, a few steps):
+
+    despoof train --config=configs/protocol_oulu.py:p1,smoke --workdir=/tmp/oulu_smoke
+
+The `oulu_npu` builder (`despoof_jax/data/builders/oulu_npu/`) reads the manual download from
+`data.manual_dir` (its root, or a folder holding `oulu_npu/`; default
+`<data_dir>/downloads/manual`): Train_files/, Dev_files/, Test_files/ and Protocols/. Protocol
+membership comes from the Protocols/ files (`oulu_npu.PROTOCOLS`).
 """
 from despoof_jax import config as config_lib
 
@@ -19,7 +27,7 @@ def get_config(arg: str = ""):
     if smoke:
         c = config_lib.smoke(c)
     c.data.dataset = "oulu_npu"
-    c.data.builder_config = "default"
+    c.data.builder_config = "s64" if smoke else "default"
     c.data.protocol = f"oulu_{name}"
     c.data.fold = -1 if name in ("p3", "p4") else 0
     c.lock()

@@ -27,6 +27,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.dataset = "synthetic_spoof"     # a TFDS builder (despoof_jax/data/builders/<name>)
     c.data.builder_config = "s256"         # builder config: size and number of identities
     c.data.data_dir = ""                   # "" = ~/tensorflow_datasets (or $TFDS_DATA_DIR)
+    # Real datasets (data/builders/): where their manual download lies, the dataset's root or a
+    # folder holding <dataset name>/ ("" = <data_dir>/downloads/manual).
+    c.data.manual_dir = ""
+    # Real datasets: leave bad videos/frames out (listed in the dataset's metadata) instead of
+    # stopping at the first one; a dataset built that way is refused while this is False.
+    c.data.skip_bad = False
     c.data.image_size = 256                # the network input, H = W (multiple of 8)
     c.data.protocol = "intra"
     c.data.fold = 0                        # -1 = every fold of the protocol (mean +- std)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
-from despoof_jax.data import datasets, protocols
+from despoof_jax.data import datasets
 from despoof_jax.evaluation import baselines as baseline_eval
 from despoof_jax.evaluation import evaluate
 from despoof_jax.training import baselines, loop
@@ -68,7 +68,7 @@ def train_all_folds(config: ml_collections.ConfigDict, workdir) -> dict:
     """`data.fold = -1`: every fold of the protocol in `<workdir>/fold<k>/` (each thresholded on
     its own dev set), then the mean +- std over folds in `<workdir>/eval/` (Oulu P3/P4-style)."""
     wd = as_workdir(workdir)
-    n = len(protocols.get_protocol(config.data.protocol, config.data.dataset).folds)
+    n = len(datasets.get_protocol(config.data).folds)
     if jax.process_index() == 0:
         wd.write_config(config)
     out, tables = {}, []

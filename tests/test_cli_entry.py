@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from despoof_jax import cli, config as config_lib
+from despoof_jax import cli
+from despoof_jax import config as config_lib
 from tests.util import CONFIGS
 
 SUBCOMMANDS = ("train", "score", "export", "report", "medium", "benchmark")

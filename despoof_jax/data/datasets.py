@@ -2,8 +2,10 @@
 
 `source[i]` is a record dict (image uint8 [S, S, 3], depth uint8 [S, S, 1], label, species, device,
 identity, video, frame) and `metadata` is {column: int32 [N]} in record order (for protocols).
-The real-dataset builders (Oulu-NPU, CASIA-FASD, Replay-Attack) slot in here with the same record
-schema, each as its own package under `despoof_jax/data/`.
+The real datasets (Oulu-NPU, CASIA-FASD, Replay-Attack, MSU-MFSD) have the same record schema
+plus provenance (`frame_index`, `source`); each is a TFDS builder package under
+`despoof_jax/data/builders/`, built from the manual download in `data.manual_dir` (see
+`despoof_jax/data/builders/real_common.py`).
 """
 from __future__ import annotations
 
@@ -14,33 +16,25 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from despoof_jax.data import pipeline, protocols
-from despoof_jax.data.builders import synthetic_spoof
+from despoof_jax.data import pipeline, protocols, synthetic
+from despoof_jax.data.builders import (
+    casia_fasd,
+    msu_mfsd,
+    oulu_npu,
+    real_common,
+    replay_attack,
+    synthetic_spoof,
+)
 
-DATASETS = ("synthetic_spoof",)
-
-# Licence-gated datasets that configs may name (Tables 4 and 5) before their builders exist: the
-# files the (future) builder will read from `<data_dir>/downloads/manual/<name>/`.
-MANUAL_LAYOUTS = {
-    "oulu_npu": ("Oulu-NPU (request at https://sites.google.com/site/oulunpudatabase/): "
-                 "Train_files/, Dev_files/, Test_files/ holding <phone>_<session>_<user>_<file>"
-                 ".avi videos and their .txt eye positions, and Protocols/Protocol_{1,2,3,4}/"),
-    "casia_fasd": ("CASIA-FASD (CASIA-MFSD): train_release/<subject>/{1,2,HR_1,...}.avi and "
-                   "test_release/<subject>/*.avi"),
-    "replay_attack": ("Replay-Attack (Idiap): train/, devel/, test/ each with real/ and "
-                      "attack/{fixed,hand}/ .mov videos, and face-locations/ .face files"),
-}
+# Manual-download datasets (Tables 4 and 5): one builder package each under data/builders/.
+REAL_DATASETS = ("oulu_npu", "casia_fasd", "replay_attack", "msu_mfsd")
+DATASETS = ("synthetic_spoof",) + REAL_DATASETS
+_BUILDER_MODULES = {"oulu_npu": oulu_npu, "casia_fasd": casia_fasd,
+                    "replay_attack": replay_attack, "msu_mfsd": msu_mfsd}
 
 
-def _no_builder(name: str) -> ValueError:
-    if name in MANUAL_LAYOUTS:
-        return ValueError(
-            f"data.dataset={name!r} has no builder yet: it is a manual-download dataset. Its "
-            f"builder will read {MANUAL_LAYOUTS[name]} from <data_dir>/downloads/manual/{name}/; "
-            f"add a TFDS builder package despoof_jax/data/{name}/ with the record schema of "
-            "synthetic_spoof and register it in despoof_jax/data/datasets.py.")
-    return ValueError(f"unknown data.dataset {name!r}; available: {DATASETS} (manual-download "
-                      f"datasets without a builder yet: {sorted(MANUAL_LAYOUTS)})")
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown data.dataset {name!r}; available: {DATASETS}")
 
 
 def degradation(data_config: ml_collections.ConfigDict):
@@ -79,7 +73,42 @@ def load_split(data_config: ml_collections.ConfigDict, split: str):
                 f"data.builder_config={data_config.builder_config!r} holds {size} px images but "
                 f"data.image_size={data_config.image_size}; pick a builder config of that size")
         return source, meta
-    raise _no_builder(data_config.dataset)
+    if data_config.dataset in REAL_DATASETS:
+        return _load_real(data_config, split)
+    raise _unknown(data_config.dataset)
+
+
+def _load_real(data_config: ml_collections.ConfigDict, split: str):
+    builder = real_common.prepare(
+        data_config.dataset, data_config.builder_config, data_dir(data_config),
+        manual_dir=data_config.get("manual_dir", "") or None,
+        skip_bad=bool(data_config.get("skip_bad", False)))
+    size = builder.builder_config.size
+    if size != data_config.image_size:
+        raise ValueError(
+            f"data.builder_config={data_config.builder_config!r} of {data_config.dataset} holds "
+            f"{size} px images but data.image_size={data_config.image_size}; pick a builder config "
+            "of that size")
+    return real_common.data_source(builder, split), real_common.load_metadata(builder, split)
+
+
+def get_protocol(data_config: ml_collections.ConfigDict) -> protocols.Protocol:
+    """The config's protocol: the dataset's own when its builder defines one of that name (Oulu-NPU
+    reads its protocols from the dataset's protocol files), else `protocols.get_protocol`."""
+    if data_config.dataset in REAL_DATASETS:
+        module = _BUILDER_MODULES[data_config.dataset]
+        if data_config.protocol in module.PROTOCOLS:
+            return module.PROTOCOLS[data_config.protocol]
+    return protocols.get_protocol(data_config.protocol, data_config.dataset)
+
+
+def species_names(data_config: ml_collections.ConfigDict):
+    """Names of the dataset's species ids (0 = live), as `metrics.ScoreSet` takes them: the
+    synthetic world's tuple, or a real dataset's {id: name} (ids keep the synthetic meaning:
+    1-2 print, 3-4 display; each dataset uses a subset)."""
+    if data_config.dataset in REAL_DATASETS:
+        return dict(_BUILDER_MODULES[data_config.dataset].SPECIES_NAMES)
+    return tuple(synthetic.SPECIES)
 
 
 def prepare(data_config: ml_collections.ConfigDict) -> None:
@@ -94,7 +123,7 @@ def prepare(data_config: ml_collections.ConfigDict) -> None:
 
 def protocol_indices(data_config, split: str, metadata) -> np.ndarray:
     """Record indices of `split` that the config's protocol and fold use."""
-    protocol = protocols.get_protocol(data_config.protocol, data_config.dataset)
+    protocol = get_protocol(data_config)
     idx = protocols.select_indices(metadata, protocol, split, data_config.fold)
     if len(idx) == 0:
         raise ValueError(f"protocol {data_config.protocol!r} fold {data_config.fold} selects no "

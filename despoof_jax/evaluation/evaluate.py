@@ -117,10 +117,13 @@ def score_split(config, ds, dq, split: str, predict=None,
     return {k: np.concatenate(v) for k, v in keep.items()}
 
 
-def scoreset(split_scores: dict, values: np.ndarray) -> metrics.ScoreSet:
+def scoreset(split_scores: dict, values: np.ndarray,
+             species_names=synthetic.SPECIES) -> metrics.ScoreSet:
+    """A split's scores with its labels, species and videos (`datasets.species_names` names the
+    species of a real dataset)."""
     return metrics.ScoreSet(scores=values, labels=split_scores["label"],
                             species=split_scores["species"], video=split_scores["video"],
-                            species_names=synthetic.SPECIES)
+                            species_names=species_names)
 
 
 def write_csv(path, table: dict):
@@ -143,13 +146,13 @@ def read_csv(path) -> dict:
             for i, name in enumerate(rows[0])}
 
 
-def fusion_table(dev: dict, test: dict, criterion) -> dict:
+def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECIES) -> dict:
     """metrics per fusion (paper Table 2), frame- and video-level, thresholds from dev."""
     stats = scores.fusion_stats(dev)
     results = {}
     for how in scores.FUSIONS:
-        d = scoreset(dev, scores.fuse(dev, stats, how))
-        t = scoreset(test, scores.fuse(test, stats, how))
+        d = scoreset(dev, scores.fuse(dev, stats, how), species_names)
+        t = scoreset(test, scores.fuse(test, stats, how), species_names)
         results[how] = {
             "frame": metrics.evaluate_protocol(d, t, criterion),
             "video": metrics.evaluate_protocol(metrics.video_level(d), metrics.video_level(t),
@@ -229,9 +232,11 @@ def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
     128; only when the records carry `live_reference`), the noise's FFT magnitude and the live
     reconstruction."""
     predict = predict or make_predict(config)
-    source, meta = datasets.load_split(datasets.for_split(config.data, "test"), "test")
+    test_data = datasets.for_split(config.data, "test")
+    source, meta = datasets.load_split(test_data, "test")
+    species_names = datasets.species_names(test_data)
     picks = [int(np.flatnonzero(meta["species"] == s)[0])
-             for s in range(len(synthetic.SPECIES)) if np.any(meta["species"] == s)]
+             for s in sorted(set(np.asarray(meta["species"]).tolist()))]
     batch = next(pipeline.eval_batches(source, np.asarray(picks), batch_size=len(picks),
                                        size=config.data.image_size,
                                        degradation=datasets.degradation(config.data)))
@@ -245,7 +250,7 @@ def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
         rows.append([batch["rgb"][i], analysis.fft_log_magnitude(batch["rgb"][i] / 255.0),
                      plots.noise_to_image(noise)] + true + [analysis.fft_log_magnitude(noise),
                                                             np.clip(out["live"][i, ..., :3], 0, 1)])
-    names = [synthetic.SPECIES[int(batch["species"][i])] for i in range(len(picks))]
+    names = [species_names[int(batch["species"][i])] for i in range(len(picks))]
     titles = (["input", "|FFT| input", "noise x5+128"] + ([] if ref is None else ["true N* x5+128"])
               + ["|FFT| noise", "live = I - N"])
     return plots.image_grid(rows, names, titles, path)
@@ -262,7 +267,8 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     dev = score_split(config, ds, dq, "dev", predict)
     truth = decomposition.Accumulator()
     test = score_split(config, ds, dq, "test", predict, truth=truth)
-    table = fusion_table(dev, test, criterion)
+    table = fusion_table(dev, test, criterion,
+                         datasets.species_names(datasets.for_split(config.data, "test")))
     table.update(protocol=config.data.protocol, fold=config.data.fold,
                  criterion=config.eval.threshold, default_fusion=config.eval.fusion)
     table.update(method="despoof")

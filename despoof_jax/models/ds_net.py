@@ -6,8 +6,13 @@ from typing import Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from despoof_jax.models.layers import (ConvStack, check_input, pyramid_features, resize_bilinear,
-                                       scaled)
+from despoof_jax.models.layers import (
+    ConvStack,
+    check_input,
+    pyramid_features,
+    resize_bilinear,
+    scaled,
+)
 
 # Table 1, DS Net encoder and decoder: (layer name, output channels). Every listed conv is followed
 # by ELU + BatchNorm except the output convs conv1-12 and conv2-8.

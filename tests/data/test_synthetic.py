@@ -16,11 +16,19 @@ import sys
 import numpy as np
 import pytest
 
-from despoof_jax.evaluation import decomposition
-from despoof_jax.data.synthetic import (N_CAPTURE_DEVICES, SPECIES, STAGES, make_example,
-                                        make_registered_pair, spoof_noise_stages)
-from despoof_jax.data.synthetic import faces, generator, spoof
+from despoof_jax.data.synthetic import (
+    N_CAPTURE_DEVICES,
+    SPECIES,
+    STAGES,
+    faces,
+    generator,
+    make_example,
+    make_registered_pair,
+    spoof,
+    spoof_noise_stages,
+)
 from despoof_jax.data.synthetic._util import rng_for
+from despoof_jax.evaluation import decomposition
 
 SEED = 7
 

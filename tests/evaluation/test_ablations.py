@@ -88,16 +88,17 @@ def test_degradations_remove_high_frequencies():
     assert datasets.degradation(default.get_config("smoke").data) is None
 
 
-@pytest.mark.parametrize("config,names", [
-    (protocol_oulu.get_config("p1,smoke"), ["oulu_npu"]),
-    (protocol_cross.get_config("casia_to_replay,smoke"), ["casia_fasd", "replay_attack"])])
-def test_dataset_without_builder_names_the_manual_layout(config, names, tmp_path):
-    from despoof_jax import experiment  # noqa: PLC0415
-    with pytest.raises(ValueError, match="downloads/manual/" + names[0]) as e:
+@pytest.mark.parametrize("config,layout", [
+    (protocol_oulu.get_config("p1,smoke"), ["Train_files/"]),
+    (protocol_cross.get_config("casia_to_replay,smoke"), ["train_release/", "face-locations/"])])
+def test_real_dataset_without_its_download_names_the_manual_layout(config, layout, tmp_path):
+    from despoof_jax import experiment  # noqa: PLC0415 (loads lazily the training stack)
+    config.data.data_dir = str(tmp_path / "tfds")
+    with pytest.raises(FileNotFoundError, match="downloads/manual") as e:
         experiment.train_and_evaluate(config, str(tmp_path / "w"))
-    assert "no builder" in str(e.value) and "Train_files" in str(e.value) or len(names) == 2
-    for split, name in zip(("train", "test"), names + names[-1:]):
-        with pytest.raises(ValueError, match=f"downloads/manual/{name}"):
+    assert layout[0] in str(e.value)
+    for split, expected in zip(("train", "test"), layout + layout[-1:]):
+        with pytest.raises(FileNotFoundError, match=expected):
             datasets.load_split(datasets.for_split(config.data, split), split)
 
 

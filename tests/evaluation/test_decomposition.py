@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
+from despoof_jax.data import synthetic
 from despoof_jax.evaluation import decomposition as dc
 from despoof_jax.evaluation import evaluate, plots
-from despoof_jax.data import synthetic
 from tests.util import tiny_config
 
 H = 64

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from despoof_jax.training import observe, state as state_lib
+from despoof_jax.training import observe
+from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir
 from tests.util import tiny_config
 

@@ -4,8 +4,14 @@ Pure numpy/scipy/PIL (no jax), deterministic in its arguments. See `generator.ma
 contract (each record carries its ground-truth `live_reference`), `spoof_noise_stages` for the true
 spoof noise split by the paper's Sec. 3.1 steps, `spoof` for those steps and `benchmark` for throughput.
 """
-from .generator import (N_CAPTURE_DEVICES, SPECIES, STAGES, make_example, make_registered_pair,
-                        spoof_noise_stages)
+from .generator import (
+                        N_CAPTURE_DEVICES,
+                        SPECIES,
+                        STAGES,
+                        make_example,
+                        make_registered_pair,
+                        spoof_noise_stages,
+)
 
 __all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "make_example", "make_registered_pair",
            "spoof_noise_stages"]

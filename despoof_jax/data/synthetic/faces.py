@@ -14,8 +14,17 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from ._util import (cct_rgb, gauss2, pixel_grid, rng_for, rotation, sample_crop,
-                    smooth_noise, smoothstep, upsample)
+from ._util import (
+    cct_rgb,
+    gauss2,
+    pixel_grid,
+    rng_for,
+    rotation,
+    sample_crop,
+    smooth_noise,
+    smoothstep,
+    upsample,
+)
 
 MAP_RES = 320          # canonical map texels; 320 over 2.5 units ~ 256 px over the 2-unit crop
 MAP_EXTENT = 1.25      # canonical maps cover [-1.25, 1.25]^2 crop units (room for pose and zoom)

@@ -29,7 +29,15 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from ._util import bilinear, cct_rgb, luminance, rotation, smooth_noise, smoothstep, upsample
+from ._util import (
+    bilinear,
+    cct_rgb,
+    luminance,
+    rotation,
+    smooth_noise,
+    smoothstep,
+    upsample,
+)
 
 # ---- step 3: presenting geometry -----------------------------------------------------------------
 

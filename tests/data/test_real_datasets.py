@@ -1,0 +1,423 @@
+"""The real-dataset builders on miniature trees in the published layouts (tests/data/fake_trees.py):
+frames per video and split, labels, species, identities, protocol membership read from the files,
+crops that follow the face, resumable preparation, every kind of bad input, and a smoke training run
+through configs/protocol_oulu.py."""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from despoof_jax import experiment
+from despoof_jax.data import datasets, faces, protocols
+from despoof_jax.data.builders import real_common
+from tests.data import fake_trees
+from tests.util import config_module
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# 64 px crops of every 2nd frame: the face moves 6 px right and 2 px down between kept frames.
+T64 = real_common.RealConfig(name="t64", size=64, stride=2)
+# Oulu-NPU: one user per split, phones 1-2, sessions 1 and 3, all five files: 60 videos.
+OULU_VIDEOS = [(p, s, u, f) for u in (1, 21, 36) for p in (1, 2) for s in (1, 3)
+               for f in range(1, 6)]
+
+
+def _build(name, root, data_dir, config=T64, **kwargs):
+    kwargs.setdefault("num_workers", 1)
+    return real_common.prepare(name, config, data_dir, manual_dir=root, **kwargs)
+
+
+def _records(builder, split):
+    source = real_common.data_source(builder, split)
+    return [source[i] for i in range(len(source))]
+
+
+def _crop_error(record, frame: fake_trees.Frame, box: faces.FaceBox, config=T64) -> float:
+    """Mean absolute difference between a record's image and the crop of the true (unencoded)
+    frame around `box`."""
+    want = faces.crop(frame.rgb, box, scale=config.crop_scale, size=config.size).astype(float)
+    return float(np.abs(record["image"].astype(float) - want).mean())
+
+
+def _depth_centroid(record) -> np.ndarray:
+    d = record["depth"][..., 0].astype(float)
+    ii, jj = np.nonzero(d)
+    return np.array([jj.mean(), ii.mean()])
+
+
+def _check_crops_follow_the_face(records, written, box_of, config=T64, tol=5.0,
+                                 steady=lambda r: True):
+    """Each record is the crop around its frame's face box `box_of(record, frame)` (computed on
+    the unencoded frame); the face stays put in the crop (its depth centroid moves < 1.5 px over
+    the `steady` records of a video, whose boxes come from one source) while it moves 6 px per
+    kept frame in the video."""
+    by_video = {}
+    for r in records:
+        fr = written[r["source"].decode()][r["frame_index"]]
+        assert _crop_error(r, fr, box_of(r, fr), config) < tol, (r["source"], r["frame_index"])
+        if steady(r):
+            by_video.setdefault(r["source"], []).append(_depth_centroid(r))
+    for source, centroids in by_video.items():
+        assert np.abs(np.array(centroids) - centroids[0]).max() < 1.5, source
+        assert np.abs(centroids[0] - config.size / 2).max() < 0.15 * config.size, source
+
+
+# ---------------------------------------------------------------------------------------------
+# Oulu-NPU.
+
+
+@pytest.fixture(scope="module")
+def oulu(tmp_path_factory):
+    """A miniature Oulu-NPU tree (under manual/oulu_npu/) whose Protocol_1/Train.txt omits one
+    video the published rule would list, so that reading the files is observable."""
+    manual = tmp_path_factory.mktemp("manual")
+    root = manual / "oulu_npu"
+    written = fake_trees.oulu_tree(str(root), OULU_VIDEOS, n_frames=5)
+    p1_train = root / "Protocols" / "Protocol_1" / "Train.txt"
+    lines = p1_train.read_text().splitlines()
+    assert "-1,2_1_01_5" in lines
+    p1_train.write_text("\n".join(line for line in lines if line != "-1,2_1_01_5") + "\n")
+    return {"manual": str(manual), "root": str(root), "written": written}
+
+
+@pytest.fixture(scope="module")
+def oulu_t64(oulu, tmp_path_factory):
+    return _build("oulu_npu", oulu["manual"], tmp_path_factory.mktemp("tfds"))
+
+
+def test_oulu_records_follow_the_names_and_the_faces(oulu, oulu_t64):
+    builder = oulu_t64
+    assert builder.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+    assert real_common.skipped(builder) == []
+    for split, folder in fake_trees.OULU_FOLDERS.items():
+        records = _records(builder, split)
+        names = sorted(n for n in oulu["written"]
+                       if fake_trees.oulu_split(int(n.split("_")[2])) == split)
+        assert len(records) == 3 * len(names) == 60   # frames 0, 2, 4 of each 5-frame video
+        for k, name in enumerate(names):
+            p, s, u, f = (int(x) for x in name.split("_"))
+            for j, r in enumerate(records[3 * k:3 * k + 3]):
+                assert r["source"].decode() == f"{folder}/{name}.avi"
+                assert (r["frame"], r["frame_index"]) == (j, 2 * j)
+                assert (r["label"], r["species"], r["device"], r["identity"], r["session"]) == (
+                    int(f != 1), f - 1, p - 1, u, s - 1)
+                assert r["video"] == int(name.replace("_", ""))
+                assert r["image"].shape == (64, 64, 3) and r["depth"].shape == (64, 64, 1)
+        written = {f"{folder}/{n}.avi": fr for n, fr in oulu["written"].items()}
+        _check_crops_follow_the_face(
+            records, written, lambda r, fr: faces.box_from_eyes(*fake_trees.eyes_of(fr)))
+
+
+def test_oulu_protocols_are_read_from_the_protocol_files(oulu, oulu_t64):
+    from despoof_jax.data.builders import oulu_npu
+    data = {split: real_common.load_metadata(oulu_t64, split) for split in real_common.SPLITS}
+    sources = {split: np.array([r["source"].decode() for r in _records(oulu_t64, split)])
+               for split in real_common.SPLITS}
+    listed_in = {}
+    for path in glob.glob(os.path.join(oulu["root"], "Protocols", "*", "*.txt")):
+        rel = os.path.relpath(path, os.path.join(oulu["root"], "Protocols"))
+        listed_in[rel] = {line.split(",")[1] for line in open(path).read().split()}
+    split_stem = {"train": "Train", "dev": "Dev", "test": "Test"}
+    for name, protocol in oulu_npu.PROTOCOLS.items():
+        number = int(name[-1])
+        rule = protocols.get_protocol(name, "oulu_npu")   # protocols.py's reading of the paper
+        assert len(protocol.folds) == len(rule.folds) == (6 if number > 2 else 1)
+        for fold in range(len(protocol.folds)):
+            for split in real_common.SPLITS:
+                meta = data[split]
+                got = protocols.select_indices(meta, protocol, split, fold)
+                stem = split_stem[split] + (f"_{fold + 1}" if number > 2 else "")
+                listed = listed_in[f"Protocol_{number}/{stem}.txt"]
+                want = [i for i, s in enumerate(sources[split])
+                        if os.path.basename(s)[:-4] in listed]
+                np.testing.assert_array_equal(got, want)
+                # The files follow the published rules, except the line removed from
+                # Protocol_1/Train.txt: the file wins.
+                ruled = protocols.select_indices(meta, rule, split, fold)
+                dropped = np.flatnonzero(sources[split] == "Train_files/2_1_01_5.avi")
+                if (name, split) == ("oulu_p1", "train"):
+                    np.testing.assert_array_equal(np.setdiff1d(ruled, got), dropped)
+                else:
+                    np.testing.assert_array_equal(got, ruled)
+    # The training door (datasets.protocol_indices) selects by the files too.
+    config = _oulu_config("p1", oulu, "unused")
+    idx = datasets.protocol_indices(config.data, "train", data["train"])
+    assert len(idx) == 27 and "Train_files/2_1_01_5.avi" not in set(sources["train"][idx])
+
+
+def test_oulu_builds_the_tfds_way_and_resumes_after_a_kill(oulu, tmp_path):
+    """tfds.builder(...).download_and_prepare(DownloadConfig(manual_dir=M)) with the default
+    config; a preparation killed half-way keeps the videos it finished."""
+    data_dir = str(tmp_path / "tfds")
+    script = ("import despoof_jax.data.builders.oulu_npu, tensorflow_datasets as tfds; "
+              f"b = tfds.builder('oulu_npu', data_dir={data_dir!r}, num_workers=1); "
+              "b.download_and_prepare(download_config=tfds.download.DownloadConfig("
+              f"manual_dir={oulu['manual']!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = os.path.join(data_dir, "downloads", "despoof_frames", "oulu_npu", "*", "*", "*.npz")
+    deadline = time.time() + 120
+    while len(glob.glob(cache)) < 5 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(glob.glob(cache))
+    assert 5 <= done < len(OULU_VIDEOS), "the preparation was not stopped half-way"
+
+    import despoof_jax.data.builders.oulu_npu  # noqa: F401 (registers the builder)
+    builder = tfds.builder("oulu_npu", data_dir=data_dir, num_workers=1)
+    assert builder.builder_config.name == "default"
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=oulu["manual"]))
+    assert builder.stats == {"videos": len(OULU_VIDEOS), "cached": done}
+    assert not glob.glob(cache)   # the frame cache goes once the dataset is written
+    source = builder.as_data_source("test")
+    assert len(source) == 20   # stride 10: frame 0 of each 5-frame video
+    assert source[0]["image"].shape == (256, 256, 3) and source[0]["frame_index"] == 0
+
+
+def _oulu_config(variant, oulu, data_dir):
+    protocol_oulu = config_module("protocol_oulu")
+    c = protocol_oulu.get_config(variant)
+    c.data.data_dir = str(data_dir)
+    c.data.manual_dir = oulu["manual"]
+    return c
+
+
+def test_oulu_p1_smoke_training_run(oulu, tmp_path):
+    """configs/protocol_oulu.py:p1,smoke end to end (2 + 2 steps) on the miniature tree."""
+    c = _oulu_config("p1,smoke", oulu, tmp_path / "tfds")
+    c.train.stage1_steps = c.train.stage2_steps = 2
+    c.train.checkpoint_every = 2
+    c.eval.batch_size = 32
+    out = experiment.train_and_evaluate(c, str(tmp_path / "work"))
+    assert out["dq"]["step"] == 2 and out["ds"]["step"] == 2
+    metrics = json.load(open(tmp_path / "work" / "eval" / "metrics.json"))
+    assert 0 <= metrics["fusions"]["average"]["frame"]["acer"] <= 1
+    scores = open(tmp_path / "work" / "eval" / "scores_test.csv").read().splitlines()
+    assert len(scores) == 1 + 10   # P1 test: session 3, 10 videos, 1 frame each (stride 30)
+
+
+# ---------------------------------------------------------------------------------------------
+# CASIA-FASD, Replay-Attack, MSU-MFSD.
+
+
+def test_casia_uses_the_detector_and_holds_out_dev_subjects(tmp_path):
+    root = str(tmp_path / "casia")
+    written = fake_trees.casia_tree(root, {"train": [1, 2], "test": [1]}, n_frames=3)
+    config = real_common.RealConfig(name="t64dev1", size=64, stride=2, dev_subjects=1)
+    builder = _build("casia_fasd", root, tmp_path / "tfds", config)
+    species = dict(zip(fake_trees.CASIA_VIDEOS, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]))
+    quality = dict(zip(fake_trees.CASIA_VIDEOS, [0, 1, 2] * 4))
+    for split, (release, subject, identity) in {"train": ("train", 1, 1), "dev": ("train", 2, 2),
+                                                "test": ("test", 1, 101)}.items():
+        records = _records(builder, split)
+        assert len(records) == 12 * 2   # 12 videos, frames 0 and 2
+        assert {r["identity"] for r in records} == {identity}
+        for r in records:
+            rel = r["source"].decode()
+            v = os.path.basename(rel)[:-4]
+            assert rel == f"{release}_release/{subject}/{v}.avi"
+            assert (r["species"], r["device"], r["label"]) == (species[v], quality[v],
+                                                              int(species[v] > 0))
+        # No annotation: every crop is around the face detector's box.
+        _check_crops_follow_the_face(records, written, _detected)
+    videos = [r["video"] for s in real_common.SPLITS for r in _records(builder, s)]
+    assert len(set(videos)) == 36
+
+
+def _true_box(record, fr: fake_trees.Frame) -> faces.FaceBox:
+    del record
+    return faces.box_from_rect(*fake_trees.box_of(fr))
+
+
+def _detected(record, fr: fake_trees.Frame) -> faces.FaceBox:
+    del record
+    return faces.detector().detect(fr.rgb)
+
+
+def test_replay_attack_ids_columns_and_the_no_face_fallback(tmp_path):
+    root = str(tmp_path / "replay")
+    written = fake_trees.replay_tree(root, {"train": [1], "devel": [3], "test": [5]}, n_frames=5,
+                                     no_face_frames=(2,))
+    builder = _build("replay_attack", root, tmp_path / "tfds")
+    for split, folder, client in (("train", "train", 1), ("dev", "devel", 3),
+                                  ("test", "test", 5)):
+        records = _records(builder, split)
+        assert len(records) == 4 * 3
+        got = {(r["source"].decode(), int(r["frame_index"])): r for r in records}
+        assert {k[1] for k in got} == {0, 2, 4}   # frame 2 says "no face": the detector found it
+        for (rel, _), r in got.items():
+            assert rel.startswith(folder + "/") and r["identity"] == client
+            kind = "live" if "/real/" in rel else os.path.basename(rel).split("_")[1]
+            assert r["species"] == {"live": 0, "print": 1, "mobile": 3, "highdef": 4}[kind]
+            assert r["label"] == int(kind != "live")
+            assert r["light"] == int("adverse" in rel)
+            assert r["support"] == (0 if kind == "live" else 1 if "/fixed/" in rel else 2)
+        _check_crops_follow_the_face(  # the annotated box, the detector's where there is none
+            records, written, lambda r, fr: (_detected if r["frame_index"] == 2 else _true_box)(
+                r, fr), steady=lambda r: r["frame_index"] != 2)
+
+
+@pytest.mark.parametrize("metadata", [True, False])
+def test_msu_splits_and_upright_android_videos(tmp_path, metadata):
+    """Android videos stored upside down: upright through their display matrix, or, for copies
+    that lost it, through the builder config's android_rotation flag."""
+    root = str(tmp_path / "msu")
+    train, test = ([1, 2], [3]) if metadata else ([1], [2])
+    written = fake_trees.msu_tree(root, train, test, n_frames=3, android_metadata=metadata)
+    config = real_common.RealConfig(name=f"t64m{int(metadata)}", size=64, stride=2,
+                                    dev_subjects=1 if metadata else 0,
+                                    android_rotation=0 if metadata else 180)
+    builder = _build("msu_mfsd", root, tmp_path / "tfds", config)
+    splits = {"train": [1], "dev": [2], "test": [3]} if metadata else {"train": [1], "test": [2]}
+    if not metadata:
+        with pytest.raises(ValueError, match="no 'dev' records: .*dev_subjects=0"):
+            real_common.data_source(builder, "dev")
+    for split, clients in splits.items():
+        records = _records(builder, split)
+        assert len(records) == 8 * 2 * len(clients)
+        assert {r["identity"] for r in records} == set(clients)
+        for r in records:
+            name = os.path.basename(r["source"].decode())
+            kind = "live" if name.startswith("real") else name.split("_SD_")[1][:-12]
+            assert r["species"] == {"live": 0, "printed_photo": 1, "iphone_video": 3,
+                                    "ipad_video": 4}[kind]
+            assert r["device"] == int("android" in name)
+        _check_crops_follow_the_face(records, written, _true_box)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: a clear error naming the file, or (skip_bad) a recorded, logged skip.
+
+
+@pytest.fixture
+def small_oulu(tmp_path):
+    """Three videos (live, one per split) and protocol files; returns the tree's root."""
+    root = tmp_path / "oulu"
+    fake_trees.oulu_tree(str(root), [(1, 1, 1, 1), (1, 1, 21, 1), (1, 3, 36, 1)], n_frames=5)
+    return root
+
+
+def _skip_then_strict(name, root, data_dir, reason):
+    """Building with skip_bad lists exactly one problem matching `reason`; loading that dataset
+    without skip_bad is refused, naming it."""
+    builder = _build(name, root, data_dir, skip_bad=True)
+    left_out = real_common.skipped(builder)
+    assert len(left_out) == 1 and reason in left_out[0]["reason"], left_out
+    meta = json.load(open(os.path.join(builder.data_dir, "metadata.json")))
+    assert meta["skipped"] == left_out
+    with pytest.raises(real_common.BadInputError, match="leaves out 1 bad input"):
+        _build(name, root, data_dir)
+    return builder, left_out[0]
+
+
+def test_missing_folder_is_named(small_oulu, tmp_path):
+    shutil.rmtree(small_oulu / "Dev_files")
+    with pytest.raises(FileNotFoundError, match=str(small_oulu / "Dev_files")):
+        _build("oulu_npu", small_oulu, tmp_path / "tfds")
+
+
+def test_missing_manual_download_names_the_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_release/<subject>"):
+        _build("casia_fasd", tmp_path / "nothing", tmp_path / "tfds")
+
+
+def test_missing_annotation_file(small_oulu, tmp_path):
+    (small_oulu / "Dev_files" / "1_1_21_1.txt").unlink()
+    with pytest.raises(real_common.BadInputError,
+                       match=str(small_oulu / "Dev_files" / "1_1_21_1.txt")):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    builder, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "missing")
+    assert (entry["split"], entry["source"], entry["frames"]) == (
+        "dev", "Dev_files/1_1_21_1.avi", "all")
+    with pytest.raises(ValueError, match="no 'dev' records: all its videos were left out"):
+        real_common.data_source(builder, "dev")
+    assert len(real_common.data_source(builder, "test")) == 3
+
+
+def test_protocol_line_naming_a_missing_video(small_oulu, tmp_path):
+    listing = small_oulu / "Protocols" / "Protocol_3" / "Test_1.txt"
+    lines = listing.read_text().splitlines() + ["+1,2_3_36_1"]
+    listing.write_text("\n".join(lines) + "\n")
+    with pytest.raises(real_common.BadInputError, match=r"Test_files/2_3_36_1\.avi: listed in "
+                       rf"Protocols/Protocol_3/Test_1\.txt line {len(lines)} but the video"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    _, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "does not exist")
+    assert entry["source"] == "Test_files/2_3_36_1.avi"
+
+
+def test_unreadable_video(small_oulu, tmp_path):
+    (small_oulu / "Train_files" / "1_1_01_1.avi").write_bytes(b"not a video" * 100)
+    with pytest.raises(real_common.BadInputError, match=str(
+            small_oulu / "Train_files" / "1_1_01_1.avi") + ": cannot open"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    builder, _ = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "cannot open")
+    assert "train" not in builder.info.splits and len(_records(builder, "dev")) == 3
+
+
+def test_truncated_video(small_oulu, tmp_path):
+    path = small_oulu / "Test_files" / "1_3_36_1.avi"
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * 0.8)])
+    with pytest.raises(real_common.BadInputError, match=str(path) + ": truncated"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "truncated")
+
+
+def test_annotation_shorter_than_the_video(small_oulu, tmp_path):
+    txt = small_oulu / "Train_files" / "1_1_01_1.txt"
+    txt.write_text("\n".join(txt.read_text().splitlines()[:3]) + "\n")   # frames 0-2 of 5
+    with pytest.raises(real_common.BadInputError, match=r"1_1_01_1\.avi: annotation file "
+                       r"Train_files/1_1_01_1\.txt covers frames 0\.\.2 but the video has 5"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    builder, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "covers")
+    assert entry["frames"] == [4]
+    assert [r["frame_index"] for r in _records(builder, "train")] == [0, 2]
+
+
+def test_frame_without_a_face(tmp_path):
+    """Replay-Attack frame 2 annotated "no face" and blank: neither the file nor the detector
+    finds one."""
+    root = tmp_path / "replay"
+    fake_trees.replay_tree(str(root), {"train": [1], "devel": [3], "test": [5]}, n_frames=5,
+                           attacks=(), no_face_frames=(2,))
+    rel = "train/real/client001_session01_webcam_authenticate_controlled_1.mov"
+    rgbs = [f.rgb for f in fake_trees.frames(5)]
+    rgbs[2] = np.full_like(rgbs[2], 128)
+    fake_trees.write_video(str(root / rel), rgbs)
+    with pytest.raises(real_common.BadInputError, match=str(root / rel) + r": no face found in "
+                       r"frame\(s\) \[2\]"):
+        _build("replay_attack", root, tmp_path / "strict")
+    builder, entry = _skip_then_strict("replay_attack", root, tmp_path / "skip", "no face")
+    assert entry["frames"] == [2]
+    assert [r["frame_index"] for r in _records(builder, "train")] == [0, 4]
+
+
+def test_cross_config_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
+    """configs/protocol_cross.py:casia_to_replay,smoke: train and dev (the threshold's split, the
+    last 5 CASIA training subjects) from casia_fasd, test from replay_attack, both found under
+    data.manual_dir/<name>/ and built with the named config s64."""
+    protocol_cross = config_module("protocol_cross")
+    manual = tmp_path / "manual"
+    fake_trees.casia_tree(str(manual / "casia_fasd"), {"train": range(1, 7), "test": [1]},
+                          n_frames=1)
+    fake_trees.replay_tree(str(manual / "replay_attack"), {"train": [1], "devel": [2],
+                                                           "test": [3, 4]}, n_frames=1)
+    c = protocol_cross.get_config("casia_to_replay,smoke")
+    c.data.data_dir, c.data.manual_dir = str(tmp_path / "tfds"), str(manual)
+    want = {"train": ("train_release/", {1}), "dev": ("train_release/", {2, 3, 4, 5, 6}),
+            "test": ("test/", {3, 4})}
+    for split, (prefix, identities) in want.items():
+        source, meta = datasets.load_split(datasets.for_split(c.data, split), split)
+        assert set(meta["identity"]) == identities
+        assert source[0]["image"].shape == (64, 64, 3)
+        assert all(source[i]["source"].decode().startswith(prefix) for i in range(len(source)))
+        assert len(datasets.protocol_indices(c.data, split, meta)) == len(source)
