@@ -4,7 +4,9 @@ Most tests compile a step and run it once or twice, so XLA's optimisation passes
 they save: they are disabled by default (also in the subprocesses tests start, which inherit the
 environment). Tests that train for many steps turn them back on with the `optimized` fixture.
 """
+import fcntl
 import os
+import shutil
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -23,20 +25,46 @@ import pytest  # noqa: E402
 @pytest.fixture
 def optimized():
     """Full XLA optimisation for the duration of a test that runs many steps."""
-    import jax  # noqa: PLC0415
+    import jax  # noqa: PLC0415 (after the XLA flags set above)
     old = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", False)
     yield
     jax.config.update("jax_disable_most_optimizations", old)
 
 
+def shared_once(tmp_path_factory, name: str, build) -> str:
+    """`build(path)` run once for the whole test run, also under pytest-xdist: the workers share
+    one folder (the parent of their own base temp) and a lock file, so a session fixture is built
+    by the first worker that needs it and reused by the others. Returns the folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path = root / name
+    done = root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                if path.exists():
+                    shutil.rmtree(path)   # a half-built folder of a crashed worker
+                path.mkdir(parents=True)
+                build(path)
+                done.write_text("ok")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
-    """A TFDS data dir holding the `s64_small` synthetic dataset, built once per session."""
-    from despoof_jax.data.builders import synthetic_spoof  # noqa: PLC0415
-    d = tmp_path_factory.mktemp("tfds")
-    synthetic_spoof.prepare("s64_small", d)
-    return str(d)
+    """A TFDS data dir holding the `s64_small` synthetic dataset, built once per test run."""
+    from despoof_jax.data.builders import synthetic_spoof  # noqa: PLC0415 (after the XLA flags set above)
+    def build(d):
+        synthetic_spoof.prepare("s64_small", d)
+        for split in synthetic_spoof.SPLITS:   # the metadata tables too, while locked
+            synthetic_spoof.load_metadata("s64_small", d, split)
+
+    return shared_once(tmp_path_factory, "tfds_s64_small", build)
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +73,8 @@ def smoke_workdirs(synthetic_data_dir, tmp_path_factory):
     `ablation`: configs/ablation_loss.py:no_zero_one_map,smoke for 2 + 2 steps (a de-spoofing
     run with the 0\\1 map loss removed); `cnn`: configs/baseline_cnn.py:smoke for 2 steps;
     `depth`: configs/baseline_depth.py:smoke evaluated on the ablation run's stage-1 DQ Net."""
-    import shutil  # noqa: PLC0415
-
-    from tests.util import config_module
-    ablation_loss = config_module("ablation_loss")
-    baseline_cnn = config_module("baseline_cnn")
-    baseline_depth = config_module("baseline_depth")
-    from despoof_jax import experiment  # noqa: PLC0415
-    root = tmp_path_factory.mktemp("smoke_workdirs")
+    from despoof_jax import experiment  # noqa: PLC0415 (after the XLA flags set above)
+    from tests.util import config_module  # noqa: PLC0415 (after the XLA flags set above)
 
     def configure(c, **train_fields):
         c.data.data_dir = synthetic_data_dir
@@ -63,32 +85,39 @@ def smoke_workdirs(synthetic_data_dir, tmp_path_factory):
             c.train[k] = v
         return c
 
-    dirs = {name: str(root / name) for name in ("ablation", "cnn", "depth")}
-    experiment.train_and_evaluate(configure(ablation_loss.get_config("no_zero_one_map,smoke")),
-                             dirs["ablation"])
-    experiment.train_and_evaluate(configure(baseline_cnn.get_config("smoke"), baseline_steps=2),
-                             dirs["cnn"])
-    shutil.copytree(os.path.join(dirs["ablation"], "dq"), os.path.join(dirs["depth"], "dq"))
-    c = configure(baseline_depth.get_config("smoke"))
-    c.mode = "eval"
-    experiment.train_and_evaluate(c, dirs["depth"])
-    return dirs
+    def build(root):
+        dirs = {name: str(root / name) for name in ("ablation", "cnn", "depth")}
+        experiment.train_and_evaluate(
+            configure(config_module("ablation_loss").get_config("no_zero_one_map,smoke")),
+            dirs["ablation"])
+        experiment.train_and_evaluate(
+            configure(config_module("baseline_cnn").get_config("smoke"), baseline_steps=2),
+            dirs["cnn"])
+        shutil.copytree(os.path.join(dirs["ablation"], "dq"), os.path.join(dirs["depth"], "dq"))
+        c = configure(config_module("baseline_depth").get_config("smoke"))
+        c.mode = "eval"
+        experiment.train_and_evaluate(c, dirs["depth"])
+
+    root = shared_once(tmp_path_factory, "smoke_workdirs", build)
+    return {name: os.path.join(root, name) for name in ("ablation", "cnn", "depth")}
 
 
 @pytest.fixture(scope="session")
 def trained_workdir(synthetic_data_dir, tmp_path_factory):
-    """A smoke model (4 + 4 steps) trained and evaluated once per session through the `despoof`
+    """A smoke model (4 + 4 steps) trained and evaluated once per test run through the `despoof`
     command line, with a profile of one step; shared by the serving tests (library, CLI,
     export) and the run-observation tests."""
     import jax  # noqa: PLC0415 (after the XLA flags set above)
 
     from despoof_jax import cli  # noqa: PLC0415 (after the XLA flags set above)
     from tests.util import CONFIGS  # noqa: PLC0415 (after the XLA flags set above)
-    workdir = tmp_path_factory.mktemp("api_model") / "workdir"
-    jax.config.update("jax_disable_most_optimizations", True)   # compile time dominates here
-    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
-                   f"--workdir={workdir}", f"--config.data.data_dir={synthetic_data_dir}",
-                   "--config.train.stage1_steps=4", "--config.train.stage2_steps=4",
-                   "--config.train.log_every=2", "--config.train.profile_steps=1"])
-    assert rc == 0
-    return str(workdir)
+
+    def build(root):
+        jax.config.update("jax_disable_most_optimizations", True)   # compile time dominates
+        rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                       f"--workdir={root}/workdir", f"--config.data.data_dir={synthetic_data_dir}",
+                       "--config.train.stage1_steps=4", "--config.train.stage2_steps=4",
+                       "--config.train.log_every=2", "--config.train.profile_steps=1"])
+        assert rc == 0
+
+    return os.path.join(shared_once(tmp_path_factory, "api_model", build), "workdir")

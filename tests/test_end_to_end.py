@@ -14,6 +14,7 @@ from despoof_jax.data import synthetic
 from despoof_jax.data.builders import synthetic_spoof
 from despoof_jax.evaluation import evaluate, metrics, scores
 from despoof_jax.training import state as state_lib
+from tests.conftest import shared_once
 from tests.util import tiny_config
 
 
@@ -25,15 +26,14 @@ def _acer_at(dev, test_scores, test, fusion_stats, threshold):
 
 @pytest.fixture(scope="module")
 def e2e_data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tfds_e2e")
-    synthetic_spoof.prepare("s64_e2e", d)
-    return str(d)
+    return shared_once(tmp_path_factory, "tfds_s64_e2e",
+                       lambda d: synthetic_spoof.prepare("s64_e2e", d))
 
 
 def test_short_training_beats_chance_and_the_untrained_model(e2e_data, tmp_path, optimized):
     config = tiny_config(64, **{
         "data.data_dir": e2e_data, "data.builder_config": "s64_e2e", "model.dq_width": 0.25,
-        "train.stage1_steps": 250, "train.stage2_steps": 120, "train.log_every": 50,
+        "train.stage1_steps": 120, "train.stage2_steps": 60, "train.log_every": 50,
         "train.checkpoint_every": 1000, "eval.batch_size": 60})
     # The untrained pipeline: fresh nets, same evaluation (threshold from dev).
     s1 = state_lib.init_stage1(config, jax.random.key(config.seed))

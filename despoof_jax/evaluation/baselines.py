@@ -70,7 +70,8 @@ def evaluate_baseline(config, workdir) -> dict:
     dev, test = score_split(config, score_fn, "dev"), score_split(config, score_fn, "test")
     name = baselines.SCORE_NAME[config.method]
     criterion = evaluate.threshold_criterion(config.eval.threshold)
-    d, t = (evaluate.scoreset(x, x[f"score_{name}"]) for x in (dev, test))
+    names = datasets.species_names(datasets.for_split(config.data, "test"))
+    d, t = (evaluate.scoreset(x, x[f"score_{name}"], names) for x in (dev, test))
     table = {"fusions": {name: {
         "frame": metrics.evaluate_protocol(d, t, criterion),
         "video": metrics.evaluate_protocol(metrics.video_level(d),
@@ -78,6 +79,7 @@ def evaluate_baseline(config, workdir) -> dict:
              "protocol": config.data.protocol, "fold": config.data.fold,
              "criterion": config.eval.threshold, "default_fusion": name,
              "method": config.method}
+    evaluate.add_intervals(table["fusions"][name], t, test)
     evaluate.write_tables(workdir, dev, test, table)
     if jax.process_index() == 0:
         evaluate.log_to_tensorboard(workdir, table, config)

@@ -158,7 +158,23 @@ def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECI
             "video": metrics.evaluate_protocol(metrics.video_level(d), metrics.video_level(t),
                                                criterion),
         }
+        add_intervals(results[how], t, test)
     return {"fusion_stats": stats, "fusions": results}
+
+
+def add_intervals(result: dict, test_set: metrics.ScoreSet, test: dict) -> None:
+    """95 % intervals (bootstrap over test identities, dev threshold fixed) into the frame- and
+    video-level results of one score, as result[level]["ci95"]; skipped without identities."""
+    if "identity" not in test:
+        return
+    identity = np.asarray(test["identity"])
+    result["frame"]["ci95"] = metrics.bootstrap_intervals(
+        test_set, identity, result["frame"]["threshold"])
+    if test_set.video is not None:
+        videos = metrics.video_level(test_set)
+        _, first = np.unique(test_set.video, return_index=True)
+        result["video"]["ci95"] = metrics.bootstrap_intervals(
+            videos, identity[first], result["video"]["threshold"])
 
 
 TABLE_METRICS = (("apcer", "APCER (%)", 100), ("bpcer", "BPCER (%)", 100),
@@ -180,14 +196,23 @@ def format_cell(value, scale) -> str:
 
 def markdown_table(fusions: dict, level: str = "frame") -> str:
     """The Table 2-style Markdown table of {fusion: {"frame": metrics, "video": metrics}}, where
-    metrics are `evaluate_protocol` dicts or their `aggregate_folds` (cells "mean ± std")."""
+    metrics are `evaluate_protocol` dicts or their `aggregate_folds` (cells "mean ± std"); a
+    metric with a bootstrap interval (`add_intervals`) is shown as "value [low, high]"."""
     lines = ["| score | " + " | ".join(h for _, h, _ in TABLE_METRICS) + " |",
              "|---|" + "---|" * len(TABLE_METRICS)]
     for how, r in fusions.items():
         f = r[level]
-        lines.append(f"| {how} | " + " | ".join(format_cell(f[k], s) for k, _, s in TABLE_METRICS)
-                     + " |")
+        ci = f.get("ci95", {}) if isinstance(f, dict) else {}
+        lines.append(f"| {how} | " + " | ".join(
+            format_cell(f[k], s) + (format_interval(ci[k], s) if k in ci else "")
+            for k, _, s in TABLE_METRICS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_interval(bounds, scale) -> str:
+    lo, hi = bounds
+    return (f" [{scale * lo:.2f}, {scale * hi:.2f}]" if scale == 100
+            else f" [{lo:.3f}, {hi:.3f}]")
 
 
 def markdown_tables(table: dict) -> str:

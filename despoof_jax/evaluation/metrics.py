@@ -456,6 +456,56 @@ def evaluate_protocol(dev: ScoreSet, test: ScoreSet, criterion: Any = "eer") -> 
     }
 
 
+BOOTSTRAP_METRICS = ("apcer", "bpcer", "acer", "hter", "auc")
+
+
+def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile intervals of the test metrics at a fixed threshold, resampling *groups*
+    (identities) with replacement: frames and videos of one person are not independent, so
+    resampling samples would make the intervals too narrow.
+
+    The threshold is held fixed (chosen on dev): the intervals describe the test set's sampling
+    error, not the threshold's. A resample lacking bona fide or attack samples is redrawn.
+
+    Args:
+      test: the test ScoreSet (frame- or video-level).
+      groups: [N] group id (identity) of each test sample.
+      threshold: the dev-chosen decision threshold.
+    Returns:
+      {metric: [low, high]} for BOOTSTRAP_METRICS, plus "n_groups" and "n_boot".
+    """
+    groups = np.asarray(groups)
+    if groups.shape != test.scores.shape:
+        raise ValueError(f"groups must be [N={len(test)}], got shape {groups.shape}")
+    ids, inv = np.unique(groups, return_inverse=True)
+    inv = inv.reshape(-1)
+    members = [np.flatnonzero(inv == g) for g in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    draws = {k: [] for k in BOOTSTRAP_METRICS}
+    tries = 0
+    while len(draws["acer"]) < n_boot:
+        tries += 1
+        if tries > 20 * n_boot:
+            raise ValueError("bootstrap: resamples keep missing a class; too few groups")
+        pick = np.concatenate([members[g] for g in rng.integers(0, len(ids), len(ids))])
+        labels = test.labels[pick]
+        if not (np.any(labels == ATTACK) and np.any(labels == BONA_FIDE)):
+            continue
+        scores, species = test.scores[pick], test.species[pick]
+        ap = apcer(scores, labels, species, threshold, test.species_names)
+        bp = bpcer(scores, labels, threshold)
+        far, frr = far_frr(scores, labels, threshold)
+        for k, v in (("apcer", ap), ("bpcer", bp), ("acer", 0.5 * (ap + bp)),
+                     ("hter", 0.5 * (far + frr)), ("auc", auc(scores, labels))):
+            draws[k].append(v)
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    out = {k: [float(x) for x in np.nanpercentile(np.asarray(v, float), q)]
+           for k, v in draws.items()}
+    out.update(n_groups=int(len(ids)), n_boot=int(n_boot))
+    return out
+
+
 def _is_number(x) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 

@@ -263,3 +263,31 @@ def test_errors_on_dev_without_a_class_and_bad_species():
         M.apcer(s, np.array([0, 1, 1]), np.array([0, 1]), 0.5)
     with pytest.raises(ValueError, match="no attack"):
         M.apcer(s, np.array([0, 0, 0]), np.array([0, 0, 0]), 0.5)
+
+
+def test_bootstrap_intervals_resample_identities_and_shrink_with_more_of_them():
+    def scoreset(n_ids, seed):
+        r = np.random.default_rng(seed)
+        ids = np.repeat(np.arange(n_ids), 10)
+        labels = (np.arange(ids.size) % 5 != 0).astype(np.int64)
+        species = np.where(labels == 1, np.arange(ids.size) % 5, 0)
+        person = r.normal(0, 1.0, n_ids)[ids]   # identity effect: frames of a person correlate
+        s = M.ScoreSet(r.normal(0, 0.3, ids.size) + 1.5 * labels + person, labels, species,
+                             species_names=("live", "a", "b", "c", "d"))
+        return s, ids
+    small, ids_small = scoreset(8, 0)
+    big, ids_big = scoreset(128, 1)
+    ci_small = M.bootstrap_intervals(small, ids_small, 0.75, n_boot=300)
+    ci_big = M.bootstrap_intervals(big, ids_big, 0.75, n_boot=300)
+    point = M.acer(big.scores, big.labels, big.species, 0.75, big.species_names)
+    assert ci_big["acer"][0] <= point <= ci_big["acer"][1]
+    width = lambda ci, k: ci[k][1] - ci[k][0]  # noqa: E731
+    for k in ("acer", "bpcer"):   # (AUC sits at its ceiling of 1 in some small resamples)
+        assert width(ci_big, k) < 0.5 * width(ci_small, k), k
+    assert ci_big["n_groups"] == 128
+    # Resampling identities, not frames: with a strong identity effect, the identity bootstrap
+    # is wider than one that treats every frame as its own identity.
+    frames = M.bootstrap_intervals(big, np.arange(len(big)), 0.75, n_boot=300)
+    assert width(ci_big, "acer") > width(frames, "acer")
+    with pytest.raises(ValueError, match="groups must be"):
+        M.bootstrap_intervals(big, ids_big[:-1], 0.75)

@@ -69,30 +69,13 @@ def test_benchmark_main_runs_on_a_tiny_config(tmp_path):
 
 
 def test_strided_max_pool_equals_reduce_window_pool():
+    """The strided pool that DS, DQ and VQ Net use is bit-identical to reduce_window's, forward
+    and backward (so a whole step with either pool is the same step)."""
     x = jnp.asarray(np.random.RandomState(0).randn(2, 8, 12, 3).astype(np.float32))
     g = jnp.asarray(np.random.RandomState(1).randn(2, 4, 6, 3).astype(np.float32))
     np.testing.assert_array_equal(layers.max_pool2(x), layers.max_pool2_reference(x))
     grad = lambda pool: jax.vjp(pool, x)[1](g)[0]  # noqa: E731
     np.testing.assert_array_equal(grad(layers.max_pool2), grad(layers.max_pool2_reference))
-
-
-def test_stage2_step_with_strided_pool_equals_reduce_window_pool(monkeypatch):
-    """The optimised step (strided max pool) computes what the plain one (reduce_window) does."""
-    config = tiny_config(32, **{"model.vq_dropout": 0.0})
-    s2 = state_lib.init_stage2(config, jax.random.key(0))
-    dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
-    ba, bb = random_batch(0, 4, 32), random_batch(1, 4, 32)
-
-    def run():
-        step = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))
-        return step(s2, dq, ba, bb, jax.random.key(2))
-
-    fast = run()
-    for module in ("layers", "vq_net"):   # layers.pyramid_features pools DS and DQ Net
-        monkeypatch.setattr(f"despoof_jax.models.{module}.max_pool2", layers.max_pool2_reference)
-    plain = run()
-    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(plain)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_compute_follows_the_float32_loss_curve(optimized):
@@ -141,7 +124,9 @@ def _step_results(config, stage: int, axis_name=None, dp=None):
     return dp.to_host(wrapped(*placed))
 
 
-@pytest.mark.parametrize("stage,devices", [(1, 1), (2, 1), (2, 8)])
+# Stage 2 pmapped over 8 devices covers the single-device stage-2 case too (same per-device
+# code, plus the synchronised statistics); stage 1 runs on one device.
+@pytest.mark.parametrize("stage,devices", [(1, 1), (2, 8)])
 def test_fused_elu_batchnorm_step_equals_flax_batchnorm(monkeypatch, stage, devices):
     """The hand-written ELU + BatchNorm backward computes what autodiff of flax's nn.elu +
     nn.BatchNorm does: one training step (new params, Adam moments, BatchNorm statistics,

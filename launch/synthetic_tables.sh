@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's synthetic-world tables in one go, at the quickstart scale, on CPU: Table 2
+# (configs/quickstart.py), the Sec. 4.2 loss ablations, the two baselines, Table 3's resolution
+# and blur rows, then one report with every table (bootstrap intervals over test identities).
+#
+#   launch/synthetic_tables.sh [ROOT=workdir] [PART...]
+#   launch/synthetic_tables.sh workdir quickstart ablations baselines table3 report
+#
+# Each run resumes from its checkpoints, so rerunning the script after a kill continues where it
+# stopped; finished runs are skipped. The ablations reuse the quickstart's stage-1 DQ Net (it does
+# not depend on the ablated loss), so they train stage 2 only.
+set -euo pipefail
+root=${1:-workdir}; shift || true
+parts=${*:-quickstart ablations baselines table3 report}
+run() {   # workdir, config, extra flags
+  local w=$1 c=$2; shift 2
+  if [[ -f "$w/eval/metrics.json" ]]; then echo "== $w: done"; return; fi
+  echo "== $w ($c) $(date -u +%H:%M:%S)"
+  despoof train --config="$c" --workdir="$w" "$@" 2>&1 | grep -v " step [0-9]*/" | tail -3
+}
+for part in $parts; do
+  case $part in
+    quickstart) run "$root/quickstart" configs/quickstart.py ;;
+    ablations)
+      for v in no_magnitude no_zero_one_map no_repetitive; do
+        w="$root/ablation_$v"
+        if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
+        run "$w" "configs/ablation_loss.py:$v"
+      done ;;
+    baselines)
+      run "$root/baseline_cnn" configs/baseline_cnn.py
+      w="$root/baseline_depth"
+      if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
+      run "$w" configs/baseline_depth.py --config.mode=eval ;;
+    table3)
+      for v in res32 res16 blur1 blur2; do run "$root/table3_$v" "configs/resolution_blur.py:$v"; done ;;
+    report)
+      despoof report "$root"/quickstart "$root"/ablation_* "$root"/baseline_* \
+        $(ls -d "$root"/table3_* 2>/dev/null) --out "$root/report" ;;
+    *) echo "unknown part $part (quickstart ablations baselines table3 report)" >&2; exit 2 ;;
+  esac
+done
