@@ -77,6 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
     # "shared": one batch and one DS forward for both halves (what the PyTorch peer computes,
     # ~7 % faster at 256 px on CPU, half the data per step). See training.steps.stage2_step_one_batch.
     c.train.vq_batch = "separate"
+    # Not in the paper (0 = off): stage 1 shows DQ Net every image under a random smooth colour
+    # change of this strength (std of the log-gain), so that DS Net cannot fool the frozen DQ
+    # Net by painting colour (README, "Reading of the paper"; issue #13's ablation).
+    c.train.dq_colour_jitter = 0.0
     c.train.baseline_steps = 0             # binary-CNN baseline; 0 = stage1 + stage2 steps
     c.train.log_every = 50
     c.train.checkpoint_every = 500

@@ -6,6 +6,7 @@ compact uint8 RGB and the step expands it. `jnp` functions also accept numpy arr
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -46,3 +47,29 @@ def model_input(rgb) -> jnp.ndarray:
     """RGB (uint8 [..., 3] or float in [0, 1]) -> float32 [..., 6] = (R, G, B, H, S, V), all in [0, 1]."""
     rgb = to_unit_rgb(rgb)
     return jnp.concatenate([rgb, rgb_to_hsv(rgb)], axis=-1)
+
+
+def smooth_colour_jitter(rgb, rng, strength: float) -> jnp.ndarray:
+    """A random, spatially smooth colour change per image: rgb [B, H, W, 3] (uint8 or [0, 1])
+    -> float32 [B, H, W, 3] in [0, 1].
+
+    Per image, per channel: a gain and an offset that vary smoothly over the image (a random
+    2 x 2 field of values, bilinearly interpolated), with standard deviation `strength` for the
+    log-gain and strength / 4 for the offset. It changes colour and low-frequency shading, never
+    texture or geometry: an augmentation that teaches DQ Net to read depth from what depth is
+    made of (`train.dq_colour_jitter`, see README "Reading of the paper").
+    """
+    rgb = to_unit_rgb(rgb)
+    b, h, w, _ = rgb.shape
+    k_gain, k_off = jax.random.split(rng)
+    corners_gain = strength * jax.random.normal(k_gain, (b, 2, 2, 3))
+    corners_off = 0.25 * strength * jax.random.normal(k_off, (b, 2, 2, 3))
+    ty = jnp.linspace(0.0, 1.0, h)[None, :, None, None]
+    tx = jnp.linspace(0.0, 1.0, w)[None, None, :, None]
+
+    def field(c):   # [B, 2, 2, 3] corner values -> [B, H, W, 3] bilinear
+        top = c[:, 0:1, 0:1] * (1 - tx) + c[:, 0:1, 1:2] * tx
+        bottom = c[:, 1:2, 0:1] * (1 - tx) + c[:, 1:2, 1:2] * tx
+        return top * (1 - ty) + bottom * ty
+
+    return jnp.clip(rgb * jnp.exp(field(corners_gain)) + field(corners_off), 0.0, 1.0)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from despoof_jax.data.color import model_input
+from despoof_jax.data.color import model_input, smooth_colour_jitter
 from despoof_jax.training import losses
 from despoof_jax.training.state import (
     FrozenNet,
@@ -54,11 +54,20 @@ def check_finite(metrics: dict) -> dict:
     return dict(metrics, finite=ok.astype(jnp.float32))
 
 
-def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None):
-    """Pretrains DQ Net on pseudo-depth: face depth for live, zeros for spoof (Sec. 3.3)."""
-    del rng   # DQ Net has no dropout
+def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None,
+                colour_jitter: float = 0.0):
+    """Pretrains DQ Net on pseudo-depth: face depth for live, zeros for spoof (Sec. 3.3).
+
+    `colour_jitter` > 0 (config.train.dq_colour_jitter; off in the paper's setting) shows DQ Net
+    each image under a random smooth colour change (`color.smooth_colour_jitter`), so that its
+    depth answer cannot be moved by colour alone; see README "Reading of the paper"."""
     dq_model = dq_model.clone(axis_name=axis_name)
-    x = model_input(batch["rgb"])
+    if colour_jitter > 0:
+        rgb = smooth_colour_jitter(batch["rgb"], step_rng(rng, state.step, axis_name),
+                                   colour_jitter)
+        x = model_input(rgb)
+    else:
+        x = model_input(batch["rgb"])
     is_spoof = batch["label"].astype(jnp.float32)
     target = losses.dq_pretraining_target(batch["depth"], is_spoof)
 
@@ -219,7 +228,8 @@ VQ_BATCH_MODES = ("separate", "shared")
 def bind_stage1(config):
     """stage1_step with the config's model and optimizer bound (call with axis_name)."""
     _, dq_model, _ = make_models(config)
-    return functools.partial(stage1_step, dq_model=dq_model, tx=make_optimizer(config))
+    return functools.partial(stage1_step, dq_model=dq_model, tx=make_optimizer(config),
+                             colour_jitter=float(config.train.get("dq_colour_jitter", 0.0)))
 
 
 def bind_stage2(config):

@@ -103,8 +103,11 @@ def test_pmap_over_8_devices_equals_one_device_and_shard_map(setup):
     assert _tree_max_diff(results["pmap"], results["shard_map"]) < 1e-6
 
 
-def test_stage1_step_learns_depth_on_a_fixed_batch():
-    config = tiny_config(SIZE, **{"train.learning_rate": 3e-3})
+@pytest.mark.parametrize("jitter", [0.0, 0.3])
+def test_stage1_step_learns_depth_on_a_fixed_batch(jitter):
+    """DQ pretraining fits a fixed batch, also under the smooth colour jitter of
+    train.dq_colour_jitter (a new colour change every step: the loss still falls)."""
+    config = tiny_config(SIZE, **{"train.learning_rate": 3e-3, "train.dq_colour_jitter": jitter})
     s1 = state_lib.init_stage1(config, jax.random.key(0))
     batch = random_batch(0, BATCH, SIZE)
     step = jax.jit(functools.partial(train_step.bind_stage1(config), axis_name=None))
