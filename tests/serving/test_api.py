@@ -49,8 +49,12 @@ def test_decompose_shapes_ranges_and_live_identity(model):
     np.testing.assert_array_equal(d.input_rgb[2], _images()[2] / np.float32(255.0))
     # score() agrees with decompose() on the same (uint8) inputs.
     sc = model.score([_images()[0], _images()[2]])
+    # Same batch, two programs (score keeps fewer outputs): XLA may fuse the reductions
+    # differently. Tolerance: float32 means over 64 x 64 x 6 values in another order differ by
+    # ~1e-7 relative; fused scores are O(1); 1e-5 leaves a margin of 10x over the largest
+    # difference measured across programs (1.3e-6, see test_compiles_once_per_bucket_and_chunks).
     np.testing.assert_allclose(sc.score, model.decompose([_images()[0], _images()[2]]).score,
-                               rtol=0, atol=1e-6)
+                               rtol=0, atol=1e-5)
 
 
 def test_same_scores_as_the_evaluation_path(model, workdir):
@@ -61,7 +65,9 @@ def test_same_scores_as_the_evaluation_path(model, workdir):
     images = np.stack([np.asarray(source[int(dev["index"][i])]["image"]) for i in pick])
     out = model.score(images)
     for c in scores.COMPONENTS:
-        np.testing.assert_allclose(out.components[c], dev[f"score_{c}"][pick], rtol=0, atol=1e-6)
+        # Batch 16 (our bucket) against the evaluation's batch: other programs, other
+        # summation orders (see the tolerance note above).
+        np.testing.assert_allclose(out.components[c], dev[f"score_{c}"][pick], rtol=0, atol=1e-5)
     with open(os.path.join(workdir, "eval", "model.json")) as f:
         info = json.load(f)
     expected = scores.fuse({k: v[pick] for k, v in dev.items()}, info["fusion_stats"],
@@ -81,7 +87,9 @@ def test_compiles_once_per_bucket_and_chunks(workdir):
     whole = m.score(batch)                           # chunks 4 + 4 + 1: no new program
     assert m.compile_count == 3
     single = np.concatenate([m.score(batch[i]).score for i in range(9)])
-    np.testing.assert_allclose(whole.score, single, rtol=0, atol=1e-6)
+    # Batch 4 against batch 1 programs: a user's machine measured 1.26e-6 (atol was 1e-6 then);
+    # float32 reductions in another order carry ~1e-7 relative error on O(1) fused scores.
+    np.testing.assert_allclose(whole.score, single, rtol=0, atol=1e-5)
     m.score(batch[:3].astype(np.float32) / 255.0)    # float inputs: their own program
     assert m.compile_count == 4
 

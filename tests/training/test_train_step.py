@@ -100,7 +100,10 @@ def test_pmap_over_8_devices_equals_one_device_and_shard_map(setup):
         assert _tree_max_diff(results[mode].vq.params, want.vq.params) < 1e-5
         assert _tree_max_diff(results[mode].ds.batch_stats, want.ds.batch_stats) < 1e-5
         assert abs(float(dp.to_host(m)["ds_total"]) - float(want_m["ds_total"])) < 1e-5
-    assert _tree_max_diff(results["pmap"], results["shard_map"]) < 1e-6
+    # The same per-device program under pmap and jit(shard_map): XLA compiles each on its own,
+    # and fusion may reorder float32 sums. Each param moves by ~lr = 1e-3 in the step; 1e-5 is
+    # 1 % of that (the one-device comparisons above use the same bound).
+    assert _tree_max_diff(results["pmap"], results["shard_map"]) < 1e-5
 
 
 @pytest.mark.parametrize("jitter", [0.0, 0.3])
