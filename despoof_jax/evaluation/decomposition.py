@@ -269,3 +269,30 @@ class Accumulator:
         metrics = {k: np.concatenate(v) for k, v in self._metrics.items()}
         return summarize(metrics, np.concatenate(self._species), np.concatenate(self._identity),
                          species_names, **kwargs)
+
+
+MARKDOWN_COLUMNS = (("psnr_gain_db", "PSNR gain (dB)", "{:+.2f}"),
+                    ("correlation", "corr(N, N*)", "{:+.3f}"),
+                    ("hf_fraction", "HF share of N", "{:.2f}"),
+                    ("hf_fraction_true", "HF share of N*", "{:.2f}"),
+                    ("peak_match", "FFT peaks matched", "{:.2f}"))
+
+
+def markdown(summary: Mapping) -> str:
+    """The decomposition block of metrics.json as a Markdown table: one row per species and one
+    for all attacks together, each cell "mean [95 % interval]" (bootstrap over identities)."""
+    def cell(entry, fmt):
+        if not entry or entry.get("mean") is None:
+            return "-"
+        lo, hi = entry["ci95"]
+        return f"{fmt.format(entry['mean'])} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+    rows = dict(summary.get("per_species", {}))
+    if "attacks" in summary:
+        rows["all attacks"] = summary["attacks"]
+    lines = ["| species | n | " + " | ".join(h for _, h, _ in MARKDOWN_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(MARKDOWN_COLUMNS)]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r.get('n', '')} | " + " | ".join(
+            cell(r.get(k), fmt) for k, _, fmt in MARKDOWN_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"

@@ -301,6 +301,11 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     if summary is not None:   # only data with ground truth (the synthetic world)
         table["decomposition"] = summary
     write_tables(wd, dev, test, table)
+    if summary is not None and jax.process_index() == 0:
+        wd.decomposition_md.write_text(
+            "DS Net's noise N against the true spoof noise N* = image - live_reference (test "
+            "set; mean [95 % interval, bootstrap over identities]).\n\n"
+            + decomposition.markdown(summary))
     if jax.process_index() == 0:
         fused = table["fusions"][config.eval.fusion]["frame"]
         wd.model_json.write_text(json.dumps(

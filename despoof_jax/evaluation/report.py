@@ -24,7 +24,7 @@ import numpy as np
 from etils import epath
 
 from despoof_jax.data import synthetic
-from despoof_jax.evaluation import evaluate, metrics, plots, scores
+from despoof_jax.evaluation import decomposition, evaluate, metrics, plots, scores
 from despoof_jax.evaluation import medium as medium_lib
 from despoof_jax.training.workdir import Workdir
 
@@ -89,6 +89,9 @@ def _summary_row(label: str, config, table: dict) -> tuple[str, dict]:
 def _single(rep: _Report, label: str, workdir: str, table: dict, curves: dict):
     wd = Workdir(workdir)
     rep.add(evaluate.markdown_tables(table))
+    if table.get("decomposition"):
+        rep.add("#### Decomposition against the true spoof noise (test set)", "",
+                decomposition.markdown(table["decomposition"]))
     dev = evaluate.read_csv(wd.scores_csv("dev"))
     test = evaluate.read_csv(wd.scores_csv("test"))
     how = table.get("default_fusion", next(iter(table["fusions"])))

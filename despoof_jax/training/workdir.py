@@ -9,6 +9,7 @@
         plugins/profile/<run>/      `jax.profiler` traces (train.profile_steps)
       eval/                       evaluation: scores_{dev,test}.csv, metrics.json, table2.md,
                                   model.json (the library's decision rule), sample_sheet.png,
+                                  decomposition.md (against the true noise, synthetic data),
                                   metrics_folds.json (multi-fold), events.out.tfevents.*
         medium/                   the spoof-medium analysis (Sec. 4.4)
       fold<k>/                    one workdir per fold of a multi-fold protocol (data.fold = -1)
@@ -101,6 +102,10 @@ class Workdir:
     @property
     def table2(self) -> epath.Path:
         return self.eval_dir / "table2.md"
+
+    @property
+    def decomposition_md(self) -> epath.Path:
+        return self.eval_dir / "decomposition.md"
 
     @property
     def model_json(self) -> epath.Path:

@@ -206,6 +206,8 @@ def test_evaluate_writes_decomposition_and_true_noise_column(eval_config, tmp_pa
     assert titles == [["input", "|FFT| input", "noise x5+128", "true N* x5+128", "|FFT| noise",
                        "live = I - N"]]
     assert os.path.getsize(tmp_path / "eval" / "sample_sheet.png") > 0
+    md = (tmp_path / "eval" / "decomposition.md").read_text()
+    assert "| all attacks | 48 |" in md and "+1.000 [+1.000, +1.000]" in md   # corr(N, N*)
 
 
 class _WithoutReference:

@@ -44,9 +44,9 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tqdm import auto as tqdm
 from absl import logging
 from etils import epath
+from tqdm import auto as tqdm
 
 from despoof_jax.data import faces
 
