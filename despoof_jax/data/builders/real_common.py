@@ -49,6 +49,7 @@ from etils import epath
 from tqdm import auto as tqdm
 
 from despoof_jax.data import faces
+from despoof_jax.data.builders import metadata_table
 
 SPLITS = ("train", "dev", "test")
 COMMON_INT_KEYS = ("label", "species", "device", "identity", "video", "frame", "frame_index")
@@ -632,22 +633,8 @@ def metadata_path(builder: RealDatasetBuilder, split: str) -> epath.Path:
 def load_metadata(builder: RealDatasetBuilder, split: str) -> dict[str, np.ndarray]:
     """Per-record metadata of `split`: {key: int32 [N]} for key in `metadata_keys()`, in record
     order; read from the records once, then cached as `metadata-{split}.npz` beside them."""
-    keys = builder.metadata_keys()
-    path = metadata_path(builder, split)
-    if not path.exists():
-        source = data_source(builder, split)
-        columns = {k: np.empty(len(source), np.int32) for k in keys}
-        chunk = 256
-        for start in range(0, len(source), chunk):
-            records = source.__getitems__(range(start, min(start + chunk, len(source))))
-            for k in keys:
-                columns[k][start:start + len(records)] = [r[k] for r in records]
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        with tmp.open("wb") as f:
-            np.savez(f, **columns)
-        tmp.rename(path)   # write then rename, so a reader never sees half a file
-    with path.open("rb") as f, np.load(f) as table:
-        return {k: table[k] for k in keys}
+    return metadata_table.read_or_build(metadata_path(builder, split),
+                                        data_source(builder, split), builder.metadata_keys())
 
 
 def list_files(root: str, folder: str, suffixes: tuple[str, ...]) -> list[str]:

@@ -43,6 +43,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from despoof_jax.data import synthetic
+from despoof_jax.data.builders import metadata_table
 
 SPLITS = ("train", "dev", "test")
 
@@ -316,22 +317,5 @@ def load_metadata(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, 
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     builder = prepare(config, data_dir, num_workers=num_workers)
-    path = metadata_path(builder, split)
-    if not path.exists():
-        source = builder.as_data_source(split)
-        columns = {k: np.empty(len(source), np.int32) for k in METADATA_KEYS}
-        chunk = 256
-        for start in range(0, len(source), chunk):
-            records = source.__getitems__(range(start, min(start + chunk, len(source))))
-            for k in METADATA_KEYS:
-                columns[k][start:start + len(records)] = [r[k] for r in records]
-    # Write then rename, so a reader never sees half a file.
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        with tmp.open("wb") as f:
-            np.savez(f, **columns)
-        try:
-            tmp.rename(path)
-        except FileExistsError:   # another process wrote the same table meanwhile: keep it
-            tmp.unlink()
-    with path.open("rb") as f, np.load(f) as table:
-        return {k: table[k] for k in METADATA_KEYS}
+    return metadata_table.read_or_build(metadata_path(builder, split),
+                                        builder.as_data_source(split), METADATA_KEYS)
