@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from despoof_jax.data import faces as faces_lib
 from despoof_jax.evaluation import metrics
+from despoof_jax.serving import model as serving_model
 
 ATTACKS: tuple[str, ...] = ("ordered_dither", "clustered_37", "rgbw_quad", "s_stripe")
 SPECIES_NAMES: tuple[str, ...] = ("live",) + ATTACKS
@@ -348,8 +349,7 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
         n_spoof: int = 120, seed: int = 0, draws: int = 1000) -> dict:
     """The whole check -> a JSON-able report (see the module docstring)."""
-    import despoof_jax  # noqa: PLC0415 (the public API, loaded the way a user loads it)
-    model = despoof_jax.load(model_path)
+    model = serving_model.load(model_path)   # what `despoof_jax.load` is
     faces = load_faces(faces_dir)
     if not faces:
         raise ValueError(f"{faces_dir}: no face found in any image")
