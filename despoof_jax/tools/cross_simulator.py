@@ -347,14 +347,27 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
 
 
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
-        n_spoof: int = 120, seed: int = 0, draws: int = 1000) -> dict:
-    """The whole check -> a JSON-able report (see the module docstring)."""
+        n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "") -> dict:
+    """The whole check -> a JSON-able report (see the module docstring). `cache`: an .npz file
+    for the crops (read when it exists and matches the settings, else written): the crops are a
+    deterministic function of the photos and the settings, and rendering them is the slow part."""
     model = serving_model.load(model_path)   # what `despoof_jax.load` is
     faces = load_faces(faces_dir)
     if not faces:
         raise ValueError(f"{faces_dir}: no face found in any image")
     size = size or model.image_size
-    crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed)
+    key = np.array([size, n_live, n_spoof, seed])
+    cached = pathlib.Path(cache) if cache else None
+    if cached is not None and cached.exists():
+        with np.load(cached) as z:
+            hit = np.array_equal(z["key"], key) and list(z["names"]) == [f.name for f in faces]
+            if hit:
+                crops, species, photo = z["crops"], z["species"], z["photo"]
+    if cached is None or not cached.exists() or not hit:
+        crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed)
+        if cached is not None:
+            np.savez_compressed(cached, crops=crops, species=species, photo=photo, key=key,
+                                names=np.array([f.name for f in faces]))
     out = model.score(list(crops))
     report = summarise(np.asarray(out.score), species, photo, model.threshold, draws=draws,
                        seed=seed)
@@ -376,10 +389,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
     ap.add_argument("--json", default="", help="also write the report here")
+    ap.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
     ap.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
     args = ap.parse_args(argv)
     report = run(args.faces_dir, args.model, size=args.size or None, n_live=args.n_live,
-                 n_spoof=args.n_spoof, seed=args.seed, draws=args.draws)
+                 n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
