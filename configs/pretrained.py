@@ -13,7 +13,7 @@ their weights, k (scaled: 32 at 128 px) and the two-stage schedule are the paper
 from despoof_jax import config as config_lib
 
 STAGE1_STEPS = 300
-STAGE2_STEPS = 900
+STAGE2_STEPS = 600
 
 
 def get_config(arg: str = ""):

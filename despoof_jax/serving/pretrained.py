@@ -50,7 +50,10 @@ def pack(workdir: str, out_dir=None, *, dtype: str = "float16") -> dict:
               for k, v in _flat(tree).items()}
     with (out / "weights.npz").open("wb") as f:
         np.savez_compressed(f, **arrays)
-    (out / "config.json").write_text(wd.config_path.read_text())
+    config = json.loads(wd.config_path.read_text())
+    # Paths of the machine that trained it mean nothing where the package is installed.
+    config["data"].update(data_dir="", manual_dir="")
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     info = json.loads(wd.model_json.read_text())
     (out / "model.json").write_text(json.dumps(info, indent=1) + "\n")
     packed = model_lib.load_packaged(out)
