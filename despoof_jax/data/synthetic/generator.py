@@ -57,10 +57,12 @@ def _to_u8(d: np.ndarray) -> np.ndarray:
     return np.clip(np.round(d * 255), 0, 255).astype(np.uint8)
 
 
-def _capture_live(ident, scene, pose, profile, settings, noise_rng, size,
-                  render=faces.render_scene, capture=camera.capture):
+def _capture_live(ident, scene, pose, profile, settings, noise_rng, size, render=None,
+                  capture=None):
     """Live capture -> (uint8 [size, size, 3], depth float [size, size] in [0, 1]).
-    `render` and `capture` default to the base world's scene and camera."""
+    `render` and `capture` (None: the base world's `faces.render_scene`, `camera.capture`)."""
+    render = render or faces.render_scene
+    capture = capture or camera.capture
     n = size * SS_LIVE
     x, y = pixel_grid(n, 1.0, (settings.phase[0] * SS_LIVE, settings.phase[1] * SS_LIVE))
     rad, z, face = render(ident, scene, pose, x, y)
@@ -69,13 +71,13 @@ def _capture_live(ident, scene, pose, profile, settings, noise_rng, size,
     return img, depth
 
 
-def _attacker_photo(ident, scene, pose, size, rng, render=faces.render_scene):
+def _attacker_photo(ident, scene, pose, size, rng, render=None):
     """The photo shown on the medium: a clean, auto-exposed capture of the live scene covering
     [-SRC_EXTENT, SRC_EXTENT]^2 at 0.8..1.25x the output resolution. -> (rgb table [n, n, 3] linear
     in [0, 1], depth table [n, n, 1] in [0, 1], texel size in output px)."""
     n = int(round(size * SRC_EXTENT * rng.uniform(0.8, 1.25)))
     x, y = pixel_grid(n, SRC_EXTENT)
-    rad, z, face = render(ident, scene, pose, x, y)
+    rad, z, face = (render or faces.render_scene)(ident, scene, pose, x, y)
     c = n // 4
     gain = rng.uniform(0.18, 0.26) / (luminance(rad[c:-c, c:-c].reshape(-1, 3).mean(0)) + 1e-6)
     rgb = np.clip(rad * np.float32(gain), 0, 1)
