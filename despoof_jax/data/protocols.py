@@ -10,7 +10,9 @@ Cross-dataset CASIA <-> Replay pairs two sources and is assembled by the caller 
 `intra`-style selections.
 
 Synthetic-world protocols use the generator's species order (`synthetic.SPECIES`, 0 = live) and its
-`synthetic.N_CAPTURE_DEVICES` devices.
+`synthetic.N_CAPTURE_DEVICES` devices. The unseen-physics protocols (`unseen_print_family`,
+`unseen_display_layout`, `unseen_camera_pipeline`) need a wide-world dataset (builder configs
+`wide_*`), whose records carry the physics family of each stage (`synthetic.WIDE_FIELDS`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from despoof_jax.data import synthetic
+from despoof_jax.data.synthetic import wide
 
 SPLITS = ("train", "dev", "test")
 
@@ -102,6 +105,46 @@ def _synthetic_protocols() -> dict[str, Protocol]:
     }
 
 
+def _wide_protocols() -> dict[str, Protocol]:
+    """Unseen physics (issue #14), for wide-world datasets (`synthetic_spoof` configs `wide_*`),
+    whose records carry `synthetic.WIDE_FIELDS`: leave one family of one stage out."""
+
+    def unseen_physics(column: str, names: Sequence[str], species: tuple[int, ...]) -> tuple:
+        # Fold k: train and tune on every family of `column` but k, test on k alone. For the
+        # medium stages (print, display) the test split holds live faces and the held-out
+        # family's attacks (species = live + the stage's species; -1 marks records without
+        # that stage); the camera stage covers every record, live ones included.
+        folds = []
+        for k in range(len(names)):
+            others = tuple(j for j in range(len(names)) if j != k)
+            if species:
+                seen = SplitSpec(extra={column: (-1,) + others})
+                held = SplitSpec(species=(0,) + species, extra={column: (-1, k)})
+            else:
+                seen = SplitSpec(extra={column: others})
+                held = SplitSpec(extra={column: (k,)})
+            folds.append(Fold(train=seen, dev=seen, test=held))
+        return tuple(folds)
+
+    return {
+        "unseen_print_family": Protocol(
+            "unseen_print_family",
+            unseen_physics("print_family", wide.PRINT_FAMILIES, _species("print1", "print2")),
+            f"Wide world: leave one print screening family out, {len(wide.PRINT_FAMILIES)} folds "
+            f"({', '.join(wide.PRINT_FAMILIES)}); test = live + that family's prints."),
+        "unseen_display_layout": Protocol(
+            "unseen_display_layout",
+            unseen_physics("display_layout", wide.DISPLAY_LAYOUTS, _species("replay1", "replay2")),
+            f"Wide world: leave one display sub-pixel layout out, {len(wide.DISPLAY_LAYOUTS)} folds "
+            f"({', '.join(wide.DISPLAY_LAYOUTS)}); test = live + that layout's replays."),
+        "unseen_camera_pipeline": Protocol(
+            "unseen_camera_pipeline",
+            unseen_physics("camera_pipeline", wide.CAMERA_PIPELINES, ()),
+            f"Wide world: leave one capture pipeline out, {len(wide.CAMERA_PIPELINES)} folds "
+            f"({', '.join(wide.CAMERA_PIPELINES)}); test = every record of that pipeline."),
+    }
+
+
 def _oulu_protocols() -> dict[str, Protocol]:
     """Oulu-NPU's four protocols (Table 4), for a builder whose records carry Oulu ids: species
     in `metrics.OULU_SPECIES_NAMES` order (0 live, 1 print1, 2 print2, 3 replay1, 4 replay2),
@@ -134,14 +177,17 @@ def _oulu_protocols() -> dict[str, Protocol]:
 
 
 PROTOCOLS: dict[str, Protocol] = _synthetic_protocols()
+# Protocols that only wide-world synthetic datasets can serve (they filter WIDE_FIELDS columns).
+WIDE_PROTOCOLS: dict[str, Protocol] = _wide_protocols()
 # Protocols of datasets with their own species/device ids, by dataset name (`data.dataset`).
 DATASET_PROTOCOLS: dict[str, dict[str, Protocol]] = {"oulu_npu": _oulu_protocols()}
 
 
 def get_protocol(name: str, dataset: str | None = None) -> Protocol:
     """The protocol called `name`: one of `PROTOCOLS` (any dataset with the synthetic world's
-    ids), or of `DATASET_PROTOCOLS[dataset]` (e.g. "oulu_p3" for dataset "oulu_npu")."""
-    table = {**PROTOCOLS, **DATASET_PROTOCOLS.get(dataset or "", {})}
+    ids), `WIDE_PROTOCOLS` (wide-world synthetic datasets) or `DATASET_PROTOCOLS[dataset]` (e.g.
+    "oulu_p3" for dataset "oulu_npu")."""
+    table = {**PROTOCOLS, **WIDE_PROTOCOLS, **DATASET_PROTOCOLS.get(dataset or "", {})}
     if name not in table:
         raise ValueError(f"Unknown protocol {name!r}; valid names: {sorted(table)}.")
     return table[name]

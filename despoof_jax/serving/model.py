@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.resources
 import json
+import pathlib
 import warnings
 from typing import Optional, Sequence
 
 import jax
 import ml_collections
 import numpy as np
+from flax import traverse_util
 from PIL import Image
 
 from despoof_jax.data.color import model_input
@@ -304,12 +307,66 @@ def _describe(config) -> str:
             f"data.image_size={config.data.image_size}")
 
 
+# The packaged form of a model (`despoof_jax/serving/pretrained/`, written by
+# `despoof_jax.serving.pretrained.pack`): config.json (the run's config), model.json (eval/model.json:
+# fusion, fusion statistics, dev threshold, plus provenance) and weights.npz ({"ds/params/...",
+# "ds/batch_stats/...", "dq/...": arrays}, float16 or float32; restored as float32).
+PRETRAINED = "pretrained"
+PACKAGED_FILES = ("config.json", "model.json", "weights.npz")
+
+
+def pretrained_dir() -> pathlib.Path:
+    """Where the packaged pretrained model lives: package data of `despoof_jax.serving`."""
+    return pathlib.Path(str(importlib.resources.files("despoof_jax.serving") / PRETRAINED))
+
+
+def is_packaged(path) -> bool:
+    """Whether `path` is a folder holding a packaged model (PACKAGED_FILES)."""
+    p = pathlib.Path(path)
+    return p.is_dir() and all((p / f).is_file() for f in PACKAGED_FILES)
+
+
+def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
+    """A `DespoofModel` from a packaged folder (see PACKAGED_FILES): no checkpoint, no orbax."""
+    p = pathlib.Path(path)
+    if not is_packaged(p):
+        raise ModelLoadError(f"{p}: not a packaged model; expected the files {PACKAGED_FILES} "
+                             "(reinstall despoof_jax, or pack one with "
+                             "`python -m despoof_jax.serving.pretrained WORKDIR`)")
+    config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
+    info = json.loads((p / "model.json").read_text())
+    with np.load(p / "weights.npz") as z:
+        flat = {tuple(k.split("/")): np.asarray(z[k], np.float32) for k in z.files}
+    tree = traverse_util.unflatten_dict(flat)
+    device = jax.local_devices()[0]
+    nets = {}
+    for net in ("ds", "dq"):
+        if net not in tree:
+            raise ModelLoadError(f"{p / 'weights.npz'}: no {net}/ arrays")
+        t = jax.device_put(tree[net], device)
+        nets[net] = state_lib.FrozenNet(t["params"], t.get("batch_stats", {}))
+    return DespoofModel(config, nets["ds"], nets["dq"], fusion=info["fusion"],
+                        fusion_stats=info["fusion_stats"], threshold=info["threshold"],
+                        max_batch=max_batch, workdir=str(p))
+
+
 def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
     """A `DespoofModel` from a workdir written by `despoof_jax.experiment.train_and_evaluate` (or any path inside
     it): the latest DS Net and DQ Net checkpoints, the run's config.json, and the fusion, fusion
     statistics and dev threshold of `eval/model.json`. Raises `ModelLoadError` with the fix when
     the workdir was never evaluated, lacks a checkpoint, or its checkpoint does not fit its
-    config.json."""
+    config.json.
+
+    `load("pretrained")` loads the model shipped inside the package (see the README's model card;
+    nothing is downloaded or trained), and a folder in the packaged form (`is_packaged`) loads
+    the same way."""
+    if str(path) == PRETRAINED:
+        if not is_packaged(pretrained_dir()):
+            raise ModelLoadError(f"no pretrained model in this install ({pretrained_dir()} lacks "
+                                 f"{PACKAGED_FILES}); reinstall despoof_jax")
+        return load_packaged(pretrained_dir(), max_batch=max_batch)
+    if is_packaged(path):
+        return load_packaged(path, max_batch=max_batch)
     wd = find_workdir(path)
     workdir = str(wd.root)
     config = _read_config(wd)
@@ -335,5 +392,5 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
                         threshold=info["threshold"], max_batch=max_batch, workdir=workdir)
 
 
-__all__ = ["load", "DespoofModel", "Scores", "Decomposition", "ModelLoadError", "InputError",
+__all__ = ["load", "load_packaged", "is_packaged", "pretrained_dir", "DespoofModel", "Scores", "Decomposition", "ModelLoadError", "InputError",
            "prepare_image", "find_workdir"]

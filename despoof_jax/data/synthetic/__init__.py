@@ -2,16 +2,19 @@
 
 Pure numpy/scipy/PIL (no jax), deterministic in its arguments. See `generator.make_example` for the
 contract (each record carries its ground-truth `live_reference`), `spoof_noise_stages` for the true
-spoof noise split by the paper's Sec. 3.1 steps, `spoof` for those steps and `benchmark` for throughput.
+spoof noise split by the paper's Sec. 3.1 steps, `spoof` for those steps, `wide` for the wide world (randomised physics families) and
+`benchmark` for throughput.
 """
 from .generator import (
                         N_CAPTURE_DEVICES,
                         SPECIES,
                         STAGES,
+                        WIDE_FIELDS,
+                        WORLDS,
                         make_example,
                         make_registered_pair,
                         spoof_noise_stages,
 )
 
-__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "make_example", "make_registered_pair",
+__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "WORLDS", "WIDE_FIELDS", "make_example", "make_registered_pair",
            "spoof_noise_stages"]

@@ -82,7 +82,7 @@ def sample_settings(profile: CameraProfile, rng: np.random.Generator) -> Capture
         phase=(float(rng.uniform(-0.5, 0.5)), float(rng.uniform(-0.5, 0.5))))
 
 
-def _motion_kernel(length: float, angle: float) -> np.ndarray:
+def motion_kernel(length: float, angle: float) -> np.ndarray:
     """A normalised line kernel of `length` px at `angle`, rasterised with bilinear splats."""
     n = 2 * int(np.ceil(length / 2)) + 3
     k = np.zeros((n, n), np.float32)
@@ -111,7 +111,7 @@ def capture(scene: np.ndarray, ss: int, profile: CameraProfile, settings: Captur
     img = ndimage.gaussian_filter(scene, (sigma, sigma, 0), truncate=2.0, mode="nearest")
     img = block_mean(img, ss)                         # pixel aperture + sampling grid
     if settings.motion > 0.05:
-        k = _motion_kernel(settings.motion, settings.motion_angle)
+        k = motion_kernel(settings.motion, settings.motion_angle)
         img = np.stack([ndimage.convolve(img[..., c], k, mode="nearest") for c in range(3)], -1)
     # Sensor colour response, then auto exposure on the centre (the face) and auto white balance.
     raw = img @ profile.sensor.T

@@ -16,14 +16,19 @@ a tilted/bent plane with glare -> recaptured by the same capture cameras as live
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import scipy.fft
 
-from . import camera, faces, spoof
+from . import camera, faces, spoof, wide
 from ._util import block_mean, cct_rgb, luminance, pixel_grid, rng_for, sample_crop
 
 SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
+# `make_example(world=...)`: the base world, or the wide world of `wide` (domain randomisation).
+WORLDS: tuple[str, ...] = ("base", "wide")
+# Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
+WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline")
 N_CAPTURE_DEVICES: int = camera.N_CAPTURE_DEVICES
 
 SS_LIVE = 2     # supersampling of live scenes (smooth: 2 suffices for the camera's pixel aperture)
@@ -33,6 +38,8 @@ SRC_EXTENT = 1.3  # the attacker's photo covers [-1.3, 1.3]^2 so tilted media st
 # Stream tags (any fixed distinct ints).
 _SCENE, _CAPTURE, _MEDIUM, _MEDIUM_POSE, _SRC, _REFLECT, _ROOM = range(1, 8)
 _F_POSE, _F_NOISE, _F_MEDIUM, _F_SRC = range(11, 15)
+# The wide world's own session streams (the base world's streams are drawn as they always were).
+_W_LOOK, _W_CAMERA, _W_MEDIUM, _W_POSE, _W_PAPER = range(21, 26)
 
 
 def _check(size: int, species: int, device: int, difficulty: float) -> None:
@@ -50,23 +57,27 @@ def _to_u8(d: np.ndarray) -> np.ndarray:
     return np.clip(np.round(d * 255), 0, 255).astype(np.uint8)
 
 
-def _capture_live(ident, scene, pose, profile, settings, noise_rng, size):
-    """Live capture -> (uint8 [size, size, 3], depth float [size, size] in [0, 1])."""
+def _capture_live(ident, scene, pose, profile, settings, noise_rng, size, render=None,
+                  capture=None):
+    """Live capture -> (uint8 [size, size, 3], depth float [size, size] in [0, 1]).
+    `render` and `capture` (None: the base world's `faces.render_scene`, `camera.capture`)."""
+    render = render or faces.render_scene
+    capture = capture or camera.capture
     n = size * SS_LIVE
     x, y = pixel_grid(n, 1.0, (settings.phase[0] * SS_LIVE, settings.phase[1] * SS_LIVE))
-    rad, z, face = faces.render_scene(ident, scene, pose, x, y)
-    img = camera.capture(rad, SS_LIVE, profile, settings, noise_rng)
+    rad, z, face = render(ident, scene, pose, x, y)
+    img = capture(rad, SS_LIVE, profile, settings, noise_rng)
     depth = block_mean(faces.depth_label(z, face), SS_LIVE)
     return img, depth
 
 
-def _attacker_photo(ident, scene, pose, size, rng):
+def _attacker_photo(ident, scene, pose, size, rng, render=None):
     """The photo shown on the medium: a clean, auto-exposed capture of the live scene covering
     [-SRC_EXTENT, SRC_EXTENT]^2 at 0.8..1.25x the output resolution. -> (rgb table [n, n, 3] linear
     in [0, 1], depth table [n, n, 1] in [0, 1], texel size in output px)."""
     n = int(round(size * SRC_EXTENT * rng.uniform(0.8, 1.25)))
     x, y = pixel_grid(n, SRC_EXTENT)
-    rad, z, face = faces.render_scene(ident, scene, pose, x, y)
+    rad, z, face = (render or faces.render_scene)(ident, scene, pose, x, y)
     c = n // 4
     gain = rng.uniform(0.18, 0.26) / (luminance(rad[c:-c, c:-c].reshape(-1, 3).mean(0)) + 1e-6)
     rgb = np.clip(rad * np.float32(gain), 0, 1)
@@ -117,6 +128,12 @@ def _medium_radiance(m: _Medium, mx, my, size, params=None) -> np.ndarray:
     """Steps 1-2 (and the replay's refresh banding): unlit print reflectance or display emission
     [H, W, 3] at medium points (mx, my) [H, W]; `params` overrides m.params (stage chain)."""
     p = m.params if params is None else params
+    if isinstance(p, wide.PrintParams):
+        table = np.concatenate([m.src, m.fibre[..., None]], -1)
+        return wide.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p)
+    if isinstance(p, wide.DisplayParams):
+        src = spoof.frame_blend(m.src, p.tone, m.texel_px)
+        return wide.display_emission(src, SRC_EXTENT, mx, my, size / 2, p)
     if m.is_print:
         table = np.concatenate([m.src, m.fibre[..., None]], -1)
         return spoof.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p)
@@ -224,8 +241,59 @@ def _frame(seed, identity, species, device, video, frame, size, difficulty):
             "strength": 1.0 / difficulty}
 
 
+def _wide_example(seed, identity, species, device, video, frame, size, difficulty) -> dict:
+    """`make_example(world="wide")`: the base world's identity, scene, devices, settings, head
+    motion and sensor noise streams, with the wide world's look, medium and pipeline drawn from
+    streams of their own (`wide`). The live reference keeps its definition: the same photo on an
+    ideal medium at the same pose, through the same pipeline with the same noise draws."""
+    f = _frame(seed, identity, species, device, video, frame, size, difficulty)
+    key = (seed, 0x31DE, identity, species, device, video)
+    look = wide.sample_look(rng_for(*key, _W_LOOK), int(size * wide.SKIN_EXTENT))
+    scene = f["scene"]
+    pipe = wide.sample_pipeline(rng_for(*key, _W_CAMERA))
+    render = functools.partial(wide.render_scene, look=look)
+    capture = functools.partial(wide.capture, pipeline=pipe)
+    profile, settings, noise_rng = f["profile"], f["settings"], f["noise_rng"]
+    fields = {"print_family": -1, "display_layout": -1, "camera_pipeline": pipe.kind}
+    if species == 0:
+        img, depth = _capture_live(f["ident"], scene, f["head"], profile, settings, noise_rng, size,
+                                   render=render, capture=capture)
+        return {"image": img, "live_reference": img.copy(), "depth": depth, **fields}
+    is_print = species in (1, 2)
+    strength = f["strength"]
+    mpose = wide.sample_medium_pose(rng_for(*key, _W_POSE), paper=is_print)
+    mpose = spoof.jitter_medium_pose(
+        mpose, _frame_rng(seed, identity, species, device, video, frame, _F_MEDIUM))
+    src, src_depth, texel_px = _attacker_photo(f["ident"], scene, f["src_pose"], size,
+                                               f["session"][_SRC], render=render)
+    mrng = rng_for(*key, _W_MEDIUM)
+    fibre = lamp = None
+    gradient = (0.0, 0.0)
+    if is_print:
+        params = wide.sample_print(mrng, species, strength)
+        fibre = spoof.paper_texture(rng_for(*key, _W_PAPER), src.shape[0], texel_px)
+        lamp = cct_rgb(mrng.uniform(2700, 7500))
+        gradient = tuple(mrng.uniform(-0.2, 0.2, 2) * strength)
+        fields["print_family"] = params.family
+    else:
+        params = wide.sample_display(mrng, species, strength)
+        fields["display_layout"] = params.layout
+    # Glossy photo paper reflects like a screen.
+    glossy = not is_print or params.family == wide.PRINT_FAMILIES.index("contone")
+    extra = spoof.reflections(mrng, size, glossy=glossy, strength=strength * mrng.uniform(0.3, 1.5))
+    m = _Medium(is_print, src, src_depth, texel_px, params, fibre, lamp, gradient, extra)
+    x, y, mx, my = _spoof_grid(size, settings, mpose)
+    ref = capture(_ideal_radiance(m, mx, my), SS_SPOOF, profile, settings, _twin(noise_rng))
+    rad = _present(m, _medium_radiance(m, mx, my, size), x, y, size)
+    img = capture(rad, SS_SPOOF, profile, settings, noise_rng)
+    xo, yo = pixel_grid(size, 1.0, settings.phase)
+    mxo, myo = spoof.medium_coords(xo, yo, mpose)
+    depth = sample_crop(m.src_depth, SRC_EXTENT, myo, mxo)[..., 0]
+    return {"image": img, "live_reference": ref, "depth": depth, **fields}
+
+
 def make_example(*, seed: int, identity: int, species: int, device: int, video: int, frame: int,
-                 size: int, difficulty: float = 1.0) -> dict:
+                 size: int, difficulty: float = 1.0, world: str = "base") -> dict:
     """One frame of one capture session.
 
     Deterministic in all its arguments (same args -> same bytes, any machine, any process).
@@ -233,6 +301,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     camera settings, medium) on (seed, identity, species, device, video); `frame` adds head/hand
     motion and fresh sensor noise, so consecutive frames form a short video.
     `difficulty` > 0: spoof artifact amplitudes scale as 1 / difficulty (higher = subtler).
+    `world`: "base", or "wide" (`wide`: randomised print screening, display layouts, camera
+    pipelines, skin texture and natural backgrounds); a wide example also carries the int fields
+    WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline).
 
     Returns {"image": uint8 [size, size, 3] RGB face crop,
              "live_reference": uint8 [size, size, 3], the ground-truth live face of Eq. 1, so that
@@ -251,6 +322,14 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     camera's auto exposure and white balance meter the ideal medium, as they meter every live
     face. `spoof_noise_stages` splits N* by the paper's Sec. 3.1 steps.
     """
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
+    meta = {"label": int(species > 0), "species": int(species), "device": int(device),
+            "identity": int(identity), "video": int(video), "frame": int(frame)}
+    if world == "wide":
+        ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty)
+        ex["depth"] = _to_u8(ex["depth"])
+        return {**ex, **meta, **{k: int(ex[k]) for k in WIDE_FIELDS}}
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)
     if species == 0:
         img, depth = _capture_live(f["ident"], f["scene"], f["head"], f["profile"], f["settings"],

@@ -6,6 +6,7 @@ from despoof_jax.data.builders.synthetic_spoof.synthetic_spoof import (
     CONFIGS,
     METADATA_KEYS,
     SPLITS,
+    WIDE_METADATA_KEYS,
     PlanEntry,
     SyntheticSpoof,
     SyntheticSpoofConfig,
@@ -17,6 +18,6 @@ from despoof_jax.data.builders.synthetic_spoof.synthetic_spoof import (
 )
 
 __all__ = [
-    "CONFIGS", "METADATA_KEYS", "SPLITS", "PlanEntry", "SyntheticSpoof", "SyntheticSpoofConfig",
+    "CONFIGS", "METADATA_KEYS", "SPLITS", "WIDE_METADATA_KEYS", "PlanEntry", "SyntheticSpoof", "SyntheticSpoofConfig",
     "example_plan", "load_metadata", "load_source", "metadata_path", "prepare",
 ]

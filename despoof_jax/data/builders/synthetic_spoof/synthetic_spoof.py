@@ -50,6 +50,10 @@ SPLITS = ("train", "dev", "test")
 # Metadata columns saved per split (`load_metadata`): everything protocols filter on, none of the
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
+# Wide-world configs (`world="wide"`) add the physics family of each stage (`synthetic.WIDE_FIELDS`:
+# print_family, display_layout, camera_pipeline; -1 where a record has no such stage), which the
+# unseen-physics protocols filter on. Base configs keep their records and columns, byte for byte.
+WIDE_METADATA_KEYS = METADATA_KEYS + synthetic.WIDE_FIELDS
 
 
 @dataclasses.dataclass(eq=False)
@@ -66,6 +70,8 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         frames: frames per video.
         difficulty: generator difficulty (strength of the spoof cues' disguise), >= 0.
         seed: generator seed; the whole dataset is a function of the config.
+        world: "base" (the base world) or "wide" (`synthetic.wide`: randomised physics families,
+            recorded per example in the WIDE_FIELDS columns).
     """
 
     size: int = 64
@@ -77,8 +83,12 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
     frames: int = 1
     difficulty: float = 1.0
     seed: int = 0
+    world: str = "base"
 
     def __post_init__(self):
+        if self.world not in synthetic.WORLDS:
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: world must be one of "
+                             f"{synthetic.WORLDS}, got {self.world!r}.")
         n_dev = synthetic.N_CAPTURE_DEVICES
         if self.size % 8:
             raise ValueError(f"SyntheticSpoofConfig {self.name!r}: size must be a multiple of 8 "
@@ -98,6 +108,11 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         if self.videos < 1 or self.frames < 1:
             raise ValueError(f"SyntheticSpoofConfig {self.name!r}: videos and frames must be >= 1.")
 
+    @property
+    def metadata_keys(self) -> tuple[str, ...]:
+        """The metadata columns of this config's records (`load_metadata`)."""
+        return WIDE_METADATA_KEYS if self.world == "wide" else METADATA_KEYS
+
     def identities(self, split: str) -> int:
         """Number of identities in `split`."""
         return {"train": self.train_identities, "dev": self.dev_identities,
@@ -109,11 +124,11 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
                 * self.videos * self.frames)
 
 
-def _config(name, size, ids, devices_per_cell, videos, frames, description):
+def _config(name, size, ids, devices_per_cell, videos, frames, description, world="base"):
     return SyntheticSpoofConfig(
         name=name, size=size, train_identities=ids[0], dev_identities=ids[1],
         test_identities=ids[2], devices_per_cell=devices_per_cell, videos=videos, frames=frames,
-        description=description)
+        description=description, world=world)
 
 
 CONFIGS = (
@@ -131,6 +146,16 @@ CONFIGS = (
     _config("s128", 128, (20, 15, 20), 3, 2, 4, "128 px, 20/15/20 identities, 2 videos x 4 frames."),
     # The paper's input size (256x256, Sec. 4.1): 1200/900/1200 records.
     _config("s256", 256, (20, 15, 20), 3, 2, 2, "256 px, 20/15/20 identities, 2 videos x 2 frames."),
+    # The wide world (issue #14): randomised print screening, display layouts, camera pipelines,
+    # skin texture and natural backgrounds (`synthetic.wide`). Test-suite size: 60 per split.
+    _config("wide_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide world, 64 px, 4/4/4 identities: tests.",
+            world="wide"),
+    # Protocol runs on 2 CPU cores: 1200/720/720 records.
+    _config("wide_s64", 64, (40, 24, 24), 3, 2, 1, "Wide world, 64 px, 40/24/24 identities, "
+            "2 videos.", world="wide"),
+    # The packaged pretrained model (configs/pretrained.py): 2400/720/720 records.
+    _config("wide_s128", 128, (40, 12, 12), 3, 2, 2, "Wide world, 128 px, 40/12/12 identities, "
+            "2 videos x 2 frames.", world="wide"),
 )
 
 
@@ -169,8 +194,9 @@ def example_plan(config: SyntheticSpoofConfig, split: str) -> list[PlanEntry]:
 def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
     """One plan entry -> one TFDS example dict. Module level so that worker processes can run it."""
     config, entry = job
+    kwargs = {"world": config.world} if config.world != "base" else {}
     ex = synthetic.make_example(seed=config.seed, size=config.size, difficulty=config.difficulty,
-                                **entry._asdict())
+                                **kwargs, **entry._asdict())
     s = config.size
     image = np.asarray(ex["image"])
     reference = np.asarray(ex["live_reference"])
@@ -186,7 +212,7 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
     label = int(ex["label"])
     if label != int(species != 0):  # species 0 is live: the two labels must agree.
         raise ValueError(f"make_example returned label {label} for species {species}.")
-    return {
+    record = {
         "image": image,
         "live_reference": reference,
         "depth": depth.reshape(s, s, 1),
@@ -197,6 +223,9 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
         "video": np.int32(ex["video"]),
         "frame": np.int32(ex["frame"]),
     }
+    if config.world == "wide":
+        record.update({k: np.int32(ex[k]) for k in synthetic.WIDE_FIELDS})
+    return record
 
 
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
@@ -225,8 +254,10 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.builder_config.size
         zlib = tfds.features.Encoding.ZLIB
+        wide = {k: tfds.features.Scalar(dtype=np.int32) for k in synthetic.WIDE_FIELDS
+                if self.builder_config.world == "wide"}
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
+            features=tfds.features.FeaturesDict({**wide,
                 "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
                 "live_reference": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8,
                                                        encoding=zlib),
@@ -309,7 +340,8 @@ def metadata_path(builder: SyntheticSpoof, split: str) -> epath.Path:
 
 def load_metadata(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, split: str, *,
                   num_workers: int | None = None) -> dict[str, np.ndarray]:
-    """Per-record metadata of `split`: {key: int32 [N]} for key in METADATA_KEYS, record order.
+    """Per-record metadata of `split`: {key: int32 [N]} for key in the config's `metadata_keys`
+    (METADATA_KEYS, plus the WIDE_FIELDS columns for wide-world configs), record order.
 
     Read from the records themselves once (so it can never disagree with them), then cached as
     `metadata-{split}.npz` beside the data; later calls read only the small npz.
@@ -318,4 +350,5 @@ def load_metadata(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, 
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     builder = prepare(config, data_dir, num_workers=num_workers)
     return metadata_table.read_or_build(metadata_path(builder, split),
-                                        builder.as_data_source(split), METADATA_KEYS)
+                                        builder.as_data_source(split),
+                                        builder.builder_config.metadata_keys)

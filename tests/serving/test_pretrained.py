@@ -1,0 +1,60 @@
+"""The packaged model form (issue #14): `pack` writes a small folder that `load` restores without
+orbax, whose float16 scores match the float32 workdir's; `load("pretrained")` loads the model
+shipped inside the package, with no network and no training, and its exported StableHLO artifact
+gives the library's scores; the reproduction config exists in its smoke form."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from despoof_jax.serving import export, serving_loader
+from despoof_jax.serving import model as api
+from despoof_jax.serving import pretrained
+from tests.util import config_module
+
+# Largest |score difference| accepted between float16-packed and float32 weights, in units of the
+# fused score (dev-standardised components; the dev threshold sits on the same scale).
+FLOAT16_TOLERANCE = 0.02
+
+
+def test_pack_round_trip_float16(trained_workdir, tmp_path):
+    info = pretrained.pack(trained_workdir, tmp_path / "packed")
+    assert api.is_packaged(tmp_path / "packed")
+    packed = api.load(str(tmp_path / "packed"))
+    source = api.load(trained_workdir)
+    assert (packed.threshold, packed.fusion, packed.image_size) == (
+        source.threshold, source.fusion, source.image_size)
+    crops = pretrained.check_crops(source.image_size, n=6, seed=1)
+    diff = np.max(np.abs(packed.score(crops).score - source.score(crops).score))
+    assert diff <= FLOAT16_TOLERANCE
+    assert info["packed"]["max_score_diff"] <= FLOAT16_TOLERANCE
+    assert (tmp_path / "packed" / "weights.npz").stat().st_size < 10e6
+    with pytest.raises(api.ModelLoadError, match="not a packaged model"):
+        api.load_packaged(tmp_path)
+
+
+def test_pretrained_loads_from_the_package_and_exports(tmp_path):
+    if not api.is_packaged(api.pretrained_dir()):
+        pytest.fail(f"the package ships no pretrained model in {api.pretrained_dir()}")
+    model = api.load("pretrained")
+    info = json.loads((api.pretrained_dir() / "model.json").read_text())
+    assert model.threshold == info["threshold"] and model.image_size == 128
+    assert info["packed"]["max_score_diff"] <= FLOAT16_TOLERANCE
+    crops = pretrained.check_crops(model.image_size, n=3, seed=2)
+    out = model.score(crops)
+    assert np.all(np.isfinite(out.score))
+    export.export_model(model, str(tmp_path / "export"), batch_sizes=[3])
+    served = serving_loader.load(str(tmp_path / "export"))(crops)
+    np.testing.assert_allclose(served["score"], out.score, atol=1e-4)
+    np.testing.assert_array_equal(served["is_attack"], out.is_attack)
+
+
+def test_reproduction_config():
+    module = config_module("pretrained")
+    full, smoke = module.get_config(), module.get_config("smoke")
+    assert (full.data.builder_config, full.data.image_size) == ("wide_s128", 128)
+    assert smoke.data.builder_config == "wide_smoke" and smoke.train.stage2_steps <= 4
+    with pytest.raises(ValueError, match="variant"):
+        module.get_config("huge")
