@@ -13,6 +13,7 @@ from typing import Optional
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from despoof_jax import config as config_lib
 from despoof_jax import experiment
@@ -177,7 +178,7 @@ class _Scorer:
                    **{f"score_{c}": float(d.components[c][i]) for c in ("noise", "map", "depth")}}
             self.rows.append(row)
             if vis:
-                out = os.path.join(vis, _png_name(self.count, path, frame))
+                out = epath.Path(vis) / _png_name(self.count, path, frame)
                 _visualize(d, i, f"{os.path.basename(_name(path, frame))}: {row['decision']} "
                                  f"({row['score']:.3g})", out)
             self.count += 1
@@ -197,13 +198,13 @@ def _print_table(rows: list[dict], model) -> None:
 
 def _write_outputs(args, rows, failures, skipped, model):
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
+        with epath.Path(args.csv).open("w") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             for r in rows:
                 w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
     if args.json:
-        with open(args.json, "w") as f:
+        with epath.Path(args.json).open("w") as f:
             json.dump({"model": model.workdir, "fusion": model.fusion,
                        "threshold": model.threshold, "results": rows,
                        "failures": [{"input": n, "error": m} for n, m in failures],
@@ -220,7 +221,7 @@ def score(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.visualize:
-        os.makedirs(args.visualize, exist_ok=True)
+        epath.Path(args.visualize).mkdir(parents=True, exist_ok=True)
     files, errors, skipped = inputs.expand_paths(args.paths)
     scorer = _Scorer(model, args)
     for path, message in errors:

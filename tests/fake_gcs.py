@@ -14,6 +14,7 @@ and hands orbax the local folder that `FakeGCS` keeps that URL in.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import posixpath
@@ -82,6 +83,16 @@ def uninstall() -> None:
     for name in ("gs", "gcs"):
         registry._registry.pop(name, None)   # noqa: SLF001 (fsspec has no unregister)
     epath_backend.fsspec_backend._get_filesystem.cache_clear()   # noqa: SLF001 (etils' cache)
+
+
+@contextlib.contextmanager
+def served(root):
+    """`install(root)` for the duration of a `with` block."""
+    install(root)
+    try:
+        yield
+    finally:
+        uninstall()
 
 
 def redirect_orbax(monkeypatch) -> list:

@@ -191,17 +191,21 @@ class Progress:
 
 class StepProfiler:
     """A `jax.profiler` trace of `n` steps starting after step `first` (the compiled first
-    step is left out), written under `logdir/plugins/profile/`; `n = 0` does nothing."""
+    step is left out), written under `logdir/plugins/profile/`; `n = 0` does nothing. For a URL
+    `logdir` the trace goes to a local temporary folder first and is uploaded when it stops."""
 
     def __init__(self, logdir, first: int, n: int):
         self.logdir, self.start_after, self.n = str(logdir), int(first), int(n)
         self.active = False
         self.done = n <= 0 or jax.process_index() != 0
+        self._local = None
 
     def before_step(self, step: int) -> None:
         """Call with the step number about to run (0-based, as the loop counts)."""
         if not self.done and not self.active and step == self.start_after + 1:
-            jax.profiler.start_trace(self.logdir)
+            if is_url(self.logdir):
+                self._local = tempfile.mkdtemp(prefix="despoof_profile_")
+            jax.profiler.start_trace(self._local or self.logdir)
             self.active = True
             logging.info("profiling steps %d-%d into %s", step + 1, step + self.n, self.logdir)
 
@@ -214,6 +218,15 @@ class StepProfiler:
         if self.active:
             jax.profiler.stop_trace()
             self.active, self.done = False, True
+            if self._local is not None:
+                for folder, _, files in os.walk(self._local):
+                    target = epath.Path(self.logdir) / os.path.relpath(folder, self._local)
+                    target.mkdir(parents=True, exist_ok=True)
+                    for name in files:
+                        with open(os.path.join(folder, name), "rb") as f:
+                            (target / name).write_bytes(f.read())
+                shutil.rmtree(self._local, ignore_errors=True)
+                self._local = None
             logging.info("profile written to %s (open with TensorBoard's profile plugin)",
                          self.logdir)
 
