@@ -66,6 +66,7 @@ def run_training(config, workdir) -> int:
     line on stderr and the exit status above when the run stops early, not a traceback."""
     logging.info("devices: %d (%d local), process %d of %d", jax.device_count(),
                  jax.local_device_count(), jax.process_index(), jax.process_count())
+    loop.route_sigint_to_preemption()
     try:
         out = experiment.train_and_evaluate(config, workdir)
     except loop.Interrupted as e:

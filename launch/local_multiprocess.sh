@@ -18,6 +18,10 @@ port=${PORT:-$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 
 if [[ $workdir == *://* ]]; then logdir=${LOGDIR:-./multiprocess_logs}; else logdir=${LOGDIR:-$workdir}; fi
 mkdir -p "$logdir"
 
+# Job control: without it the processes started with `&` below would ignore SIGINT (bash does
+# that to background commands of a script); with it, each runs in its own process group, so a
+# Ctrl-C reaches this script alone and the trap passes it on, once, to every process.
+set -m
 pids=()
 # shellcheck disable=SC2317  # called from the traps
 forward() { ((${#pids[@]})) && kill -s "$1" "${pids[@]}" 2>/dev/null; return 0; }

@@ -116,6 +116,15 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
+def route_sigint_to_preemption() -> None:
+    """On several processes, a SIGINT anywhere (also outside a stage: data preparation, stage
+    changes, evaluation) becomes a preemption notice that every process acts on at the same step
+    (`_StopRequest`), not a KeyboardInterrupt in one process that leaves the others waiting in a
+    collective. One process: nothing changes."""
+    if jax.distributed.is_initialized() and jax.config.jax_enable_preemption_service:
+        signal.signal(signal.SIGINT, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+
+
 def fresh_data_seed(seed: int, step: int) -> int:
     """The shuffle seed of a pipeline that cannot resume its saved position (the process count
     changed): `seed` folded with the step, the same on every process, a 31-bit int."""
