@@ -13,6 +13,7 @@ from typing import Optional
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from despoof_jax import config as config_lib
 from despoof_jax import experiment
@@ -24,8 +25,16 @@ from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.tools import benchmark as benchmark_lib
-from despoof_jax.training import observe
-from despoof_jax.training.workdir import Workdir
+from despoof_jax.training import loop, observe
+from despoof_jax.training.workdir import Workdir, WorkdirNotWritable
+
+# Exit statuses of `despoof train` and `python -m despoof_jax.main` (README, "Pods and faults").
+# A stop by a signal or a preemption notice exits with the shell's 128 + signal number after the
+# checkpoint is saved: 143 (SIGTERM, preemption) or 130 (SIGINT); rerunning resumes.
+EXIT_OK = 0
+EXIT_USAGE = 2          # a bad config, or a workdir that cannot take the run (before training)
+EXIT_NON_FINITE = 3     # a loss became NaN/inf; the checkpoints before it are kept
+EXIT_SIGINT = 128 + 2
 
 
 class QuietLibraries:
@@ -49,12 +58,33 @@ def train(args) -> int:
     if args.multihost:
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes, process_id=args.process_id)
+    return run_training(config, args.workdir)
+
+
+def run_training(config, workdir) -> int:
+    """`experiment.train_and_evaluate` for the entry points: the summary line on success; one
+    line on stderr and the exit status above when the run stops early, not a traceback."""
     logging.info("devices: %d (%d local), process %d of %d", jax.device_count(),
                  jax.local_device_count(), jax.process_index(), jax.process_count())
-    out = experiment.train_and_evaluate(config, args.workdir)
+    loop.route_sigint_to_preemption()
+    try:
+        out = experiment.train_and_evaluate(config, workdir)
+    except loop.Interrupted as e:
+        print(f"despoof: {e}", file=sys.stderr, flush=True)
+        return e.exit_status
+    except KeyboardInterrupt:    # SIGINT outside a training stage (data preparation, evaluation)
+        print("despoof: interrupted (SIGINT) outside a training stage; the checkpoints are kept; "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+        return EXIT_SIGINT
+    except loop.NonFiniteLoss as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_NON_FINITE
+    except WorkdirNotWritable as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
     if "eval" in out and jax.process_index() == 0:
         print(json.dumps(summary_line(config, out["eval"])))
-    return 0
+    return EXIT_OK
 
 
 def summary_line(config, table: dict) -> dict:
@@ -149,7 +179,7 @@ class _Scorer:
                    **{f"score_{c}": float(d.components[c][i]) for c in ("noise", "map", "depth")}}
             self.rows.append(row)
             if vis:
-                out = os.path.join(vis, _png_name(self.count, path, frame))
+                out = epath.Path(vis) / _png_name(self.count, path, frame)
                 _visualize(d, i, f"{os.path.basename(_name(path, frame))}: {row['decision']} "
                                  f"({row['score']:.3g})", out)
             self.count += 1
@@ -169,13 +199,13 @@ def _print_table(rows: list[dict], model) -> None:
 
 def _write_outputs(args, rows, failures, skipped, model):
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
+        with epath.Path(args.csv).open("w") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             for r in rows:
                 w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
     if args.json:
-        with open(args.json, "w") as f:
+        with epath.Path(args.json).open("w") as f:
             json.dump({"model": model.workdir, "fusion": model.fusion,
                        "threshold": model.threshold, "results": rows,
                        "failures": [{"input": n, "error": m} for n, m in failures],
@@ -192,7 +222,7 @@ def score(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.visualize:
-        os.makedirs(args.visualize, exist_ok=True)
+        epath.Path(args.visualize).mkdir(parents=True, exist_ok=True)
     files, errors, skipped = inputs.expand_paths(args.paths)
     scorer = _Scorer(model, args)
     for path, message in errors:

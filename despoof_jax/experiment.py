@@ -4,7 +4,8 @@ The top of the pipeline (config -> data -> models -> training -> evaluation): it
 `config.mode` — "all" (stage 1, stage 2, evaluation) or "dq", "ds", "eval" alone — for the
 de-spoofing method or a baseline (`config.method`), and every fold of a multi-fold protocol
 (`data.fold = -1`). `despoof train` and `python -m despoof_jax.main` call it; so can a notebook.
-Paths inside the workdir: `training.workdir`.
+Paths inside the workdir: `training.workdir`. Before anything is trained, `preflight` checks that
+the workdir takes files and has room for the largest checkpoint of the stages to run.
 """
 from __future__ import annotations
 
@@ -14,12 +15,32 @@ import ml_collections
 from despoof_jax.data import datasets
 from despoof_jax.evaluation import baselines as baseline_eval
 from despoof_jax.evaluation import evaluate
-from despoof_jax.training import baselines, loop
+from despoof_jax.training import baselines, checkpoint, loop
+from despoof_jax.training import state as state_lib
 from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training.workdir import as_workdir
 
 MODES = ("all", "dq", "ds", "eval")
 ALL_FOLDS = -1
+INIT = {"dq": state_lib.init_stage1, "ds": state_lib.init_stage2, "cnn": baselines.init_cnn}
+
+
+def stages_to_train(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The stage folders `config.mode` trains for `config.method`."""
+    if config.method == "despoof":
+        return {"all": ("dq", "ds"), "dq": ("dq",), "ds": ("ds",)}.get(config.mode, ())
+    if config.mode in ("all", "dq"):
+        return ("dq",) if config.method == "depth_only" else ("cnn",)
+    return ()
+
+
+def preflight(config: ml_collections.ConfigDict, workdir) -> None:
+    """Raises `workdir.WorkdirNotWritable` before training when this process cannot write the
+    workdir or (local workdirs) its disk lacks room for the largest checkpoint to be saved; the
+    size comes from the abstract state (`jax.eval_shape`), nothing is allocated."""
+    need = max((checkpoint.checkpoint_bytes(state_lib.abstract(INIT[s], config))
+                for s in stages_to_train(config)), default=0)
+    as_workdir(workdir).check_writable(need, process_index=jax.process_index())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -27,6 +48,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     ({"dq": ..., "ds": ..., "eval": metrics}). Resumes whatever a killed run had finished."""
     if config.mode not in MODES:
         raise ValueError(f"config.mode={config.mode!r}; expected one of {MODES}")
+    preflight(config, workdir)
     if config.data.fold == ALL_FOLDS:
         return train_all_folds(config, workdir)
     wd = as_workdir(workdir)

@@ -6,10 +6,11 @@ Overrides: `--config.train.stage2_steps=100`; a misspelt field fails (configs ar
 `--config.mode=dq|ds|eval` runs one stage alone; the default "all" runs stage 1, stage 2 and the
 evaluation, resuming whatever a killed run had finished. Multi-host: `--multihost` calls
 `jax.distributed.initialize()` (arguments from the environment or the --coordinator flags).
+Exit statuses (`commands.EXIT_*`): 0 done; 2 bad config or unwritable workdir; 3 NaN/inf loss;
+143 / 130 stopped by SIGTERM (or a preemption notice) / SIGINT after saving a checkpoint.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 from absl import app, flags, logging
@@ -38,14 +39,9 @@ def main(argv):
     if FLAGS.multihost:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
                                    num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-    from despoof_jax import commands, experiment  # noqa: PLC0415 (after the XLA flags)
+    from despoof_jax import commands  # noqa: PLC0415 (after the XLA flags)
     logging.get_absl_handler().addFilter(commands.QuietLibraries())
-    logging.info("devices: %d (%d local), process %d of %d", jax.device_count(),
-                 jax.local_device_count(), jax.process_index(), jax.process_count())
-    out = experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if "eval" in out and jax.process_index() == 0:
-        print(json.dumps(commands.summary_line(FLAGS.config, out["eval"])))
-    return 0
+    return commands.run_training(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

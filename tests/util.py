@@ -36,3 +36,9 @@ def tiny_config(size: int = 32, **overrides):
                 node = node[p]
             node[leaf] = value
     return c
+
+
+def smoke_config(data_dir, **overrides):
+    """`tiny_config(64)` on the session's `s64_small` synthetic dataset in `data_dir`."""
+    overrides = {"data.data_dir": data_dir, "data.builder_config": "s64_small", **overrides}
+    return tiny_config(64, **overrides)

@@ -18,7 +18,6 @@ Nothing here loads a model unless `--medium` asks for it.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 from etils import epath
@@ -51,25 +50,26 @@ def _fmt(value, scale=100) -> str:
 
 
 class _Report:
-    def __init__(self, out_dir: str):
-        self.out_dir = out_dir
-        self.images = os.path.join(out_dir, "images")
-        os.makedirs(self.images, exist_ok=True)
+    """Lines of report.md and its images/ folder; `out_dir` may be a URL (epath throughout)."""
+
+    def __init__(self, out_dir):
+        self.out_dir = epath.Path(out_dir)
+        self.images = self.out_dir / "images"
+        self.images.mkdir(parents=True, exist_ok=True)
         self.lines: list[str] = []
 
     def add(self, *lines: str):
         self.lines.extend(lines)
 
-    def image(self, path: str, caption: str):
-        rel = os.path.relpath(path, self.out_dir)
+    def image(self, path, caption: str):
+        rel = epath.Path(path).relative_to(self.out_dir)
         self.add(f"![{caption}]({rel})", "")
 
     def copy(self, src, name: str, caption: str):
         src = epath.Path(src)
         if src.exists():
-            dst = os.path.join(self.images, name)
-            with open(dst, "wb") as f:
-                f.write(src.read_bytes())
+            dst = self.images / name
+            dst.write_bytes(src.read_bytes())
             self.image(dst, caption)
 
 
@@ -96,14 +96,14 @@ def _single(rep: _Report, label: str, workdir: str, table: dict, curves: dict):
     test = evaluate.read_csv(wd.scores_csv("test"))
     how = table.get("default_fusion", next(iter(table["fusions"])))
     sets = {h: scoreset(table, test, h) for h in table["fusions"]}
-    rep.image(plots.plot_roc_det(sets, os.path.join(rep.images, f"{label}_roc_det.png")),
+    rep.image(plots.plot_roc_det(sets, rep.images / f"{label}_roc_det.png"),
               f"{label}: ROC and DET on test")
     threshold = table["fusions"][how]["frame"]["threshold"]
     rep.image(plots.plot_score_histograms(sets[how], threshold,
-                                          os.path.join(rep.images, f"{label}_hist_test.png")),
+                                          rep.images / f"{label}_hist_test.png"),
               f"{label}: test scores ({how}) and the dev threshold")
     rep.image(plots.plot_score_histograms(scoreset(table, dev, how), threshold,
-                                          os.path.join(rep.images, f"{label}_hist_dev.png")),
+                                          rep.images / f"{label}_hist_dev.png"),
               f"{label}: dev scores ({how}) and the threshold chosen on them")
     curves[label] = sets[how]
     rep.copy(wd.sample_sheet, f"{label}_sample_sheet.png",
@@ -141,13 +141,14 @@ def _folds(rep: _Report, label: str, workdir: str, summary: dict, curves: dict):
             t = _load_json(fold.metrics_json)
             sets[f"fold {k}"] = scoreset(t, evaluate.read_csv(fold.scores_csv("test")), how)
     if sets:
-        rep.image(plots.plot_roc_det(sets, os.path.join(rep.images, f"{label}_folds_roc.png")),
+        rep.image(plots.plot_roc_det(sets, rep.images / f"{label}_folds_roc.png"),
                   f"{label}: ROC and DET of {how} on each fold's test set")
         curves[label] = next(iter(sets.values())) if len(sets) == 1 else None
 
 
-def build(workdirs: list[str], out_dir: str, medium: bool = False) -> str:
-    """Writes out_dir/report.md and its images; returns the report's path."""
+def build(workdirs: list[str], out_dir, medium: bool = False) -> str:
+    """Writes out_dir/report.md and its images (a local folder or a URL); returns the report's
+    path."""
     rep = _Report(out_dir)
     labels, seen = [], set()
     for w in workdirs:
@@ -191,11 +192,10 @@ def build(workdirs: list[str], out_dir: str, medium: bool = False) -> str:
     rep.add(*header, "")
     usable = {k: v for k, v in curves.items() if v is not None}
     if len(usable) > 1:
-        rep.image(plots.plot_roc_det(usable, os.path.join(rep.images, "compare_roc_det.png")),
+        rep.image(plots.plot_roc_det(usable, rep.images / "compare_roc_det.png"),
                   "ROC and DET of each workdir's default score on test")
     for lines in sections:
         rep.add(*lines)
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as f:
-        f.write("\n".join(rep.lines) + "\n")
-    return path
+    path = rep.out_dir / "report.md"
+    path.write_text("\n".join(rep.lines) + "\n")
+    return str(path)

@@ -23,13 +23,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
-import shutil
 from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import jaxlib
+from etils import epath
 from jax import export as jax_export
 
 import despoof_jax
@@ -65,14 +64,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def export_model(model, out_dir: str, *, platforms: Sequence[str] = ("cpu",),
+def export_model(model, out_dir, *, platforms: Sequence[str] = ("cpu",),
                  batch_sizes: Optional[Sequence[int]] = None) -> dict:
-    """Writes the artifact(s), manifest.json and serving_loader.py into `out_dir` (created);
-    returns the manifest. `model` is a `DespoofModel` or a workdir path. `batch_sizes=None`
-    exports one program with a symbolic batch; a list exports one program per size."""
+    """Writes the artifact(s), manifest.json and serving_loader.py into `out_dir` (created; a
+    local folder or a URL, written through etils.epath); returns the manifest. `model` is a
+    `DespoofModel` or a workdir path. `batch_sizes=None` exports one program with a symbolic
+    batch; a list exports one program per size."""
     if not isinstance(model, api.DespoofModel):
         model = api.load(model)
-    os.makedirs(out_dir, exist_ok=True)
+    out = epath.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     s = model.image_size
     fn = jax.jit(serving_fn(model))
     artifacts = []
@@ -95,8 +96,7 @@ def export_model(model, out_dir: str, *, platforms: Sequence[str] = ("cpu",),
     entries = []
     for batch, name, exp in artifacts:
         data = bytes(exp.serialize())
-        with open(os.path.join(out_dir, name), "wb") as f:
-            f.write(data)
+        (out / name).write_bytes(data)
         entries.append({"file": name, "batch": batch, "sha256": _sha256(data),
                         "bytes": len(data),
                         "calling_convention_version": exp.calling_convention_version})
@@ -126,9 +126,8 @@ def export_model(model, out_dir: str, *, platforms: Sequence[str] = ("cpu",),
         },
         "artifacts": entries,
     }
-    with open(os.path.join(out_dir, serving_loader.MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=2)
-    shutil.copyfile(serving_loader.__file__, os.path.join(out_dir, "serving_loader.py"))
+    (out / serving_loader.MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / "serving_loader.py").write_bytes(epath.Path(serving_loader.__file__).read_bytes())
     return manifest
 
 

@@ -1,32 +1,56 @@
-"""Orbax checkpoints of *global* arrays, one manager per training stage.
+"""Orbax checkpoints of *global* arrays plus every process's input position, one manager per stage.
 
-What is saved is the unreplicated state as global, fully replicated `jax.Array`s (see
-`parallel.DataParallel.to_global`) plus the input pipeline's position (JSON), never a pmap-stacked
-`[n_devices, ...]` layout. Restoring goes against an abstract target built from the *current*
-device mesh (`jax.eval_shape` of the init function, with the current replicated sharding), so a
-run saved on 8 devices resumes on 1 or 4.
+A checkpoint `<dir>/<step>/` holds two items:
+  state/   the unreplicated training state as global, fully replicated `jax.Array`s (see
+           `parallel.DataParallel.to_global`), never a pmap-stacked `[n_devices, ...]` layout.
+           Restoring goes against an abstract target built from the *current* device mesh
+           (`jax.eval_shape` of the init function, with the current replicated sharding), so a
+           run saved on 8 devices (or 2 processes x 2 devices) resumes on 1 or 4.
+  data/    one file per process, `process_<i>-of-<n>.json`: that process's grain iterator state,
+           written and read by grain's own orbax handler (`grain.checkpoint.CheckpointHandler`),
+           so each host resumes its own slice of the data at its own position.
+When the process count changed since the save, this process's file does not exist: `restore`
+then says so (`Restored.data_note`) and the loop starts the pipeline at a fresh deterministic
+position (`loop`).
+
+A checkpoint that cannot be read (a corrupt or half-written latest step) is set aside as
+`<dir>/corrupt-<step>-<time>/` with a warning naming it, and the previous one is restored.
+Saves are asynchronous; orbax writes into a temporary folder and renames it when complete, so a
+process killed during a save leaves the previous checkpoint intact (the temporary folder is
+removed when the next run opens the manager).
 
 The frozen DQ tree is not part of the stage-2 checkpoint: stage 2 reloads it from the stage-1
-directory (`restore_frozen_dq`), the way a frozen teacher is kept apart from the student.
+directory on every start (`loop.load_frozen_dq`), the way a frozen teacher is kept apart from the
+student.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from typing import Any, Optional
 
+import grain.checkpoint as grain_checkpoint
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+from despoof_jax.training.workdir import is_url
+
 PyTree = Any
+ITEMS = ("state", "data")
+CORRUPT_PREFIX = "corrupt-"
 
 
 def absolute(directory) -> epath.Path:
     """A checkpoint directory as orbax wants it: local paths made absolute, URLs (gs://...) left
     exactly as they are (`os.path.abspath` would turn one into `<cwd>/gs:/...`)."""
-    d = str(directory)
-    return epath.Path(d if "://" in d else os.path.abspath(d))
+    d = os.fspath(directory)
+    return epath.Path(d if is_url(d) else os.path.abspath(d))
 
 
 def with_sharding(abstract_tree: PyTree, sharding: NamedSharding) -> PyTree:
@@ -35,45 +59,140 @@ def with_sharding(abstract_tree: PyTree, sharding: NamedSharding) -> PyTree:
                         abstract_tree)
 
 
+def checkpoint_bytes(abstract_state: PyTree) -> int:
+    """Bytes one checkpoint of `abstract_state` needs: its arrays, with 10 % and 1 MiB to spare
+    for orbax's metadata, the input positions and the filesystem's blocks."""
+    arrays = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
+                 for s in jax.tree.leaves(abstract_state))
+    return int(arrays * 1.1) + 2**20
+
+
+def data_file(process_index: int, process_count: int) -> str:
+    """The name grain's handler gives one process's input position inside `<step>/data/`."""
+    return f"process_{process_index}-of-{process_count}.json"
+
+
+@dataclasses.dataclass
+class Restored:
+    """What `Checkpointer.restore` read: the state, its step, and whether this process's input
+    position was restored into the iterator (`data`; if not, `data_note` says why)."""
+
+    state: PyTree
+    step: int
+    data: bool = False
+    data_note: str = ""
+
+
+class _Manager(ocp.CheckpointManager):
+    """orbax's manager, minus its own calls to the preemption sync point.
+
+    JAX's sync point counts on every process calling it once per training step with a counter
+    that only grows; the loop does that (`loop._StopRequest`). orbax's `save` would call it again
+    with the stage's step number, which restarts at every stage and would move the counter back.
+    """
+
+    def reached_preemption(self, step: int) -> bool:
+        del step
+        return False
+
+
 class Checkpointer:
     """Saves every `every` steps (and on demand), keeps the newest `keep`, saves asynchronously.
 
-    `directory` is created if needed. The training loop also saves on SIGTERM/SIGINT and at the
-    end of a stage, so a killed run loses nothing it had finished.
+    `directory` (a local path or a URL) is created if needed. The training loop also saves when
+    it is asked to stop (a signal or a preemption notice) and at the end of a stage, so a killed
+    run loses nothing it had finished.
     """
 
     def __init__(self, directory, *, every: int, keep: int = 3):
         self.directory = absolute(directory)
         self.every = every
         # The interval is ours (`should_save`); orbax's own would also save the first step.
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
-                                               create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "data"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=True, create=True,
+            cleanup_tmp_directories=True)   # what a save killed half-way left behind
+        self.manager = _Manager(self.directory, options=options, item_names=ITEMS)
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
     def should_save(self, step: int) -> bool:
-        """Every `every` steps, or when orbax reports a preemption notice (multi-host jobs)."""
-        return step % self.every == 0 or self.manager.reached_preemption(step)
+        """Every `every` steps (stops and the end of a stage save too: the loop decides)."""
+        return step % self.every == 0
 
-    def save(self, step: int, state: PyTree, data_state: Optional[dict] = None) -> bool:
-        """Saves now (asynchronously); callers decide when with `should_save`."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                  data=ocp.args.JsonSave(data_state or {}))
-        return self.manager.save(step, args=args, force=True)
+    def save(self, step: int, state: PyTree, iterator=None) -> bool:
+        """Saves now (asynchronously): `state` (global arrays) and, with `iterator` (a grain
+        iterator), this process's input position. Callers decide when with `should_save`."""
+        items = {"state": ocp.args.StandardSave(state)}
+        if iterator is not None:
+            items["data"] = grain_checkpoint.CheckpointSave(iterator)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
-    def restore(self, abstract_state: PyTree, sharding: NamedSharding,
-                step: Optional[int] = None) -> tuple[PyTree, dict, int]:
-        """(state, data_state, step) of `step` (default: the latest) restored onto `sharding`."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+    def restore(self, abstract_state: PyTree, sharding: NamedSharding, *, iterator=None,
+                step: Optional[int] = None, set_aside: bool = False) -> Restored:
+        """The state of `step` (default: the latest readable one) restored onto `sharding`, and,
+        with `iterator`, this process's input position restored into it.
+
+        Without `step`, a checkpoint that fails to restore while an older one succeeds is
+        reported with a warning naming it and skipped (with `set_aside`, also moved to
+        `corrupt-<step>-<time>/` so the run can save that step again); when none restores, the
+        latest one's error is raised (a checkpoint that does not fit the config fails on every
+        step alike). Raises FileNotFoundError when there is no checkpoint.
+        """
+        steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         target = with_sharding(abstract_state, sharding)
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
-        return out["state"], dict(out["data"] or {}), step
+        failed = []
+        for s in steps:
+            try:
+                out = self.manager.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target)))
+            except Exception as e:  # noqa: BLE001 (any unreadable checkpoint: try the previous)
+                if step is not None:
+                    raise
+                failed.append((s, e))
+                continue
+            for bad, error in failed:
+                self._report_unreadable(bad, error, fallback=s, set_aside=set_aside)
+            restored = Restored(out["state"], s)
+            if iterator is not None:
+                restored.data, restored.data_note = self._restore_data(s, iterator)
+            return restored
+        raise failed[0][1]
+
+    def _report_unreadable(self, step: int, error: Exception, *, fallback: int, set_aside: bool):
+        where = self.directory / str(step)
+        message = str(error).splitlines()[0][:300] if str(error) else ""
+        if set_aside:
+            aside = self.directory / f"{CORRUPT_PREFIX}{step}-{int(time.time())}"
+            logging.warning("checkpoint %s cannot be read (%s: %s); moved it to %s and resumed "
+                            "from step %d instead", where, type(error).__name__, message, aside,
+                            fallback)
+            if jax.process_index() == 0:
+                where.rename(aside)
+            if jax.process_count() > 1:
+                multihost_utils.sync_global_devices(f"despoof_jax.checkpoint.aside.{step}")
+            self.manager.reload()
+        else:
+            logging.warning("checkpoint %s cannot be read (%s: %s); using step %d instead",
+                            where, type(error).__name__, message, fallback)
+
+    def _restore_data(self, step: int, iterator) -> tuple[bool, str]:
+        """(restored?, why not) for this process's input position of `step`."""
+        folder = self.directory / str(step) / "data"
+        mine = data_file(jax.process_index(), jax.process_count())
+        if not (folder / mine).exists():
+            saved = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+            saved = [n for n in saved if n.startswith("process_")]
+            return False, (f"no input position for this process ({mine}) in {folder}; saved: "
+                           f"{', '.join(saved) or 'none'} (the process count changed?)")
+        try:
+            self.manager.restore(step, args=ocp.args.Composite(
+                data=grain_checkpoint.CheckpointRestore(iterator)))
+        except ValueError as e:   # grain: the data source or sampler is not the saved one
+            return False, f"{folder / mine} does not fit this input pipeline: {e}"
+        return True, ""
 
     def wait(self):
         self.manager.wait_until_finished()
@@ -85,10 +204,11 @@ class Checkpointer:
 
 def restore_state_only(directory, abstract_state: PyTree, sharding: NamedSharding,
                        step: Optional[int] = None) -> tuple[PyTree, int]:
-    """Restores the `state` item of a stage directory without the data position."""
+    """Restores the `state` item of a stage directory (the latest readable step by default)
+    without the input position; for readers (evaluation, serving), so nothing is set aside."""
     ckpt = Checkpointer(directory, every=1, keep=1_000_000)
     try:
-        state, _, step = ckpt.restore(abstract_state, sharding, step)
+        r = ckpt.restore(abstract_state, sharding, step=step)
     finally:
         ckpt.close()
-    return state, step
+    return r.state, r.step

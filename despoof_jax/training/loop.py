@@ -2,22 +2,30 @@
 
 `train_dq` (stage 1: DQ Net on pseudo-depth) and `train_ds` (stage 2: DS + VQ Net through the frozen
 DQ Net) run `run_stage`; the baselines (`training.baselines`) run it too. Paths come from
-`training.workdir.Workdir`. Each stage resumes from its latest checkpoint; a finished stage is
-skipped. SIGTERM/SIGINT and orbax's preemption notice save a checkpoint at the current step before
-the process stops. What a run shows while it trains (`training.observe`): a parameter overview
-per net, a notice while the first step compiles, a progress line every `train.log_every` steps or
-`train.progress_every_secs` seconds, TensorBoard scalars beside `metrics.jsonl`, and on request
-(`train.profile_steps`) a `jax.profiler` trace.
+`training.workdir.Workdir`. Each stage resumes from its latest readable checkpoint, input position
+included (every process its own); a finished stage is skipped. What a run shows while it trains
+(`training.observe`): a parameter overview per net, a notice while the first step compiles, a
+progress line every `train.log_every` steps or `train.progress_every_secs` seconds, TensorBoard
+scalars beside `metrics.jsonl`, and on request (`train.profile_steps`) a `jax.profiler` trace.
+
+Stopping (`_StopRequest`): SIGTERM, SIGINT and a scheduler's preemption notice all end a stage the
+same way: every process finishes the step in flight, they agree on one step, all save it, and
+`Interrupted` is raised (the entry points turn it into one line and exit status 128 + signal).
+Resuming with a fixed seed gives the parameters an uninterrupted run would have had: the state,
+the input position and the per-step randomness (`fold_in(rng, step)`) all come back.
 """
 from __future__ import annotations
 
-import json
+import itertools
+import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from despoof_jax.data import datasets, pipeline
 from despoof_jax.training import checkpoint, observe, steps
@@ -27,19 +35,54 @@ from despoof_jax.training.workdir import STAGES, as_workdir
 
 
 class Interrupted(RuntimeError):
-    """Raised after a checkpoint was saved because the process was asked to stop."""
+    """Raised after a checkpoint was saved because the process was asked to stop: a signal or a
+    preemption notice. `exit_status` is the shell's 128 + signal (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, stage: str, step: int, directory, signum: int, how: str):
+        self.stage, self.step, self.signum = stage, step, signum
+        self.checkpoint = f"{directory}/{step}"
+        super().__init__(f"{stage}: stopped by {how} at step {step}; checkpoint {self.checkpoint} "
+                         "saved; run the same command again to resume from it")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
 
 
-class _StopFlag:
-    """Turns SIGTERM/SIGINT into a flag the loop polls, so the step in flight finishes and is
-    saved instead of being lost; restores the previous handlers on exit."""
+class NonFiniteLoss(FloatingPointError):
+    """A loss became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+class _StopRequest:
+    """When to stop and save: the same decision on every process, at the same step.
+
+    One process: SIGTERM/SIGINT set a flag read after each step, so the step in flight finishes
+    and is saved instead of being lost. Several processes (`jax.distributed` initialized): a
+    signal reaches the processes at different steps, or only one of them, so a local flag would
+    make them save different steps and hang each other's collectives. There SIGTERM is left to
+    JAX's preemption notifier (the scheduler's preemption notice is a SIGTERM), whose sync manager
+    picks one step that every process reaches (`multihost_utils.reached_preemption_sync_point`,
+    what orbax's `reached_preemption` asks); SIGINT is handed to it as a SIGTERM. Every process
+    calls `due` once per step, as the sync point requires.
+    """
+
+    # JAX's sync point wants an id that only grows over the process's life, the same on every
+    # process: the count of steps run by this process over all stages (stages restart their own
+    # step numbers). Every process runs the same stages from the same checkpoints, so they agree.
+    _calls = itertools.count(1)
 
     def __init__(self):
-        self.raised = None
+        self.signum: Optional[int] = None
+        self.jax_owns_sigterm = (jax.distributed.is_initialized()
+                                 and jax.config.jax_enable_preemption_service)
+        if jax.process_count() > 1 and not self.jax_owns_sigterm:
+            logging.warning("jax_enable_preemption_service is off: a signal stops only the "
+                            "process that receives it, and the others will wait for it")
         self._old = {}
 
     def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        sigs = (signal.SIGINT,) if self.jax_owns_sigterm else (signal.SIGTERM, signal.SIGINT)
+        for sig in sigs:
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:      # not the main thread: no signal handling there
@@ -48,19 +91,53 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         del frame
-        self.raised = signum
+        if self.signum is None:
+            self.signum = signum
+        if self.jax_owns_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)   # to JAX's notifier: agreed with the others
+
+    def due(self) -> bool:
+        """Stop after this step? Call exactly once per step on every process."""
+        call = next(self._calls)
+        if self.jax_owns_sigterm:
+            return multihost_utils.reached_preemption_sync_point(call)
+        return self.signum is not None
+
+    def describe(self) -> tuple[int, str]:
+        """(signal number, how it reads) of the stop."""
+        if self.signum is not None and not self.jax_owns_sigterm:
+            return self.signum, signal.Signals(self.signum).name
+        signum = self.signum or signal.SIGTERM
+        return signum, (f"{signal.Signals(signum).name} / a preemption notice, agreed by "
+                        f"{jax.process_count()} process(es)")
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
 
-def _train_iterator(config, dp: DataParallel):
+def route_sigint_to_preemption() -> None:
+    """On several processes, a SIGINT anywhere (also outside a stage: data preparation, stage
+    changes, evaluation) becomes a preemption notice that every process acts on at the same step
+    (`_StopRequest`), not a KeyboardInterrupt in one process that leaves the others waiting in a
+    collective. One process: nothing changes."""
+    if jax.distributed.is_initialized() and jax.config.jax_enable_preemption_service:
+        signal.signal(signal.SIGINT, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+
+
+def fresh_data_seed(seed: int, step: int) -> int:
+    """The shuffle seed of a pipeline that cannot resume its saved position (the process count
+    changed): `seed` folded with the step, the same on every process, a 31-bit int."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] >> 1)
+
+
+def _train_iterator(config, dp: DataParallel, seed: Optional[int] = None):
     source, meta = datasets.load_split(datasets.for_split(config.data, "train"), "train")
     indices = datasets.protocol_indices(config.data, "train", meta)
     dp.check_batch_size(config.train.batch_size)
     return pipeline.train_iterator(
-        source, indices, global_batch_size=config.train.batch_size, seed=config.seed,
+        source, indices, global_batch_size=config.train.batch_size,
+        seed=config.seed if seed is None else seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
         size=config.data.image_size, worker_count=config.data.worker_count,
         prefetch=max(config.data.prefetch * config.train.batch_size, 1),
@@ -72,6 +149,28 @@ def _model_batch(batch: dict) -> dict:
     return {k: batch[k] for k in ("rgb", "depth", "label")}
 
 
+def _restore_or_init(name, config, ckpt, dp, init_fn):
+    """(state, start step, iterator) of a stage: its latest readable checkpoint, or a fresh
+    start."""
+    abstract = state_lib.abstract(init_fn, config)
+    it = _train_iterator(config, dp)
+    if ckpt.latest_step() is None:
+        # One compiled program: run eagerly, flax's init compiles every op on its own (~175
+        # small programs for stage 2, seconds of start-up).
+        init = jax.jit(lambda rng: init_fn(config, rng))
+        return init(jax.random.key(config.seed)), 0, it
+    r = ckpt.restore(abstract, dp.replicated, iterator=it, set_aside=True)
+    logging.info("%s: resumed at step %d from %s", name, r.step, ckpt.directory)
+    if not r.data:
+        seed = fresh_data_seed(config.seed, r.step)
+        logging.warning("%s: input position not restored: %s. Starting the input pipeline at a "
+                        "fresh position instead (seed %d = data seed %d folded with step %d); "
+                        "the run stays deterministic but differs from an uninterrupted one",
+                        name, r.data_note, seed, config.seed, r.step)
+        it = _train_iterator(config, dp, seed=seed)
+    return r.state, r.step, it
+
+
 def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callable,
                total_steps: int, batches_per_step: int, make_step: Callable,
                frozen=None) -> dict:
@@ -81,15 +180,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
     ckpt = checkpoint.Checkpointer(wd.checkpoints(name),
                                    every=config.train.checkpoint_every,
                                    keep=config.train.keep_checkpoints)
-    abstract = state_lib.abstract(init_fn, config)
-    it = _train_iterator(config, dp)
-    if ckpt.latest_step() is not None:
-        st, data_state, start = ckpt.restore(abstract, dp.replicated)
-        if data_state.get("iterator"):
-            it.set_state(data_state["iterator"].encode())
-        logging.info("%s: resumed at step %d from %s", name, start, ckpt.directory)
-    else:
-        st, start = init_fn(config, jax.random.key(config.seed)), 0
+    st, start, it = _restore_or_init(name, config, ckpt, dp, init_fn)
     if start >= total_steps:
         ckpt.close()
         logging.info("%s: already trained (%d steps)", name, start)
@@ -102,9 +193,10 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
     p_frozen = None if frozen is None else dp.from_global(frozen)
     rng = jax.random.key(config.seed + 1 + STAGES.index(name))
     pending, last = [], {}
-    log_path = wd.metrics_log(name)
-    if jax.process_index() == 0:
+    primary = jax.process_index() == 0
+    if primary:
         stage_dir.mkdir(parents=True, exist_ok=True)
+    log = observe.MetricsLog(wd.metrics_log(name), start, enabled=primary)
     events = observe.EventWriter(wd.events(name), enabled=config.train.get("tensorboard", True))
     progress = observe.Progress(config.train.log_every,
                                 config.train.get("progress_every_secs", 30.0))
@@ -120,26 +212,23 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
         pending = []
         last = rows[-1]
         bad = [r for r in rows if not r["finite"]]
-        if jax.process_index() == 0:
-            with log_path.open("a") as f:
-                for r in rows:
-                    f.write(json.dumps(r) + "\n")
-            for r in rows:
-                events.scalars(r["step"], {f"{name}/{k}": v for k, v in r.items()
-                                           if k not in ("step", "finite")})
-            events.flush()
+        log.write(rows)
+        for r in rows:
+            events.scalars(r["step"], {f"{name}/{k}": v for k, v in r.items()
+                                       if k not in ("step", "finite")})
+        events.flush()
         if bad:
-            raise FloatingPointError(f"{name}: non-finite loss at step {bad[0]['step']}: {bad[0]}"
-                                     f" (metrics in {log_path}); lower train.learning_rate or "
-                                     "check the data")
+            raise NonFiniteLoss(f"{name}: non-finite loss at step {bad[0]['step']}: {bad[0]} "
+                                f"(metrics in {log.path}); the last good checkpoint is kept in "
+                                f"{ckpt.directory}; lower train.learning_rate or check the data")
 
     def save(step):
-        ckpt.save(step, dp.to_global(p_state), {"iterator": it.get_state().decode()})
+        ckpt.save(step, dp.to_global(p_state), it)
 
     saved = None
     t0, s0 = time.time(), start
     try:
-        with _StopFlag() as stop:
+        with _StopRequest() as stop:
             for step in range(start, total_steps):
                 batches = [dp.shard_batch(_model_batch(next(it)))
                            for _ in range(batches_per_step)]
@@ -165,13 +254,13 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                     logging.info("%s step %d/%d  %.3f steps/s  eta %.0f s  %s", name, done,
                                  total_steps, rate, eta,
                                  {k: round(v, 4) for k, v in last.items() if k != "step"})
-                if stop.raised is not None:
+                if stop.due():   # also on the last step: the next stage must not start
                     flush()
                     save(done)
                     ckpt.close()
-                    raise Interrupted(f"{name}: stopped by signal {stop.raised} at step {done}; "
-                                      f"checkpoint saved in {ckpt.directory}")
-                if ckpt.should_save(done):   # the interval, or an orbax preemption notice
+                    signum, how = stop.describe()
+                    raise Interrupted(name, done, ckpt.directory, signum, how)
+                if ckpt.should_save(done):
                     flush()
                     save(done)
                     saved = done
@@ -180,6 +269,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                 save(total_steps)
     finally:
         profiler.stop()
+        log.close()
         events.close()
     ckpt.close()
     return dict(last, step=total_steps)
@@ -199,14 +289,16 @@ def train_dq(config, workdir, dp: DataParallel) -> dict:
 
 
 def load_frozen_dq(config, workdir, sharding) -> state_lib.FrozenNet:
-    """Stage 1's final DQ Net as the frozen stage-2 tree (params + BatchNorm statistics)."""
+    """Stage 1's final DQ Net as the frozen stage-2 tree (params + BatchNorm statistics), read
+    from the stage-1 checkpoints on every start of stage 2 (it is never in stage 2's)."""
     directory = as_workdir(workdir).checkpoints("dq")
     abstract = state_lib.abstract(state_lib.init_stage1, config)
     try:
-        st, _ = checkpoint.restore_state_only(directory, abstract, sharding)
+        st, step = checkpoint.restore_state_only(directory, abstract, sharding)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"stage 2 needs a pretrained DQ Net in {directory}; run stage 1 "
                                 "first (--config.mode=dq, or mode=all)") from e
+    logging.info("ds: frozen DQ Net from step %d of %s", step, directory)
     return state_lib.frozen_dq_from_stage1(st)
 
 

@@ -3,6 +3,10 @@
 - `EventWriter`: scalars and images into TensorBoard event files (the `tensorboard` package's own
   writer and protos: no TensorFlow), written by process 0 beside `metrics.jsonl`.
   `read_scalars(logdir)` reads them back with the same package's reader.
+- `MetricsLog`: `metrics.jsonl`, one JSON line per step, written by process 0.
+Both write through `etils.epath`. Object stores cannot append (gcsfs even treats mode "a" as
+"w"), so in a URL workdir both keep their file locally and upload it whole, at most every
+`upload_every_secs` and when closed.
 - `parameter_overview(tree)`: a table of every parameter array (path, shape, size), logged at the
   start of each stage (big_vision's `parameter_overview`).
 - `Progress`: says when a progress line is due, every N steps *or* every `every_secs` seconds of
@@ -14,6 +18,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import tempfile
 import time
 from typing import Iterable, Optional
 
@@ -26,16 +34,26 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tqdm import tqdm
 
+from despoof_jax.training.workdir import is_url
+
+UPLOAD_EVERY_SECS = 30.0
+
 
 class EventWriter:
-    """TensorBoard event files in `logdir` (process 0 writes; the others hold a no-op writer)."""
+    """TensorBoard event files in `logdir` (process 0 writes; the others hold a no-op writer).
+    For a URL `logdir` the files are written to a local temporary folder and uploaded whole."""
 
-    def __init__(self, logdir, *, enabled: bool = True):
+    def __init__(self, logdir, *, enabled: bool = True,
+                 upload_every_secs: float = UPLOAD_EVERY_SECS):
         self.logdir = str(logdir)
         self._w = None
+        self._local = None      # the local folder of a URL logdir
+        self._every, self._uploaded = upload_every_secs, time.monotonic()
         if enabled and jax.process_index() == 0:
             epath.Path(logdir).mkdir(parents=True, exist_ok=True)
-            self._w = EventFileWriter(self.logdir, flush_secs=10)
+            if is_url(logdir):
+                self._local = tempfile.mkdtemp(prefix="despoof_events_")
+            self._w = EventFileWriter(self._local or self.logdir, flush_secs=10)
 
     def scalars(self, step: int, values: dict) -> None:
         if self._w is None or not values:
@@ -63,11 +81,72 @@ class EventWriter:
     def flush(self) -> None:
         if self._w is not None:
             self._w.flush()
+            self._upload(force=False)
+
+    def _upload(self, force: bool) -> None:
+        if self._local is None or (not force and
+                                   time.monotonic() - self._uploaded < self._every):
+            return
+        for name in sorted(os.listdir(self._local)):
+            with open(os.path.join(self._local, name), "rb") as f:
+                (epath.Path(self.logdir) / name).write_bytes(f.read())
+        self._uploaded = time.monotonic()
 
     def close(self) -> None:
         if self._w is not None:
             self._w.close()
+            self._upload(force=True)
             self._w = None
+        if self._local is not None:
+            shutil.rmtree(self._local, ignore_errors=True)
+            self._local = None
+
+
+class MetricsLog:
+    """`metrics.jsonl` of a stage: one JSON object per step, written by process 0.
+
+    A run that resumes at `start_step` drops the rows after it (a run killed after its last
+    checkpoint logged steps that the resumed run computes again), so the file holds each step
+    once. Local files are appended to; a URL file is rewritten whole (see the module docstring).
+    """
+
+    def __init__(self, path, start_step: int, *, enabled: bool = True,
+                 upload_every_secs: float = UPLOAD_EVERY_SECS):
+        self.path = epath.Path(path)
+        self.enabled = enabled
+        self._url = is_url(path)
+        self._every, self._uploaded = upload_every_secs, time.monotonic()
+        self._lines: list[str] = []     # the whole file (URL) or nothing (local)
+        self._dirty = False
+        if not enabled or not self.path.exists():
+            return
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= start_step]
+        if self._url:
+            self._lines = kept
+        if len(kept) != len(lines):
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, rows: list[dict]) -> None:
+        if not self.enabled or not rows:
+            return
+        lines = [json.dumps(r) for r in rows]
+        if not self._url:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write("".join(line + "\n" for line in lines))
+            return
+        self._lines += lines
+        self._dirty = True
+        if time.monotonic() - self._uploaded >= self._every:
+            self.close()
+
+    def close(self) -> None:
+        """Uploads what a URL file still lacks (a local file is always complete)."""
+        if self._dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("".join(line + "\n" for line in self._lines))
+            self._dirty, self._uploaded = False, time.monotonic()
 
 
 def read_scalars(logdir) -> dict:
@@ -112,17 +191,21 @@ class Progress:
 
 class StepProfiler:
     """A `jax.profiler` trace of `n` steps starting after step `first` (the compiled first
-    step is left out), written under `logdir/plugins/profile/`; `n = 0` does nothing."""
+    step is left out), written under `logdir/plugins/profile/`; `n = 0` does nothing. For a URL
+    `logdir` the trace goes to a local temporary folder first and is uploaded when it stops."""
 
     def __init__(self, logdir, first: int, n: int):
         self.logdir, self.start_after, self.n = str(logdir), int(first), int(n)
         self.active = False
         self.done = n <= 0 or jax.process_index() != 0
+        self._local = None
 
     def before_step(self, step: int) -> None:
         """Call with the step number about to run (0-based, as the loop counts)."""
         if not self.done and not self.active and step == self.start_after + 1:
-            jax.profiler.start_trace(self.logdir)
+            if is_url(self.logdir):
+                self._local = tempfile.mkdtemp(prefix="despoof_profile_")
+            jax.profiler.start_trace(self._local or self.logdir)
             self.active = True
             logging.info("profiling steps %d-%d into %s", step + 1, step + self.n, self.logdir)
 
@@ -135,6 +218,15 @@ class StepProfiler:
         if self.active:
             jax.profiler.stop_trace()
             self.active, self.done = False, True
+            if self._local is not None:
+                for folder, _, files in os.walk(self._local):
+                    target = epath.Path(self.logdir) / os.path.relpath(folder, self._local)
+                    target.mkdir(parents=True, exist_ok=True)
+                    for name in files:
+                        with open(os.path.join(folder, name), "rb") as f:
+                            (target / name).write_bytes(f.read())
+                shutil.rmtree(self._local, ignore_errors=True)
+                self._local = None
             logging.info("profile written to %s (open with TensorBoard's profile plugin)",
                          self.logdir)
 

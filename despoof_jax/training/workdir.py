@@ -16,14 +16,18 @@
 
 Paths are `etils.epath.Path`s, so a workdir may be a local folder or a URL (`gs://bucket/run`):
 nothing here turns a URL into a local path. Training, evaluation, the library, the report and
-the medium analysis all ask this module; none spells a path of its own.
+the medium analysis all ask this module; none spells a path of its own. `Workdir.check_writable`
+is the preflight every training run does before it starts: can this process write here, and is
+there room for a checkpoint?
 """
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Union
 
 import ml_collections
+from absl import logging
 from etils import epath
 
 PathLike = Union[str, "epath.PathLike"]
@@ -34,6 +38,20 @@ CONFIG = "config.json"
 
 class WorkdirError(FileNotFoundError):
     """A path is not (inside) a training workdir, or the workdir lacks what was asked for."""
+
+
+class WorkdirNotWritable(OSError):
+    """The workdir cannot take a run's files: not writable, or too little free space."""
+
+
+def is_url(path) -> bool:
+    """A path on an object store or another non-local filesystem (gs://bucket/run): epath and
+    orbax reach it through their own backends; `os` functions must never see it."""
+    return "://" in str(path)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 class Workdir:
@@ -50,6 +68,31 @@ class Workdir:
 
     def __fspath__(self) -> str:
         return str(self.root)
+
+    # ---------------------------------------------------------------- preflight
+    def check_writable(self, need_bytes: int = 0, *, process_index: int = 0) -> None:
+        """Raises WorkdirNotWritable unless this process can create files here and, for a local
+        workdir, its filesystem has `need_bytes` free (a checkpoint's size). A probe file is
+        written and removed through epath, so a URL is checked the same way; the space of an
+        object store is not measurable and its check is skipped (logged)."""
+        probe = self.root / f".write_probe_{process_index}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe.write_text("despoof_jax preflight\n")
+            probe.unlink()
+        except OSError as e:
+            raise WorkdirNotWritable(
+                f"workdir {self.root} is not writable ({type(e).__name__}: {e}); pick a folder "
+                "this user can write (--workdir=...), or fix its permissions") from e
+        if is_url(self.root):
+            logging.info("workdir %s is a URL: free space not checked (a checkpoint needs about "
+                         "%s)", self.root, _mib(need_bytes))
+            return
+        free = shutil.disk_usage(str(self.root)).free
+        if free < need_bytes:
+            raise WorkdirNotWritable(
+                f"workdir {self.root} has {_mib(free)} free but a checkpoint needs about "
+                f"{_mib(need_bytes)}; free some space or pick another --workdir")
 
     # ---------------------------------------------------------------- the config
     @property

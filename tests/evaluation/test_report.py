@@ -4,13 +4,17 @@ import os
 import re
 
 from despoof_jax import cli
+from tests import fake_gcs
 
 
 def test_report_renders_tables_curves_and_figures(smoke_workdirs, tmp_path):
-    out = tmp_path / "report"
     dirs = [smoke_workdirs[k] for k in ("ablation", "cnn", "depth")]
-    assert cli.main(["--cpu-kernels=default", "report"] + dirs
-                    + ["--out", str(out), "--medium"]) == 0
+    with fake_gcs.served(tmp_path):     # the report goes to a gs:// folder
+        assert cli.main(["--cpu-kernels=default", "report"] + dirs
+                        + ["--out", "gs://bucket/report", "--medium"]) == 0
+        written = set(fake_gcs.FakeGCS.written)
+    out = tmp_path / "bucket" / "report"
+    assert {str(p) for p in out.rglob("*") if p.is_file()} == written
     md = (out / "report.md").read_text()
     # Summary: one row per workdir with its method; per-workdir Table 2-style tables.
     for method in ("despoof", "binary_cnn", "depth_only"):

@@ -13,6 +13,7 @@ import pytest
 
 from despoof_jax.serving import export, serving_loader
 from despoof_jax.serving import model as api
+from tests import fake_gcs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -24,8 +25,14 @@ def model(trained_workdir):
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("export")
-    manifest = export.export_model(model, str(out))
+    """The model exported to a gs:// folder (tests/fake_gcs.py); yields the local folder behind
+    it, where every file was written through the gs:// filesystem."""
+    root = tmp_path_factory.mktemp("gcs")
+    with fake_gcs.served(root):
+        manifest = export.export_model(model, "gs://bucket/export")
+        written = set(fake_gcs.FakeGCS.written)
+    out = root / "bucket" / "export"
+    assert {str(p) for p in out.iterdir()} == written
     return str(out), manifest
 
 

@@ -1,41 +1,38 @@
-"""Run in a fresh process by test_checkpoint.py: restore a stage-2 checkpoint on however many
-devices this process has, check it equals the saved reference, and train one more step.
+"""Run in a fresh process by test_checkpoint.py: resume stage 2 of a workdir saved by 2 processes
+x 2 devices on however many devices this process has, check that the restored state equals the
+saved reference, train one more step (`loop.train_ds`: frozen DQ tree, input pipeline) and save it.
 
-    python -m tests.training.checkpoint_worker CKPT_DIR REFERENCE.npz MODE
+    python -m tests.training.checkpoint_worker WORKDIR REFERENCE.npz MODE
 """
 import json
+import os
 import sys
 
 import jax
 import numpy as np
+from absl import logging
 
-from despoof_jax.training import checkpoint, parallel
+from despoof_jax.training import checkpoint, loop, parallel
 from despoof_jax.training import state as state_lib
-from despoof_jax.training import steps as train_step
-from tests.util import random_batch, tiny_config
+from despoof_jax.training.workdir import Workdir
 
 
-def main(ckpt_dir, reference, mode):
-    config = tiny_config(32)
+def main(workdir, reference, mode):
+    logging.set_verbosity(logging.INFO)
+    wd = Workdir(workdir)
+    config = wd.read_config()
+    config.parallel = mode
     dp = parallel.DataParallel(mode)
     abstract = state_lib.abstract(state_lib.init_stage2, config)
-    ckpt = checkpoint.Checkpointer(ckpt_dir, every=1)
-    restored, data_state, step = ckpt.restore(abstract, dp.replicated)
+    restored, step = checkpoint.restore_state_only(wd.checkpoints("ds"), abstract, dp.replicated)
     ref = np.load(reference)
-    leaves = jax.tree.leaves(restored)
     diff = max(float(np.max(np.abs(np.asarray(x.addressable_data(0)) - ref[f"a{i}"])))
-               for i, x in enumerate(leaves))
-    dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
-    step_fn = dp.wrap(train_step.bind_stage2(config), batch_args=(2, 3), n_args=5)
-    p_state, metrics = step_fn(dp.from_global(restored), dp.from_global(dq),
-                               dp.shard_batch(random_batch(5, 8, 32)),
-                               dp.shard_batch(random_batch(6, 8, 32)), jax.random.key(0))
-    host = dp.to_host(p_state)
-    ckpt.save(step + 1, dp.to_global(p_state), {"note": "continued"})
-    ckpt.close()
+               for i, x in enumerate(jax.tree.leaves(restored)))
+    config.train.stage2_steps = step + 1
+    out = loop.train_ds(config, wd, dp)
+    saved = sorted(int(p) for p in os.listdir(wd.checkpoints("ds")) if p.isdigit())
     print(json.dumps({"devices": jax.device_count(), "restored_step": step, "max_diff": diff,
-                      "data_state": data_state, "new_step": int(host.step),
-                      "finite": float(dp.to_host(metrics)["finite"])}))
+                      "new_step": out["step"], "finite": out["finite"], "saved": saved}))
 
 
 if __name__ == "__main__":

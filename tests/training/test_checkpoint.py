@@ -1,6 +1,9 @@
-"""Checkpoints hold global arrays: saved on 8 devices, they restore on 1 and on 4."""
+"""Checkpoints hold global arrays and one input position per process: saved by 2 processes x 2
+devices (the `two_process_runs` fixture), they restore and train on in 1 process x 1 device
+(pmap) and in 1 process x 4 devices (shard_map)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,60 +11,68 @@ import jax
 import numpy as np
 import pytest
 
+from despoof_jax.data import datasets, pipeline
 from despoof_jax.training import checkpoint, parallel
 from despoof_jax.training import state as state_lib
-from despoof_jax.training import steps as train_step
-from tests.util import random_batch, tiny_config
+from despoof_jax.training.workdir import Workdir
+from tests.training.conftest import STAGE2_STEPS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """A stage-2 state after one pmapped step on 8 devices, saved at step 1."""
-    tmp = tmp_path_factory.mktemp("ckpt")
-    config = tiny_config(32)
-    dp = parallel.DataParallel("pmap")
-    assert dp.n_devices == 8
-    s2 = state_lib.init_stage2(config, jax.random.key(0))
-    dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
-    step = dp.wrap(train_step.bind_stage2(config), batch_args=(2, 3), n_args=5)
-    p_state, _ = step(dp.from_global(s2), dp.from_global(dq),
-                      dp.shard_batch(random_batch(0, 8, 32)),
-                      dp.shard_batch(random_batch(1, 8, 32)), jax.random.key(0))
-    ckpt = checkpoint.Checkpointer(str(tmp / "ckpt"), every=1)
-    ckpt.save(1, dp.to_global(p_state), {"iterator": "position-1"})
-    ckpt.close()
-    host = dp.to_host(p_state)
-    np.savez(tmp / "ref.npz", **{f"a{i}": np.asarray(x) for i, x in
-                                  enumerate(jax.tree.leaves(host))})
-    return tmp
+def _last_step(directory) -> int:
+    return max(int(p) for p in os.listdir(directory) if p.isdigit())
 
 
-def test_restore_in_process_matches(saved):
-    config = tiny_config(32)
+def _iterator(config):
+    source, meta = datasets.load_split(config.data, "train")
+    return pipeline.train_iterator(source, datasets.protocol_indices(config.data, "train", meta),
+                                   global_batch_size=config.train.batch_size, seed=config.seed,
+                                   process_index=0, process_count=1,
+                                   size=config.data.image_size)
+
+
+def test_restore_in_one_process_says_the_input_positions_do_not_fit(two_process_runs, tmp_path):
+    workdir = Workdir(two_process_runs["plain"])
+    config = workdir.read_config()
     dp = parallel.DataParallel("shard_map")
     abstract = state_lib.abstract(state_lib.init_stage2, config)
-    st, data, step = checkpoint.Checkpointer(str(saved / "ckpt"), every=1).restore(
-        abstract, dp.replicated)
-    assert step == 1 and data == {"iterator": "position-1"} and int(st.step) == 1
+    ckpt = checkpoint.Checkpointer(workdir.checkpoints("ds"), every=1)
+    r = ckpt.restore(abstract, dp.replicated, iterator=_iterator(config))
+    ckpt.close()
+    assert r.step == STAGE2_STEPS and int(r.state.step) == STAGE2_STEPS
+    # Saved by 2 processes: there is no position for process 0 of 1, and restore says so.
+    assert not r.data
+    assert "process_0-of-1.json" in r.data_note
+    assert "process_0-of-2.json, process_1-of-2.json" in r.data_note
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        checkpoint.Checkpointer(str(saved / "empty"), every=1).restore(abstract, dp.replicated)
+        checkpoint.Checkpointer(tmp_path / "empty", every=1).restore(abstract, dp.replicated)
 
 
 @pytest.mark.parametrize("devices,mode", [(1, "pmap"), (4, "shard_map")])
-def test_restore_on_other_device_counts_and_continue(saved, tmp_path, devices, mode):
-    ckpt_dir = tmp_path / "ckpt"
-    subprocess.run(["cp", "-r", str(saved / "ckpt"), str(ckpt_dir)], check=True)
+def test_saved_on_2x2_resumes_on_other_device_counts_and_saves_again(two_process_runs, tmp_path,
+                                                                     devices, mode):
+    workdir = tmp_path / "w"
+    shutil.copytree(two_process_runs["plain"], workdir, ignore=shutil.ignore_patterns("eval"))
+    config = Workdir(workdir).read_config()
+    st, _ = checkpoint.restore_state_only(
+        workdir / "ds" / "checkpoints", state_lib.abstract(state_lib.init_stage2, config),
+        parallel.DataParallel("pmap").replicated)
+    np.savez(tmp_path / "ref.npz", **{f"a{i}": np.asarray(x.addressable_data(0))
+                                      for i, x in enumerate(jax.tree.leaves(st))})
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-m", "tests.training.checkpoint_worker", str(ckpt_dir),
-                          str(saved / "ref.npz"), mode], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-m", "tests.training.checkpoint_worker", str(workdir),
+                          str(tmp_path / "ref.npz"), mode], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["devices"] == devices
-    assert result["restored_step"] == 1 and result["max_diff"] == 0.0
-    assert result["data_state"] == {"iterator": "position-1"}
-    assert result["new_step"] == 2 and result["finite"] == 1.0
-    assert sorted(int(p) for p in os.listdir(ckpt_dir) if p.isdigit()) == [1, 2]
+    assert result["restored_step"] == STAGE2_STEPS and result["max_diff"] == 0.0
+    assert result["new_step"] == STAGE2_STEPS + 1 and result["finite"] == 1.0
+    assert result["saved"][-2:] == [STAGE2_STEPS, STAGE2_STEPS + 1]
+    # The frozen DQ tree came from stage 1's checkpoint; the positions of 2 processes do not fit
+    # 1 process, so the pipeline restarted at a fresh position, with a warning.
+    assert f"frozen DQ Net from step {_last_step(workdir / 'dq' / 'checkpoints')}" in out.stderr
+    assert "input position not restored" in out.stderr
+    assert "process_0-of-2.json, process_1-of-2.json" in out.stderr

@@ -1,32 +1,104 @@
-"""Multi-host training rehearsed with two local processes joined by jax.distributed."""
+"""Multi-host training rehearsed with two local processes joined by jax.distributed: a plain run,
+and the same run stopped by SIGTERM in stage 1 and in stage 2 and resumed (`two_process_runs`)."""
+import hashlib
+import json
 import os
-import subprocess
+import re
 
+import jax
+import ml_collections
+import numpy as np
+
+from despoof_jax.data import datasets, pipeline
 from despoof_jax.training import checkpoint, parallel
 from despoof_jax.training import state as state_lib
-from tests.util import tiny_config
+from despoof_jax.training.workdir import Workdir
+from tests.training.conftest import STAGE1_STEPS, STAGE2_STEPS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAGES = {"dq": (state_lib.init_stage1, STAGE1_STEPS), "ds": (state_lib.init_stage2, STAGE2_STEPS)}
 
 
-def test_two_processes_train_both_stages_and_evaluate(synthetic_data_dir, tmp_path):
-    workdir = tmp_path / "mh"
-    env = dict(os.environ, TFDS_DATA_DIR=synthetic_data_dir)
-    flags = ["--config=configs/default.py:smoke", f"--config.data.data_dir={synthetic_data_dir}",
-             "--config.train.stage1_steps=3", "--config.train.stage2_steps=2",
-             "--config.model.dq_width=0.125"]
-    out = subprocess.run(["bash", "launch/local_multiprocess.sh", "2", "2", str(workdir)] + flags,
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    logs = {i: (workdir / f"process_{i}.log").read_text() for i in range(2)}
-    assert out.returncode == 0, out.stderr + logs[0][-3000:] + logs[1][-3000:]
+def _steps(directory) -> list:
+    return sorted(int(p) for p in os.listdir(directory) if p.isdigit())
+
+
+def _metrics(workdir, stage) -> list:
+    lines = (workdir / stage / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _final_state(workdir, stage):
+    config = Workdir(workdir).read_config()
+    abstract = state_lib.abstract(STAGES[stage][0], config)
+    st, step = checkpoint.restore_state_only(workdir / stage / "checkpoints", abstract,
+                                             parallel.DataParallel("pmap").replicated)
+    return [np.asarray(x.addressable_data(0)) for x in jax.tree.leaves(st)], step
+
+
+def _slice_digests(workdir) -> list:
+    """The digest `pipeline` gives each host's slice of the training records (it is part of the
+    saved input position), for hosts 0 and 1 of 2."""
+    data = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text())["data"])
+    _, meta = datasets.load_split(data, "train")
+    indices = datasets.protocol_indices(data, "train", meta)
+    return [hashlib.sha1(pipeline.host_slice(indices, i, 2).astype(np.int64).tobytes())
+            .hexdigest()[:16] for i in range(2)]
+
+
+def test_two_processes_train_both_stages_and_evaluate(two_process_runs):
+    status, logs, err = two_process_runs["runs"]["plain"]
+    assert status == 0, err + logs[0][-3000:] + logs[1][-3000:]
     for i in range(2):
         assert "devices: 4 (2 local), process %d of 2" % i in logs[i]
-    # Process 0 alone writes metrics and the report; both wrote the checkpoints (global arrays).
+    workdir = two_process_runs["plain"]
+    # Process 0 alone writes metrics and the report; both write the checkpoints: the global
+    # arrays, and each its own input position beside them.
     assert (workdir / "eval" / "metrics.json").exists()
-    assert len((workdir / "ds" / "metrics.jsonl").read_text().splitlines()) == 2
-    config = tiny_config(64)
-    abstract = state_lib.abstract(state_lib.init_stage2, config)
-    dp = parallel.DataParallel("pmap")
-    st, data, step = checkpoint.Checkpointer(str(workdir / "ds" / "checkpoints"),
-                                             every=1).restore(abstract, dp.replicated)
-    assert step == 2 and int(st.step) == 2 and data["iterator"]
+    assert [r["step"] for r in _metrics(workdir, "ds")] == list(range(1, STAGE2_STEPS + 1))
+    for stage, (_, total) in STAGES.items():
+        data = workdir / stage / "checkpoints" / str(total) / "data"
+        assert {p for p in os.listdir(data) if p.startswith("process_")} == {
+            checkpoint.data_file(0, 2), checkpoint.data_file(1, 2)}
+
+
+def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_run(
+        two_process_runs):
+    runs, resumed = two_process_runs["runs"], two_process_runs["resumed"]
+    stops = {}
+    for run, stage in (("stop1", "dq"), ("stop2", "ds")):
+        status, logs, err = runs[run]
+        assert status == 143, err + logs[0][-3000:] + logs[1][-3000:]
+        # One line, no traceback; both processes stopped at the same step, inside the stage.
+        found = [re.findall(rf"despoof: {stage}: stopped by SIGTERM.*? at step (\d+); "
+                            r"checkpoint \S+ saved; run the same command again", logs[i])
+                 for i in range(2)]
+        assert len(found[0]) == 1 and found[0] == found[1], found
+        assert all("Traceback" not in logs[i] for i in range(2))
+        stops[stage] = int(found[0][0])
+        assert 1 <= stops[stage] < STAGES[stage][1]
+        assert stops[stage] in _steps(resumed / stage / "checkpoints")
+    status, logs, err = runs["finish"]
+    assert status == 0, err + logs[0][-3000:] + logs[1][-3000:]
+    for i in range(2):
+        assert f"ds: resumed at step {stops['ds']} from" in logs[i]
+        assert "input position not restored" not in logs[i]
+    assert (resumed / "eval" / "metrics.json").exists()
+
+    # Each process saved, and so resumed from, its own slice of the data, before and after
+    # the resume: its position names its host's records, not the other host's.
+    digests = _slice_digests(resumed)
+    for stage, (_, total) in STAGES.items():
+        for step in (stops[stage], total):
+            for i in range(2):
+                saved = json.loads((resumed / stage / "checkpoints" / str(step) / "data" /
+                                    checkpoint.data_file(i, 2)).read_text())
+                assert f"indices_sha1={digests[i]}" in saved["data_source"], saved
+
+    # Same seed, so the same run: every step's losses and the final parameters are
+    # bit-identical to the uninterrupted run (state, input positions and per-step keys restored).
+    plain = two_process_runs["plain"]
+    for stage, (_, total) in STAGES.items():
+        assert _metrics(resumed, stage) == _metrics(plain, stage)
+        (a, step_a), (b, step_b) = _final_state(resumed, stage), _final_state(plain, stage)
+        assert step_a == step_b == total
+        assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0

@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import multiprocessing
 import os
 import re
-import shutil
 import time
 from typing import Iterator, Optional, Sequence
 
@@ -235,9 +235,10 @@ def _stamp(path: str) -> list:
     return [int(st.st_size), int(st.st_mtime_ns)]
 
 
-def _cache_path(task: _Task) -> str:
+def _cache_path(task: _Task) -> epath.Path:
+    """The cache file of one video, under the data dir's downloads/ (a local folder or a URL)."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", task.job.source.replace("/", "__"))
-    return os.path.join(task.cache_dir, task.job.split, name + ".npz")
+    return epath.Path(task.cache_dir) / task.job.split / (name + ".npz")
 
 
 def _stamps(task: _Task) -> str:
@@ -251,10 +252,10 @@ def _read_cache(task: _Task) -> Optional[dict]:
     """The summary of a cached video ({frames, problems, cached}), None when not (validly)
     cached: missing, torn, or made from a different version of the video or its annotation."""
     path = _cache_path(task)
-    if not os.path.exists(path):
+    if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
             if str(z["stamps"]) != _stamps(task):
                 return None   # the video or its annotation changed since: redo it
             return {"frames": int(z["frame_index"].shape[0]), "cached": True,
@@ -266,19 +267,20 @@ def _read_cache(task: _Task) -> Optional[dict]:
 def cached_frames(task: _Task) -> dict[str, np.ndarray]:
     """The frames `process_video` cached: {image: uint8 [F, S, S, 3], depth: uint8 [F, S, S, 1],
     frame_index: int32 [F]}."""
-    with np.load(_cache_path(task), allow_pickle=False) as z:
+    with _cache_path(task).open("rb") as f, np.load(f, allow_pickle=False) as z:
         return {k: z[k] for k in ("image", "depth", "frame_index")}
 
 
 def _write_cache(task: _Task, result: dict) -> None:
     path = _cache_path(task)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, image=result["image"], depth=result["depth"],
-                 frame_index=result["frame_index"], stamps=np.array(_stamps(task)),
-                 problems=np.array(json.dumps(result["problems"])))
-    os.replace(tmp, path)   # atomic: a killed worker leaves no half-written entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, image=result["image"], depth=result["depth"],
+             frame_index=result["frame_index"], stamps=np.array(_stamps(task)),
+             problems=np.array(json.dumps(result["problems"])))
+    tmp = path.parent / f"{path.name}.tmp-{os.getpid()}"
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)   # atomic on a local disk: a killed worker leaves no half-written entry
 
 
 def process_video(task: _Task) -> dict:
@@ -455,6 +457,12 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             raise FileNotFoundError(
                 f"{self.name}: the manual-download directory is missing or empty ({e}).\n"
                 f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}") from None
+        if "://" in os.fspath(manual):
+            raise ValueError(
+                f"{self.name}: data.manual_dir={manual} is a URL; the videos and annotations "
+                "are read from a local folder (PyAV): copy the download to local disk first "
+                "(e.g. gcloud storage cp -r) and point data.manual_dir there. data.data_dir (the "
+                "built dataset and the frame cache) may be a URL.")
         nested = manual / self.name
         if nested.is_dir() and not any((manual / e).exists() for e in self.ROOT_ENTRIES):
             return os.fspath(nested)
@@ -517,8 +525,8 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def download_and_prepare(self, *args, **kwargs):
         super().download_and_prepare(*args, **kwargs)
-        if self._cache_dir and not self._keep_cache and os.path.isdir(self._cache_dir):
-            shutil.rmtree(self._cache_dir, ignore_errors=True)   # the dataset is written
+        if self._cache_dir and not self._keep_cache and epath.Path(self._cache_dir).is_dir():
+            epath.Path(self._cache_dir).rmtree()   # the dataset is written
 
 
 def _run(tasks: list[_Task], num_workers: Optional[int], desc: str) -> Iterator[dict]:

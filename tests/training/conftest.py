@@ -1,0 +1,56 @@
+"""Fixtures of the training tests: two-process runs through launch/local_multiprocess.sh."""
+import concurrent.futures
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STAGE1_STEPS, STAGE2_STEPS = 4, 2
+
+
+def _launch(workdir, data_dir, stop_when=None, timeout=600):
+    """One run of 2 processes x 2 CPU devices; with `stop_when` (a regex), SIGTERM goes to the
+    launcher as soon as process 0's log shows it (the launcher passes it on to both processes,
+    as a scheduler would). Returns (launcher status, {i: log of process i}, launcher stderr)."""
+    flags = ["--config=configs/default.py:smoke", f"--config.data.data_dir={data_dir}",
+             f"--config.train.stage1_steps={STAGE1_STEPS}",
+             f"--config.train.stage2_steps={STAGE2_STEPS}", "--cpu_kernels=default"]
+    env = dict(os.environ, TFDS_DATA_DIR=data_dir)
+    log0 = workdir / "process_0.log"
+    if log0.exists():
+        log0.unlink()
+    proc = subprocess.Popen(["bash", "launch/local_multiprocess.sh", "2", "2", str(workdir)] +
+                            flags, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    if stop_when is not None:
+        deadline = time.time() + timeout
+        while not (log0.exists() and re.search(stop_when, log0.read_text())):
+            assert proc.poll() is None and time.time() < deadline, (
+                f"the run ended before {stop_when!r} showed in its log")
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=timeout)
+    logs = {i: (workdir / f"process_{i}.log").read_text() for i in range(2)}
+    return proc.returncode, logs, err
+
+
+@pytest.fixture(scope="session")
+def two_process_runs(synthetic_data_dir, tmp_path_factory):
+    """The same tiny config (smoke, 64 px, 4 + 2 steps) run twice on 2 processes x 2 devices:
+    `plain` uninterrupted (both stages and the evaluation); `resumed` stopped by SIGTERM while
+    stage 1 starts, rerun and stopped again while stage 2 starts, then rerun to the end.
+    `runs` holds (status, logs, launcher stderr) of the three `resumed` launches."""
+    root = tmp_path_factory.mktemp("multihost")
+    plain, resumed = root / "plain", root / "resumed"
+    # The plain run goes beside the three others: the processes of a run wait on each other
+    # (start-up, compiles, collectives), and the other run's processes use that time.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_launch, plain, synthetic_data_dir)
+        runs = {"stop1": _launch(resumed, synthetic_data_dir, stop_when=r"dq: compiling the step"),
+                "stop2": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
+                "finish": _launch(resumed, synthetic_data_dir)}
+        runs["plain"] = first.result()
+    return {"plain": plain, "resumed": resumed, "runs": runs, "data_dir": synthetic_data_dir}

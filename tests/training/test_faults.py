@@ -1,0 +1,114 @@
+"""Faults: a save cut by SIGKILL, a corrupt latest checkpoint, an unwritable or full workdir, and
+what `despoof train` prints and returns when a signal stops it. (A NaN loss:
+test_train.test_nan_loss_stops_loudly; SIGTERM on two processes: test_multihost.)"""
+import collections
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+from despoof_jax import cli, commands
+from despoof_jax.training import loop, parallel
+from despoof_jax.training import workdir as workdir_lib
+from tests.training import fault_worker
+from tests.util import CONFIGS, smoke_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _listing(directory) -> list:
+    return sorted(os.listdir(directory))
+
+
+def _metric_steps(workdir, stage="dq") -> list:
+    with open(os.path.join(workdir, stage, "metrics.jsonl")) as f:
+        return [int(line.split('"step": ')[1].split(",")[0]) for line in f if line.strip()]
+
+
+def test_sigkill_during_a_save_leaves_the_previous_checkpoint_to_resume_from(
+        synthetic_data_dir, tmp_path, caplog):
+    out = subprocess.run([sys.executable, "-m", "tests.training.fault_worker", str(tmp_path),
+                          synthetic_data_dir], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+    ckpts = tmp_path / "dq" / "checkpoints"
+    # Step 2 was being written when the process died: only its temporary folder exists.
+    assert "1" in _listing(ckpts) and "2" not in _listing(ckpts)
+    assert any(p.startswith("2.orbax-checkpoint-tmp") for p in _listing(ckpts)), _listing(ckpts)
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": fault_worker.STEPS,
+                                                 "train.checkpoint_every": 1})
+    with caplog.at_level(logging.INFO):
+        assert loop.train_dq(config, str(tmp_path), parallel.DataParallel("pmap"))["step"] == 3
+    assert "dq: resumed at step 1" in caplog.text
+    assert _listing(ckpts) == ["1", "2", "3"]           # the half-written folder is gone
+    assert _metric_steps(tmp_path) == [1, 2, 3]         # step 2 logged once, though run twice
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(synthetic_data_dir, tmp_path,
+                                                                   caplog):
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
+                                                 "train.checkpoint_every": 1})
+    dp = parallel.DataParallel("pmap")
+    loop.train_dq(config, str(tmp_path), dp)
+    ckpts = tmp_path / "dq" / "checkpoints"
+    # Step 2's array files cut to nothing, as a half-copied or damaged checkpoint leaves them.
+    for f in (ckpts / "2" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"")
+    config.train.stage1_steps = 3
+    with caplog.at_level(logging.INFO):
+        assert loop.train_dq(config, str(tmp_path), dp)["step"] == 3
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+               and "cannot be read" in r.getMessage()]
+    assert len(warning) == 1 and f"checkpoint {ckpts}/2 cannot be read" in warning[0], warning
+    aside = [p for p in _listing(ckpts) if p.startswith("corrupt-2-")]
+    assert len(aside) == 1 and f"{ckpts}/{aside[0]}" in warning[0]
+    assert "dq: resumed at step 1" in caplog.text
+    assert [p for p in _listing(ckpts) if p.isdigit()] == ["1", "2", "3"]
+    assert _metric_steps(tmp_path) == [1, 2, 3]
+
+
+def test_an_unwritable_or_full_workdir_is_reported_before_training(synthetic_data_dir, tmp_path,
+                                                                  monkeypatch, capsys):
+    args = ["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+            f"--config.data.data_dir={synthetic_data_dir}"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert cli.main(args + [f"--workdir={blocker}/run"]) == commands.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"error: workdir {blocker}/run is not writable" in err and "Traceback" not in err
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(workdir_lib.shutil, "disk_usage", lambda path: usage(2**30, 2**30, 4096))
+    assert cli.main(args + [f"--workdir={tmp_path}/full"]) == commands.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"error: workdir {tmp_path}/full has 0.0 MiB free but a checkpoint needs about" in err
+    assert not (tmp_path / "full" / "dq").exists()      # nothing was trained
+
+
+def test_despoof_train_stopped_by_a_signal_prints_one_line_and_exits_128_plus_it(
+        synthetic_data_dir, tmp_path, monkeypatch, capsys):
+    wrap = parallel.DataParallel.wrap
+
+    def wrap_and_signal(self, *args, **kwargs):
+        step_fn, calls = wrap(self, *args, **kwargs), []
+
+        def counted(*a):
+            calls.append(1)
+            if len(calls) == 2:     # Ctrl-C during step 2
+                os.kill(os.getpid(), signal.SIGINT)
+            return step_fn(*a)
+        return counted
+
+    monkeypatch.setattr(parallel.DataParallel, "wrap", wrap_and_signal)
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={tmp_path}", f"--config.data.data_dir={synthetic_data_dir}",
+                   "--config.mode=dq", "--config.train.stage1_steps=4"])
+    assert rc == 128 + signal.SIGINT == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "stopped by" in line]
+    assert lines == [f"despoof: dq: stopped by SIGINT at step 2; checkpoint "
+                     f"{tmp_path}/dq/checkpoints/2 saved; run the same command again to resume "
+                     "from it"]
