@@ -1,6 +1,6 @@
 """Faults: a save cut by SIGKILL, a corrupt latest checkpoint, an unwritable or full workdir, and
-what `despoof train` prints and returns when a signal stops it. (A NaN loss:
-test_train.test_nan_loss_stops_loudly; SIGTERM on two processes: test_multihost.)"""
+what `despoof train` prints and returns when a signal or a NaN loss stops it. (The loop's NaN
+stop: test_train.test_nan_loss_stops_loudly; SIGTERM on two processes: test_multihost.)"""
 import collections
 import logging
 import os
@@ -112,3 +112,16 @@ def test_despoof_train_stopped_by_a_signal_prints_one_line_and_exits_128_plus_it
     assert lines == [f"despoof: dq: stopped by SIGINT at step 2; checkpoint "
                      f"{tmp_path}/dq/checkpoints/2 saved; run the same command again to resume "
                      "from it"]
+
+
+def test_despoof_train_exits_3_with_one_line_on_a_nan_loss(synthetic_data_dir, tmp_path, capsys):
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={tmp_path}", f"--config.data.data_dir={synthetic_data_dir}",
+                   "--config.mode=dq", "--config.train.stage1_steps=2",
+                   "--config.train.learning_rate=nan"])
+    assert rc == commands.EXIT_NON_FINITE == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: dq: non-finite loss at step 2")
+

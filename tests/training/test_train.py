@@ -1,5 +1,6 @@
 """The training loop and entry point: overrides, resuming, stopping, whole pipeline."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -106,13 +107,15 @@ def gcs(tmp_path, monkeypatch):
 
 
 def test_whole_pipeline_with_shard_map_and_one_batch_stage2_in_a_url_workdir(
-        synthetic_data_dir, tmp_path, gcs):
+        synthetic_data_dir, tmp_path, gcs, caplog):
     # the other pipeline tests run pmap, the paper's two-batch stage 2 and local workdirs
     config = smoke_config(synthetic_data_dir, parallel="shard_map",
                           **{"train.stage1_steps": 2, "train.stage2_steps": 2,
                              "train.vq_batch": "shared"})
     url = "gs://bucket/run"
-    out = experiment.train_and_evaluate(config, url)
+    with caplog.at_level(logging.INFO):
+        out = experiment.train_and_evaluate(config, url)
+    assert f"workdir {url} is a URL: free space not checked" in caplog.text
     assert out["dq"]["step"] == 2 and out["ds"]["step"] == 2
     assert set(out["eval"]["fusions"]) >= {"noise", "depth", "map", "average", "max"}
     local = tmp_path / "gcs" / "bucket" / "run"
