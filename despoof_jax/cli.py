@@ -6,6 +6,7 @@
     despoof report W [W ...] [--out DIR] [--medium]
     despoof medium W [W ...]
     despoof benchmark [--sizes 128 256] [--only stage2,infer] [--vs-peer] [--json OUT]
+    despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -118,6 +119,26 @@ def _benchmark(sub):
     b.set_defaults(command="benchmark")
 
 
+def _crosscheck(sub):
+    c = sub.add_parser("crosscheck", help="score real face photos under attacks the training "
+                       "world never uses (cross-simulator check, issue #14)",
+                       description="Live crops and cross-simulator attacks (ordered-dither and "
+                       "clustered-dot prints, RGBW/S-stripe displays, another camera pipeline) "
+                       "made from a folder of face photographs, scored through the public API "
+                       "with the model's own threshold; ACER/AUC with bootstrap intervals.")
+    c.add_argument("faces_dir", help="folder of face photographs (kept outside the repository)")
+    c.add_argument("--model", required=True, help="a training workdir, or 'pretrained'")
+    c.add_argument("--size", type=int, default=0, help="crop side (default: the model's input)")
+    c.add_argument("--n-live", type=int, default=120)
+    c.add_argument("--n-spoof", type=int, default=120)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    c.add_argument("--json", default="", help="also write the report here")
+    c.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
+    c.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
+    c.set_defaults(command="crosscheck")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="despoof", description="Face De-Spoofing (ECCV 2018) in JAX: train, score, export, "
@@ -127,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="XLA:CPU convolution kernels: ynn (YNNPACK, faster on CPU) or XLA's "
                         "default; ignored when XLA_FLAGS already chooses")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for add in (_train, _score, _export, _report, _medium, _benchmark):
+    for add in (_train, _score, _export, _report, _medium, _benchmark, _crosscheck):
         add(sub)
     return parser
 

