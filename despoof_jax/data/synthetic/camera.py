@@ -98,14 +98,12 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     return k / k.sum()
 
 
-def capture(scene: np.ndarray, ss: int, profile: CameraProfile, settings: CaptureSettings,
-            rng: np.random.Generator) -> np.ndarray:
-    """Photograph a supersampled scene.
-
-    scene: [H*ss, W*ss, 3] linear radiance sampled on the camera's own grid (the caller placed the
-    samples with `settings.phase`); rng: the per-frame sensor noise stream.
-    Returns uint8 [H, W, 3] RGB after JPEG at `settings.jpeg`.
-    """
+def expose(scene: np.ndarray, ss: int, profile: CameraProfile,
+           settings: CaptureSettings) -> np.ndarray:
+    """The camera up to the photosites: optics, pixel aperture and sampling, motion blur, the
+    sensor's colour response, auto exposure and auto white balance. scene [H*ss, W*ss, 3] linear
+    -> float [H, W, 3] linear, before noise (shared by `capture` and the wide world's raw
+    pipelines)."""
     # Optics (lens PSF + defocus) before sampling, so lattices finer than a pixel alias as moire.
     sigma = np.hypot(profile.psf, settings.defocus) * ss
     img = ndimage.gaussian_filter(scene, (sigma, sigma, 0), truncate=2.0, mode="nearest")
@@ -120,7 +118,18 @@ def capture(scene: np.ndarray, ss: int, profile: CameraProfile, settings: Captur
     gain = profile.exposure * 2.0 ** settings.ev / luminance(centre)
     grey = raw.reshape(-1, 3).mean(0) + 1e-6
     wb = (luminance(grey) / grey) ** profile.awb
-    raw = raw * (gain * wb / luminance(wb)).astype(np.float32)
+    return raw * (gain * wb / luminance(wb)).astype(np.float32)
+
+
+def capture(scene: np.ndarray, ss: int, profile: CameraProfile, settings: CaptureSettings,
+            rng: np.random.Generator) -> np.ndarray:
+    """Photograph a supersampled scene.
+
+    scene: [H*ss, W*ss, 3] linear radiance sampled on the camera's own grid (the caller placed the
+    samples with `settings.phase`); rng: the per-frame sensor noise stream.
+    Returns uint8 [H, W, 3] RGB after JPEG at `settings.jpeg`.
+    """
+    raw = expose(scene, ss, profile, settings)
     # Sensor noise: photon shot noise (variance ~ signal) + read noise, in linear units.
     std = np.sqrt(profile.shot * np.clip(raw, 0, None) + profile.read ** 2)
     raw = raw + std * rng.standard_normal(raw.shape, dtype=np.float32)

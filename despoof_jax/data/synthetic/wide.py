@@ -450,19 +450,8 @@ def capture(scene: np.ndarray, ss: int, profile: camera.CameraProfile,
     if pipeline.kind == 0:
         return camera.capture(scene, ss, profile, dataclasses.replace(settings, jpeg=pipeline.quality),
                               rng)
-    sigma = np.hypot(profile.psf, settings.defocus) * ss
-    img = ndimage.gaussian_filter(scene, (sigma, sigma, 0), truncate=2.0, mode="nearest")
-    img = block_mean(img, ss)
-    if settings.motion > 0.05:
-        k = camera.motion_kernel(settings.motion, settings.motion_angle)
-        img = np.stack([ndimage.convolve(img[..., c], k, mode="nearest") for c in range(3)], -1)
-    raw = img @ profile.sensor.T
+    raw = camera.expose(scene, ss, profile, settings)
     h, w = raw.shape[:2]
-    centre = raw[h // 4: 3 * h // 4, w // 4: 3 * w // 4].reshape(-1, 3).mean(0) + 1e-6
-    gain = profile.exposure * 2.0 ** settings.ev / luminance(centre)
-    grey = raw.reshape(-1, 3).mean(0) + 1e-6
-    wb = (luminance(grey) / grey) ** profile.awb
-    raw = raw * (gain * wb / luminance(wb)).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w]
     cfa = np.where((yy % 2 == 0) & (xx % 2 == 0), 0, np.where((yy + xx) % 2 == 1, 1, 2))
     mosaic = np.take_along_axis(raw, cfa[..., None], -1)[..., 0]
