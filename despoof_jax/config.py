@@ -98,7 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
     # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).
     c.method = "despoof"
     c.parallel = "pmap"                    # or "shard_map": the same step under jit(shard_map)
-    c.mode = "all"                         # all | dq | ds | eval
+    c.mode = "all"                         # all | train (no evaluation) | dq | ds | eval
     return c
 
 

@@ -1,7 +1,8 @@
 """`train_and_evaluate(config, workdir)`: one experiment from config to report.
 
 The top of the pipeline (config -> data -> models -> training -> evaluation): it runs
-`config.mode` — "all" (stage 1, stage 2, evaluation) or "dq", "ds", "eval" alone — for the
+`config.mode` — "all" (stage 1, stage 2, evaluation), "train" (both stages, no evaluation: on a
+pod, evaluate later with "eval") or "dq", "ds", "eval" alone — for the
 de-spoofing method or a baseline (`config.method`), and every fold of a multi-fold protocol
 (`data.fold = -1`). `despoof train` and `python -m despoof_jax.main` call it; so can a notebook.
 Paths inside the workdir: `training.workdir`. Before anything is trained, `preflight` checks that
@@ -20,7 +21,7 @@ from despoof_jax.training import state as state_lib
 from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training.workdir import as_workdir
 
-MODES = ("all", "dq", "ds", "eval")
+MODES = ("all", "train", "dq", "ds", "eval")
 ALL_FOLDS = -1
 INIT = {"dq": state_lib.init_stage1, "ds": state_lib.init_stage2, "cnn": baselines.init_cnn}
 
@@ -28,8 +29,9 @@ INIT = {"dq": state_lib.init_stage1, "ds": state_lib.init_stage2, "cnn": baselin
 def stages_to_train(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """The stage folders `config.mode` trains for `config.method`."""
     if config.method == "despoof":
-        return {"all": ("dq", "ds"), "dq": ("dq",), "ds": ("ds",)}.get(config.mode, ())
-    if config.mode in ("all", "dq"):
+        return {"all": ("dq", "ds"), "train": ("dq", "ds"), "dq": ("dq",),
+                "ds": ("ds",)}.get(config.mode, ())
+    if config.mode in ("all", "train", "dq"):
         return ("dq",) if config.method == "depth_only" else ("cnn",)
     return ()
 
@@ -59,9 +61,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     if config.method != "despoof":
         return train_and_evaluate_baseline(config, wd, dp)
     out = {}
-    if config.mode in ("all", "dq"):
+    if config.mode in ("all", "train", "dq"):
         out["dq"] = loop.train_dq(config, wd, dp)
-    if config.mode in ("all", "ds"):
+    if config.mode in ("all", "train", "ds"):
         out["ds"] = loop.train_ds(config, wd, dp)
     if config.mode in ("all", "eval"):
         out["eval"] = evaluate.evaluate(config, wd)
@@ -69,16 +71,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
 
 
 def train_and_evaluate_baseline(config, workdir, dp: DataParallel) -> dict:
-    """`train_and_evaluate` for `config.method` in `baselines.METHODS` (modes all | dq | eval)."""
+    """`train_and_evaluate` for `config.method` in `baselines.METHODS` (modes all | train |
+    eval, and dq for depth_only)."""
     if config.method not in baselines.METHODS:
         raise ValueError(f"config.method={config.method!r}; expected 'despoof' or one of "
                          f"{baselines.METHODS}")
-    allowed = ("all", "eval") + (("dq",) if config.method == "depth_only" else ())
+    allowed = ("all", "train", "eval") + (("dq",) if config.method == "depth_only" else ())
     if config.mode not in allowed:
         raise ValueError(f"config.mode={config.mode!r} does not apply to method "
                          f"{config.method!r}; expected one of {allowed}")
     out = {}
-    if config.mode in ("all", "dq"):
+    if config.mode in ("all", "train", "dq"):
         out["train"] = (loop.train_dq(config, workdir, dp) if config.method == "depth_only"
                         else baselines.train_cnn(config, workdir, dp))
     if config.mode in ("all", "eval"):

@@ -3,8 +3,9 @@
 What the launch scripts run on every host; `despoof train` takes the same arguments.
 
 Overrides: `--config.train.stage2_steps=100`; a misspelt field fails (configs are locked).
-`--config.mode=dq|ds|eval` runs one stage alone; the default "all" runs stage 1, stage 2 and the
-evaluation, resuming whatever a killed run had finished. Multi-host: `--multihost` calls
+`--config.mode=dq|ds|eval` runs one stage alone, `train` both stages without the evaluation;
+the default "all" runs stage 1, stage 2 and the evaluation, resuming whatever a killed run had
+finished. Multi-host: `--multihost` calls
 `jax.distributed.initialize()` (arguments from the environment or the --coordinator flags).
 Exit statuses (`commands.EXIT_*`): 0 done; 2 bad config or unwritable workdir; 3 NaN/inf loss;
 143 / 130 stopped by SIGTERM (or a preemption notice) / SIGINT after saving a checkpoint.

@@ -12,13 +12,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STAGE1_STEPS, STAGE2_STEPS = 4, 2
 
 
-def _launch(workdir, data_dir, stop_when=None, timeout=600):
+def _launch(workdir, data_dir, stop_when=None, mode="all", timeout=600):
     """One run of 2 processes x 2 CPU devices; with `stop_when` (a regex), SIGTERM goes to the
     launcher as soon as process 0's log shows it (the launcher passes it on to both processes,
     as a scheduler would). Returns (launcher status, {i: log of process i}, launcher stderr)."""
     flags = ["--config=configs/default.py:smoke", f"--config.data.data_dir={data_dir}",
              f"--config.train.stage1_steps={STAGE1_STEPS}",
-             f"--config.train.stage2_steps={STAGE2_STEPS}", "--cpu_kernels=default"]
+             f"--config.train.stage2_steps={STAGE2_STEPS}", f"--config.mode={mode}",
+             "--cpu_kernels=default"]
     env = dict(os.environ, TFDS_DATA_DIR=data_dir)
     log0 = workdir / "process_0.log"
     if log0.exists():
@@ -40,15 +41,16 @@ def _launch(workdir, data_dir, stop_when=None, timeout=600):
 @pytest.fixture(scope="session")
 def two_process_runs(synthetic_data_dir, tmp_path_factory):
     """The same tiny config (smoke, 64 px, 4 + 2 steps) run twice on 2 processes x 2 devices:
-    `plain` uninterrupted (both stages and the evaluation); `resumed` stopped by SIGTERM while
-    stage 1 starts, rerun and stopped again while stage 2 starts, then rerun to the end.
-    `runs` holds (status, logs, launcher stderr) of the three `resumed` launches."""
+    `plain` uninterrupted (both stages, `mode=train`: the evaluation would repeat the resumed
+    run's); `resumed` stopped by SIGTERM while stage 1 starts, rerun and stopped again while stage
+    2 starts, then rerun to the end, evaluation included. `runs` holds (status, logs, launcher
+    stderr) of every launch."""
     root = tmp_path_factory.mktemp("multihost")
     plain, resumed = root / "plain", root / "resumed"
     # The plain run goes beside the three others: the processes of a run wait on each other
     # (start-up, compiles, collectives), and the other run's processes use that time.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(_launch, plain, synthetic_data_dir)
+        first = pool.submit(_launch, plain, synthetic_data_dir, mode="train")
         runs = {"stop1": _launch(resumed, synthetic_data_dir, stop_when=r"dq: compiling the step"),
                 "stop2": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
                 "finish": _launch(resumed, synthetic_data_dir)}

@@ -45,15 +45,15 @@ def _slice_digests(workdir) -> list:
             .hexdigest()[:16] for i in range(2)]
 
 
-def test_two_processes_train_both_stages_and_evaluate(two_process_runs):
+def test_two_processes_train_both_stages(two_process_runs):
     status, logs, err = two_process_runs["runs"]["plain"]
     assert status == 0, err + logs[0][-3000:] + logs[1][-3000:]
     for i in range(2):
         assert "devices: 4 (2 local), process %d of 2" % i in logs[i]
     workdir = two_process_runs["plain"]
-    # Process 0 alone writes metrics and the report; both write the checkpoints: the global
-    # arrays, and each its own input position beside them.
-    assert (workdir / "eval" / "metrics.json").exists()
+    # Process 0 alone writes metrics; both write the checkpoints: the global arrays, and each its
+    # own input position beside them. (mode=train: the resumed run evaluates.)
+    assert not (workdir / "eval").exists()
     assert [r["step"] for r in _metrics(workdir, "ds")] == list(range(1, STAGE2_STEPS + 1))
     for stage, (_, total) in STAGES.items():
         data = workdir / stage / "checkpoints" / str(total) / "data"
@@ -82,7 +82,9 @@ def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_
     for i in range(2):
         assert f"ds: resumed at step {stops['ds']} from" in logs[i]
         assert "input position not restored" not in logs[i]
+    # Process 0 alone writes the evaluation; the summary line is its last output.
     assert (resumed / "eval" / "metrics.json").exists()
+    assert json.loads(logs[0].strip().splitlines()[-1])["protocol"] == "intra"
 
     # Each process saved, and so resumed from, its own slice of the data, before and after
     # the resume: its position names its host's records, not the other host's.
