@@ -165,14 +165,6 @@ class Workdir:
     def fold(self, k: int) -> "Workdir":
         return Workdir(self.root / f"fold{k}")
 
-    def folds(self) -> list["Workdir"]:
-        """The fold workdirs of a multi-fold run, in fold order."""
-        ks = sorted(int(p.name[4:]) for p in self.root.glob("fold*") if p.name[4:].isdigit())
-        return [self.fold(k) for k in ks]
-
-    def is_multifold(self) -> bool:
-        return self.metrics_folds_json.exists()
-
     # ---------------------------------------------------------------- finding one
     @classmethod
     def find(cls, path: PathLike) -> "Workdir":
