@@ -87,13 +87,22 @@ def _input_shape(config) -> tuple:
 
 
 def init_net(model, rng, config, tx=None):
-    """Variables of `model` for the config's input size; with `tx`, a NetState, else a FrozenNet."""
-    variables = model.init({"params": rng}, jnp.zeros(_input_shape(config), jnp.float32),
-                           train=False)
-    params, stats = variables["params"], variables.get("batch_stats", {})
+    """Variables of `model` for the config's input size; with `tx`, a NetState, else a FrozenNet.
+
+    Jitted: run eagerly, flax's init dispatches (and compiles) every op of the forward pass and
+    of the initialisers one by one, about 3x slower than compiling the whole init once
+    (measured: 12 s against 4 s for both stages' nets at 32 px on the 2-core CPU)."""
+    shape = _input_shape(config)
+
+    def build(rng):
+        variables = model.init({"params": rng}, jnp.zeros(shape, jnp.float32), train=False)
+        params, stats = variables["params"], variables.get("batch_stats", {})
+        return params, stats, (None if tx is None else tx.init(params))
+
+    params, stats, opt_state = jax.jit(build)(rng)
     if tx is None:
         return FrozenNet(params, stats)
-    return NetState(params, stats, tx.init(params))
+    return NetState(params, stats, opt_state)
 
 
 def init_stage1(config, rng) -> Stage1State:

@@ -78,7 +78,7 @@ def test_strided_max_pool_equals_reduce_window_pool():
     np.testing.assert_array_equal(grad(layers.max_pool2), grad(layers.max_pool2_reference))
 
 
-def test_bfloat16_compute_follows_the_float32_loss_curve(optimized):
+def test_bfloat16_compute_follows_the_float32_loss_curve():
     """A few steps of bfloat16 compute (float32 params) track the float32 loss curve.
 
     Tolerance: bfloat16 keeps 8 mantissa bits (relative error ~4e-3 per rounding); through a dozen
@@ -159,8 +159,10 @@ def test_ynnpack_cpu_kernels_compute_what_the_default_kernels_do(tmp_path):
     root = Path(__file__).resolve().parents[2]
     results = {}
     for kind in xla_flags.CPU_KERNELS:
-        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS",
-                                                                "JAX_DISABLE_MOST_OPTIMIZATIONS")}
+        # XLA's optimisation passes stay off, as everywhere in the suite: the YNNPACK fusion
+        # still applies at that level (measured: 176 of the 190 output leaves differ from the
+        # default kernels', by up to 5.7e-6) and the two workers compile 3x faster.
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
         env["XLA_FLAGS"] = xla_flags.YNN_CPU_FLAGS if kind == "ynn" else ""
         out = tmp_path / f"{kind}.npz"
         subprocess.run([sys.executable, "-m", "tests.training.kernels_worker", str(out)], cwd=root,
@@ -168,5 +170,7 @@ def test_ynnpack_cpu_kernels_compute_what_the_default_kernels_do(tmp_path):
         with np.load(out) as f:
             results[kind] = [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
     assert len(results["ynn"]) == len(results["default"]) > 10
+    # the YNNPACK kernels really ran: they sum in another order, so some results differ
+    assert any(not np.array_equal(a, b) for a, b in zip(results["ynn"], results["default"]))
     for a, b in zip(results["ynn"], results["default"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -1,12 +1,16 @@
 """Fixtures of the training tests: two-process runs through launch/local_multiprocess.sh."""
 import concurrent.futures
+import json
 import os
+import pathlib
 import re
 import signal
 import subprocess
 import time
 
 import pytest
+
+from tests.conftest import shared_once
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STAGE1_STEPS, STAGE2_STEPS = 4, 2
@@ -44,15 +48,23 @@ def two_process_runs(synthetic_data_dir, tmp_path_factory):
     `plain` uninterrupted (both stages, `mode=train`: the evaluation would repeat the resumed
     run's); `resumed` stopped by SIGTERM while stage 1 starts, rerun and stopped again while stage
     2 starts, then rerun to the end, evaluation included. `runs` holds (status, logs, launcher
-    stderr) of every launch."""
-    root = tmp_path_factory.mktemp("multihost")
-    plain, resumed = root / "plain", root / "resumed"
-    # The plain run goes beside the three others: the processes of a run wait on each other
-    # (start-up, compiles, collectives), and the other run's processes use that time.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(_launch, plain, synthetic_data_dir, mode="train")
-        runs = {"stop1": _launch(resumed, synthetic_data_dir, stop_when=r"dq: compiling the step"),
-                "stop2": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
-                "finish": _launch(resumed, synthetic_data_dir)}
-        runs["plain"] = first.result()
-    return {"plain": plain, "resumed": resumed, "runs": runs, "data_dir": synthetic_data_dir}
+    stderr) of every launch. Built once per test run, also under pytest-xdist (`shared_once`):
+    test_checkpoint.py and test_multihost.py may run on different workers."""
+    def build(root):
+        plain, resumed = root / "plain", root / "resumed"
+        # The plain run goes beside the three others: the processes of a run wait on each other
+        # (start-up, compiles, collectives), and the other run's processes use that time.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(_launch, plain, synthetic_data_dir, mode="train")
+            runs = {"stop1": _launch(resumed, synthetic_data_dir,
+                                     stop_when=r"dq: compiling the step"),
+                    "stop2": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
+                    "finish": _launch(resumed, synthetic_data_dir)}
+            runs["plain"] = first.result()
+        (root / "runs.json").write_text(json.dumps(runs))
+
+    root = pathlib.Path(shared_once(tmp_path_factory, "multihost", build))
+    runs = {name: (status, {int(i): log for i, log in logs.items()}, err)
+            for name, (status, logs, err) in json.loads((root / "runs.json").read_text()).items()}
+    return {"plain": root / "plain", "resumed": root / "resumed", "runs": runs,
+            "data_dir": synthetic_data_dir}

@@ -1,0 +1,159 @@
+"""Does the paper's objective prefer the true decomposition? (issue #13 item 3.)
+
+DS Net is trained with Eq. 7 alone; nothing in it names the true spoof noise N*. This tool asks
+whether Eq. 7 — with the run's own frozen DQ Net and its trained VQ Net — ranks the truth above
+what DS Net found. For every test record of a synthetic run it evaluates the terms of Eq. 7 that
+depend on the noise, per sample, at three noises:
+
+  zero   N = 0             the input left as it is
+  ds     N = DS Net's      what training reached
+  truth  N = N*            model_input(I) - model_input(Î*), the 6-channel true noise of the
+                           simulator (`live_reference`), the input of DQ/VQ Net then being Î*
+
+and the weighted sum lambda_2 J_r + lambda_3 J_DQ + lambda_4 J_VQ (the magnitude loss is zero on
+spoofs at every noise, and the 0\\1 map term does not depend on N). VQ Net runs in inference
+mode (running statistics, no dropout). If `truth` scores worse than `ds`, DS Net is doing what
+Eq. 7 asks and the fault is in the objective (or in the nets that define it); if `truth` scores
+better, training has not reached the better minimum (steps, capacity, resolution).
+
+    python -m despoof_jax.tools.objective_at_truth WORKDIR [--split test] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from despoof_jax.data import datasets, pipeline
+from despoof_jax.data.color import model_input
+from despoof_jax.data.synthetic import SPECIES
+from despoof_jax.evaluation import evaluate
+from despoof_jax.models.vq_net import REAL
+from despoof_jax.training import checkpoint, losses
+from despoof_jax.training import state as state_lib
+from despoof_jax.training.workdir import Workdir
+
+NOISES = ("zero", "ds", "truth")
+TERMS = ("r", "dq", "vq", "weighted")
+
+
+def per_sample_terms(noise, x, depth_target, *, dq, vq, dq_model, vq_model, k: int,
+                     lambdas) -> dict:
+    """Eq. 7's noise-dependent terms for spoof samples, per sample -> {term: [b]}.
+
+    noise, x: [b, H, W, 6]; depth_target: [b, h, w, 1] (the face depth: stage 2's target for every
+    input). J_r is the spoof sign (-peak); J_VQ is -log p(real) of the reconstruction."""
+    live = x - noise
+    depth = dq_model.apply(dq.variables(), live, train=False)
+    logits = vq_model.apply(vq.variables(), live, train=False)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    terms = {
+        "r": -losses.high_frequency_peak(noise, k),
+        "dq": jnp.mean(jnp.abs(depth - depth_target), axis=(1, 2, 3)),
+        "vq": -logp[:, REAL],
+    }
+    _, _, l_r, l_dq, l_vq = lambdas
+    terms["weighted"] = l_r * terms["r"] + l_dq * terms["dq"] + l_vq * terms["vq"]
+    return terms
+
+
+def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> dict:
+    """{species: {noise: {term: mean}}} over the split's records (live rows use N* = 0, so their
+    `truth` equals `zero`), plus `n` per species and per-sample `wins`: the share of samples where
+    the truth's weighted objective is lower than DS Net's."""
+    wd = Workdir.find(workdir)
+    config = wd.read_config()
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    ds, dq = evaluate.load_model(config, wd, sharding)
+    s2, _ = checkpoint.restore_state_only(
+        wd.checkpoints("ds"), state_lib.abstract(state_lib.init_stage2, config), sharding)
+    vq = state_lib.FrozenNet(s2.vq.params, s2.vq.batch_stats)
+    ds_model, dq_model, vq_model = state_lib.make_models(config)
+    lc = config.loss
+    lambdas = (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq)
+    k = losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)
+
+    @jax.jit
+    def step(rgb, ref, depth):
+        x, x_ref = model_input(rgb), model_input(ref)
+        n_ds = ds_model.apply(ds.variables(), x, train=False)["noise"]
+        kw = dict(dq=dq, vq=vq, dq_model=dq_model, vq_model=vq_model, k=k, lambdas=lambdas)
+        return {name: per_sample_terms(n, x, depth, **kw)
+                for name, n in (("zero", jnp.zeros_like(x)), ("ds", n_ds), ("truth", x - x_ref))}
+
+    source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
+    indices = datasets.protocol_indices(config.data, split, meta)
+    degradation = datasets.degradation(config.data)
+    rows = {name: {t: [] for t in TERMS} for name in NOISES}
+    species = []
+    for b, batch in enumerate(pipeline.eval_batches(
+            source, indices, batch_size=config.eval.batch_size, size=config.data.image_size,
+            degradation=degradation)):
+        if max_batches is not None and b >= max_batches:
+            break
+        ref = evaluate.live_references(source, batch, degradation)
+        if ref is None:
+            raise ValueError(f"{wd.root}: the {split} split has no live_reference; this tool "
+                             "needs the synthetic world's ground truth")
+        valid = np.asarray(batch["valid"])
+        full_ref = np.zeros_like(batch["rgb"])
+        full_ref[valid] = ref
+        full_ref[~valid] = batch["rgb"][~valid]
+        out = step(batch["rgb"], full_ref, batch["depth"])
+        for name in NOISES:
+            for t in TERMS:
+                rows[name][t].append(np.asarray(out[name][t])[valid])
+        species.append(np.asarray(batch["species"])[valid])
+    species = np.concatenate(species)
+    rows = {n: {t: np.concatenate(v) for t, v in d.items()} for n, d in rows.items()}
+    result = {}
+    groups = [(name, species == s) for s, name in enumerate(SPECIES)]
+    groups.append(("all attacks", species > 0))
+    for name, sel in groups:
+        if not sel.any():
+            continue
+        result[name] = {n: {t: float(rows[n][t][sel].mean()) for t in TERMS} for n in NOISES}
+        result[name]["n"] = int(sel.sum())
+        result[name]["truth_wins"] = float(
+            np.mean(rows["truth"]["weighted"][sel] < rows["ds"]["weighted"][sel]))
+    return {"workdir": str(wd.root), "split": split, "lambdas": list(lambdas), "k": k,
+            "species": result}
+
+
+def markdown(result: dict) -> str:
+    lines = ["| species | noise | lambda_2 J_r | lambda_3 J_DQ | lambda_4 J_VQ | sum | J_DQ | J_VQ |",
+             "|---|---|---|---|---|---|---|---|"]
+    _, _, l_r, l_dq, l_vq = result["lambdas"]
+    for sp, d in result["species"].items():
+        for n in NOISES:
+            t = d[n]
+            lines.append(f"| {sp} | {n} | {l_r * t['r']:+.4f} | {l_dq * t['dq']:.4f} | "
+                         f"{l_vq * t['vq']:.4f} | {t['weighted']:+.4f} | {t['dq']:.4f} | "
+                         f"{t['vq']:.3f} |")
+        lines.append(f"| {sp} | truth below ds | {100 * d['truth_wins']:.0f} % of {d['n']} "
+                     "samples | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("workdir")
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-batches", type=int, default=None)
+    p.add_argument("--json", default=None, help="also write the numbers here")
+    args = p.parse_args(argv)
+    result = measure(args.workdir, args.split, args.max_batches)
+    print(markdown(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
