@@ -16,7 +16,12 @@ mode (running statistics, no dropout). If `truth` scores worse than `ds`, DS Net
 Eq. 7 asks and the fault is in the objective (or in the nets that define it); if `truth` scores
 better, training has not reached the better minimum (steps, capacity, resolution).
 
-    python -m despoof_jax.tools.objective_at_truth WORKDIR [--split test] [--json OUT]
+`--gradients` also measures, on training batches, how hard each weighted term of Eq. 7 pulls on
+DS Net's parameters at the run's final state: the norm of the gradient of lambda_i J_i, over all
+of DS Net and over the noise decoder alone (the layers that shape N), and the cosine between the
+J_DQ pull and the others' on the decoder.
+
+    python -m despoof_jax.tools.objective_at_truth WORKDIR [--split test] [--json OUT] [--gradients]
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from despoof_jax.data.color import model_input
 from despoof_jax.data.synthetic import SPECIES
 from despoof_jax.evaluation import evaluate
 from despoof_jax.models.vq_net import REAL
-from despoof_jax.training import checkpoint, losses
+from despoof_jax.training import checkpoint, losses, steps
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir
 
@@ -125,6 +130,73 @@ def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> 
             "species": result}
 
 
+PARTS = ("z", "m", "r", "dq", "vq")
+
+
+def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
+    """Mean over `batches` training batches of ||grad_theta lambda_i J_i|| per term i of Eq. 7,
+    over all DS Net params (`all`) and over the noise decoder (`decoder`: conv2-1..conv2-8), plus
+    the mean cosine between the decoder gradients of lambda_3 J_DQ and of each other term."""
+    wd = Workdir.find(workdir)
+    config = wd.read_config()
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    s2, _ = checkpoint.restore_state_only(
+        wd.checkpoints("ds"), state_lib.abstract(state_lib.init_stage2, config), sharding)
+    _, dq = evaluate.load_model(config, wd, sharding)
+    ds_model, dq_model, vq_model = state_lib.make_models(config)
+    lc = config.loss
+    weights = dict(zip(PARTS, (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq)))
+    k = losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)
+
+    def decoder(tree):
+        return {n: v for n, v in tree.items() if n in ("decoder", "conv2-8")}
+
+    def flat(tree):
+        return jnp.concatenate([x.ravel() for x in jax.tree.leaves(tree)])
+
+    @jax.jit
+    def pulls(batch, rng):
+        out = {}
+        grads = {}
+        for name in PARTS:
+            def f(params, name=name):
+                parts, _ = steps.ds_loss_parts(params, s2, dq, batch, rng, ds_model=ds_model,
+                                               dq_model=dq_model, vq_model=vq_model, k=k)
+                return weights[name] * parts[name]
+            g = jax.grad(f)(s2.ds.params)
+            grads[name] = flat(decoder(g))
+            out[f"all/{name}"] = jnp.linalg.norm(flat(g))
+            out[f"decoder/{name}"] = jnp.linalg.norm(grads[name])
+        for name in PARTS:
+            if name != "dq":
+                a, b = grads["dq"], grads[name]
+                out[f"cos_dq/{name}"] = a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-30)
+        return out
+
+    source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
+    indices = datasets.protocol_indices(config.data, split, meta)
+    rng = np.random.default_rng(0)
+    indices = rng.permutation(indices)[:batches * config.train.batch_size]
+    acc = []
+    for b, batch in enumerate(pipeline.eval_batches(
+            source, indices, batch_size=config.train.batch_size, size=config.data.image_size,
+            degradation=datasets.degradation(config.data))):
+        if not np.all(batch["valid"]):
+            break
+        feed = {k_: batch[k_] for k_ in ("rgb", "depth", "label")}
+        acc.append({k_: float(v) for k_, v in pulls(feed, jax.random.key(b)).items()})
+    return {k_: float(np.mean([a[k_] for a in acc])) for k_ in acc[0]} | {"batches": len(acc)}
+
+
+def gradient_markdown(g: dict) -> str:
+    lines = ["| term (weighted) | grad norm, all DS Net | grad norm, noise decoder | "
+             "cosine with lambda_3 J_DQ on the decoder |", "|---|---|---|---|"]
+    for name in PARTS:
+        cos = "1" if name == "dq" else f"{g[f'cos_dq/{name}']:+.3f}"
+        lines.append(f"| J_{name} | {g[f'all/{name}']:.3g} | {g[f'decoder/{name}']:.3g} | {cos} |")
+    return "\n".join(lines) + f"\n\n(mean over {g['batches']} training batches)\n"
+
+
 def markdown(result: dict) -> str:
     lines = ["| species | noise | lambda_2 J_r | lambda_3 J_DQ | lambda_4 J_VQ | sum | J_DQ | J_VQ |",
              "|---|---|---|---|---|---|---|---|"]
@@ -146,9 +218,14 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--max-batches", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the numbers here")
+    p.add_argument("--gradients", action="store_true",
+                   help="also measure each term's pull on DS Net's parameters")
     args = p.parse_args(argv)
     result = measure(args.workdir, args.split, args.max_batches)
     print(markdown(result))
+    if args.gradients:
+        result["gradients"] = gradient_pulls(args.workdir)
+        print(gradient_markdown(result["gradients"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from despoof_jax.data.color import model_input
+from despoof_jax.tools import objective_at_truth
 from despoof_jax.training import losses
 from despoof_jax.training import state as state_lib
-from despoof_jax.tools import objective_at_truth
 from tests.util import random_batch, tiny_config
 
 
@@ -52,3 +52,18 @@ def test_measure_on_a_trained_workdir(trained_workdir, capsys):
     for d in species.values():
         assert 0.0 <= d["truth_wins"] <= 1.0
     assert "truth below ds" in objective_at_truth.markdown(result)
+
+
+def test_gradient_pulls_on_a_trained_workdir(trained_workdir):
+    g = objective_at_truth.gradient_pulls(trained_workdir, batches=3)
+    assert g["batches"] == 3
+    for name in objective_at_truth.PARTS:
+        assert np.isfinite(g[f"all/{name}"]) and g[f"all/{name}"] >= g[f"decoder/{name}"] >= 0
+    # the 0\1 map head does not feed the noise decoder: J_z pulls on the encoder only
+    assert g["decoder/z"] == 0.0 and g["all/z"] > 0
+    # every term that depends on N pulls on the decoder
+    for name in ("m", "r", "dq", "vq"):
+        assert g[f"decoder/{name}"] > 0, name
+    for name in ("z", "m", "r", "vq"):
+        assert -1.0 <= g[f"cos_dq/{name}"] <= 1.0
+    assert "J_dq" in objective_at_truth.gradient_markdown(g)
