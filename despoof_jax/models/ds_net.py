@@ -42,6 +42,8 @@ class DSNet(nn.Module):
     axis_name: Optional[str] = None
     dtype: jnp.dtype = jnp.float32
     bn_momentum: float = 0.99   # BatchNorm running-average momentum
+    # Not in the paper (config.model.ds_input_skip): the decoder also reads x at full resolution.
+    input_skip: bool = False
 
     @nn.compact
     def __call__(self, x, *, train: bool):
@@ -53,7 +55,10 @@ class DSNet(nn.Module):
         cat = pyramid_features(self, x, ENCODER_BLOCKS, self.width, train=train)
         f = stack(MAP_HEAD, "map_head")(cat, train=train)
         zmap = nn.Conv(1, (3, 3), padding="SAME", dtype=self.dtype, name="conv1-12")(f)
-        dec = stack(DECODER, "decoder")(resize_bilinear(cat, h, w), train=train)
+        dec_in = resize_bilinear(cat, h, w)
+        if self.input_skip:
+            dec_in = jnp.concatenate([dec_in, x.astype(dec_in.dtype)], axis=-1)
+        dec = stack(DECODER, "decoder")(dec_in, train=train)
         noise = nn.Conv(IN_CHANNELS, (3, 3), padding="SAME", dtype=self.dtype, name="conv2-8")(dec)
         zmap, noise = zmap.astype(jnp.float32), noise.astype(jnp.float32)
         return dict(map=zmap, noise=noise, live=x.astype(jnp.float32) - noise)

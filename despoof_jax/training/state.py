@@ -70,7 +70,8 @@ def make_models(config: ml_collections.ConfigDict, axis_name=None, dtype=None):
     m = config.model
     dtype = compute_dtype(config) if dtype is None else dtype
     bn = m.bn_momentum
-    return (DSNet(width=m.ds_width, axis_name=axis_name, dtype=dtype, bn_momentum=bn),
+    return (DSNet(width=m.ds_width, axis_name=axis_name, dtype=dtype, bn_momentum=bn,
+                  input_skip=bool(m.get("ds_input_skip", False))),
             DQNet(width=m.dq_width, axis_name=axis_name, dtype=dtype, bn_momentum=bn),
             VQNet(width=m.vq_width, dropout=m.vq_dropout, axis_name=axis_name, dtype=dtype,
                   bn_momentum=bn))

@@ -87,6 +87,27 @@ def test_live_is_input_minus_noise():
     np.testing.assert_array_equal(out["live"], x - out["noise"])
 
 
+def test_input_skip_feeds_the_full_resolution_input_to_the_decoder():
+    """model.ds_input_skip (not in the paper): conv2-1 reads 6 more channels, the input itself,
+    so the noise depends on pixel-level detail that pooling removes; shapes are unchanged."""
+    x = jax.random.uniform(jax.random.key(0), (2, 32, 32, 6))
+    plain, skip = DSNet(width=0.5), DSNet(width=0.5, input_skip=True)
+    vp = plain.init({"params": jax.random.key(1)}, x, train=False)
+    vs = skip.init({"params": jax.random.key(1)}, x, train=False)
+    kp = vp["params"]["decoder"]["conv2-1"]["conv"]["kernel"]
+    ks = vs["params"]["decoder"]["conv2-1"]["conv"]["kernel"]
+    assert ks.shape[2] == kp.shape[2] + 6
+    out = skip.apply(vs, x, train=False)
+    assert out["noise"].shape == (2, 32, 32, 6)
+    np.testing.assert_array_equal(out["live"], x - out["noise"])
+    # with the plain net's weights and zeros on the skip's channels, it is the plain net
+    params = jax.tree.map(lambda a: a, vp["params"])
+    params["decoder"]["conv2-1"]["conv"]["kernel"] = jnp.concatenate(
+        [kp, jnp.zeros(kp.shape[:2] + (6,) + kp.shape[3:], kp.dtype)], axis=2)
+    np.testing.assert_allclose(skip.apply(dict(vp, params=params), x, train=False)["noise"],
+                               plain.apply(vp, x, train=False)["noise"], rtol=1e-5, atol=1e-6)
+
+
 def test_dsnet_rejects_bad_input():
     with pytest.raises(ValueError, match="multiples of 8"):
         DSNet().init({"params": jax.random.key(0)}, jnp.zeros((1, 30, 30, 6)), train=False)
