@@ -156,20 +156,22 @@ def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
 
     @jax.jit
     def pulls(batch, rng):
+        def weighted(params):   # [5]: lambda_i J_i, one reverse pass per entry (jacrev)
+            parts, _ = steps.ds_loss_parts(params, s2, dq, batch, rng, ds_model=ds_model,
+                                           dq_model=dq_model, vq_model=vq_model, k=k)
+            return jnp.stack([weights[name] * parts[name] for name in PARTS])
+
+        jac = jax.jacrev(weighted)(s2.ds.params)   # leaves [5, ...]
         out = {}
-        grads = {}
-        for name in PARTS:
-            def f(params, name=name):
-                parts, _ = steps.ds_loss_parts(params, s2, dq, batch, rng, ds_model=ds_model,
-                                               dq_model=dq_model, vq_model=vq_model, k=k)
-                return weights[name] * parts[name]
-            g = jax.grad(f)(s2.ds.params)
-            grads[name] = flat(decoder(g))
+        dec = {}
+        for i, name in enumerate(PARTS):
+            g = jax.tree.map(lambda a, i=i: a[i], jac)
+            dec[name] = flat(decoder(g))
             out[f"all/{name}"] = jnp.linalg.norm(flat(g))
-            out[f"decoder/{name}"] = jnp.linalg.norm(grads[name])
+            out[f"decoder/{name}"] = jnp.linalg.norm(dec[name])
         for name in PARTS:
             if name != "dq":
-                a, b = grads["dq"], grads[name]
+                a, b = dec["dq"], dec[name]
                 out[f"cos_dq/{name}"] = a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-30)
         return out
 
