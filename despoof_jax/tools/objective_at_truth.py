@@ -67,21 +67,31 @@ def per_sample_terms(noise, x, depth_target, *, dq, vq, dq_model, vq_model, k: i
     return terms
 
 
-def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> dict:
-    """{species: {noise: {term: mean}}} over the split's records (live rows use N* = 0, so their
-    `truth` equals `zero`), plus `n` per species and per-sample `wins`: the share of samples where
-    the truth's weighted objective is lower than DS Net's."""
+def _load(workdir) -> dict:
+    """A trained workdir's config, its DS/DQ/VQ Nets (inference trees; `s2` the whole stage-2
+    state), the config's models, lambdas of Eq. 7 and k of the repetitive loss."""
     wd = Workdir.find(workdir)
     config = wd.read_config()
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     ds, dq = evaluate.load_model(config, wd, sharding)
     s2, _ = checkpoint.restore_state_only(
         wd.checkpoints("ds"), state_lib.abstract(state_lib.init_stage2, config), sharding)
-    vq = state_lib.FrozenNet(s2.vq.params, s2.vq.batch_stats)
-    ds_model, dq_model, vq_model = state_lib.make_models(config)
     lc = config.loss
-    lambdas = (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq)
-    k = losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)
+    return {"wd": wd, "config": config, "ds": ds, "dq": dq, "s2": s2,
+            "vq": state_lib.FrozenNet(s2.vq.params, s2.vq.batch_stats),
+            "models": state_lib.make_models(config),
+            "lambdas": (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+            "k": losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)}
+
+
+def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> dict:
+    """{species: {noise: {term: mean}}} over the split's records (live rows use N* = 0, so their
+    `truth` equals `zero`), plus `n` per species and `truth_wins`: the share of samples where the
+    truth's weighted objective is lower than DS Net's."""
+    run = _load(workdir)
+    wd, config, ds, dq, vq = run["wd"], run["config"], run["ds"], run["dq"], run["vq"]
+    ds_model, dq_model, vq_model = run["models"]
+    lambdas, k = run["lambdas"], run["k"]
 
     @jax.jit
     def step(rgb, ref, depth):
@@ -137,16 +147,10 @@ def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
     """Mean over `batches` training batches of ||grad_theta lambda_i J_i|| per term i of Eq. 7,
     over all DS Net params (`all`) and over the noise decoder (`decoder`: conv2-1..conv2-8), plus
     the mean cosine between the decoder gradients of lambda_3 J_DQ and of each other term."""
-    wd = Workdir.find(workdir)
-    config = wd.read_config()
-    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    s2, _ = checkpoint.restore_state_only(
-        wd.checkpoints("ds"), state_lib.abstract(state_lib.init_stage2, config), sharding)
-    _, dq = evaluate.load_model(config, wd, sharding)
-    ds_model, dq_model, vq_model = state_lib.make_models(config)
-    lc = config.loss
-    weights = dict(zip(PARTS, (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq)))
-    k = losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)
+    run = _load(workdir)
+    config, s2, dq = run["config"], run["s2"], run["dq"]
+    ds_model, dq_model, vq_model = run["models"]
+    weights, k = dict(zip(PARTS, run["lambdas"])), run["k"]
 
     def decoder(tree):
         return {n: v for n, v in tree.items() if n in ("decoder", "conv2-8")}
