@@ -478,31 +478,67 @@ def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int
     groups = np.asarray(groups)
     if groups.shape != test.scores.shape:
         raise ValueError(f"groups must be [N={len(test)}], got shape {groups.shape}")
+    scores = _as_scores(test.scores)
+    labels = _as_labels(test.labels, scores.shape[0])
+    species = _as_species(test.species, labels)
+    threshold = _check_threshold(threshold)
     ids, inv = np.unique(groups, return_inverse=True)
     inv = inv.reshape(-1)
-    members = [np.flatnonzero(inv == g) for g in range(len(ids))]
+    n_groups = len(ids)
+    bona, att = labels == BONA_FIDE, labels == ATTACK
+    has_bona = np.bincount(inv, weights=bona, minlength=n_groups) > 0
+    has_att = np.bincount(inv, weights=att, minlength=n_groups) > 0
     rng = np.random.default_rng(seed)
-    draws = {k: [] for k in BOOTSTRAP_METRICS}
-    tries = 0
-    while len(draws["acer"]) < n_boot:
+    counts, tries = [], 0
+    while len(counts) < n_boot:   # the same draws, in the same order, as one call per resample
         tries += 1
         if tries > 20 * n_boot:
             raise ValueError("bootstrap: resamples keep missing a class; too few groups")
-        pick = np.concatenate([members[g] for g in rng.integers(0, len(ids), len(ids))])
-        labels = test.labels[pick]
-        if not (np.any(labels == ATTACK) and np.any(labels == BONA_FIDE)):
-            continue
-        scores, species = test.scores[pick], test.species[pick]
-        ap = apcer(scores, labels, species, threshold, test.species_names)
-        bp = bpcer(scores, labels, threshold)
-        far, frr = far_frr(scores, labels, threshold)
+        pick = rng.integers(0, n_groups, n_groups)
+        if has_att[pick].any() and has_bona[pick].any():
+            counts.append(np.bincount(pick, minlength=n_groups))
+    # A resample is its samples, each repeated as often as its group was drawn: every metric at
+    # the fixed threshold is a ratio of weighted counts, computed for a block of resamples at a
+    # time (weights [block, N]) instead of one metric call per resample.
+    names = _name_map(test.species_names, species[att])
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    columns = {"bona": bona, "att": att, "rejected": bona & (scores >= threshold),
+               "accepted": att & (scores < threshold)}
+    for sid in names:
+        columns[f"n{sid}"] = att & (species == sid)
+        columns[f"a{sid}"] = att & (species == sid) & (scores < threshold)
+    masks = np.stack([columns[k] for k in columns], axis=1).astype(np.float64)   # [N, K]
+    keys = {k: i for i, k in enumerate(columns)}
+    draws = {k: [] for k in BOOTSTRAP_METRICS}
+    block = max(1, 2 ** 22 // max(1, scores.shape[0]))    # ~32 MB of weights at a time
+    for lo in range(0, n_boot, block):
+        w = np.asarray(counts[lo:lo + block], np.float64)[:, inv]                 # [B, N]
+        t = w @ masks                                                            # [B, K]
+        n_bona, n_att = t[:, keys["bona"]], t[:, keys["att"]]
+        bp = t[:, keys["rejected"]] / n_bona
+        far = t[:, keys["accepted"]] / n_att
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per = [np.where(t[:, keys[f"n{sid}"]] > 0,
+                            t[:, keys[f"a{sid}"]] / t[:, keys[f"n{sid}"]], np.nan)
+                   for sid in names]
+        ap = np.nanmax(np.stack(per), axis=0)
+        # AUC = P(attack score > bona fide score) + P(tie) / 2, the trapezoidal ROC area:
+        # per distinct score, each resample's bona fide and attack weight.
+        ws = w[:, order]
+        wb = np.add.reduceat(ws * bona[order], starts, axis=1)
+        wa = np.add.reduceat(ws * att[order], starts, axis=1)
+        below = np.cumsum(wb, axis=1) - wb
+        auc_draws = np.sum(wa * (below + 0.5 * wb), axis=1) / (n_bona * n_att)
         for k, v in (("apcer", ap), ("bpcer", bp), ("acer", 0.5 * (ap + bp)),
-                     ("hter", 0.5 * (far + frr)), ("auc", auc(scores, labels))):
+                     ("hter", 0.5 * (far + bp)), ("auc", auc_draws)):
             draws[k].append(v)
+    draws = {k: np.concatenate(v) for k, v in draws.items()}
     q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-    out = {k: [float(x) for x in np.nanpercentile(np.asarray(v, float), q)]
-           for k, v in draws.items()}
-    out.update(n_groups=int(len(ids)), n_boot=int(n_boot))
+    out = {k: [float(x) for x in np.nanpercentile(np.asarray(draws[k], float), q)]
+           for k in BOOTSTRAP_METRICS}
+    out.update(n_groups=int(n_groups), n_boot=int(n_boot))
     return out
 
 

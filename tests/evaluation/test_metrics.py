@@ -265,6 +265,39 @@ def test_errors_on_dev_without_a_class_and_bad_species():
         M.apcer(s, np.array([0, 0, 0]), np.array([0, 0, 0]), 0.5)
 
 
+@pytest.mark.parametrize("decimals", [1, 6])   # 1: many tied scores, also across the threshold
+def test_bootstrap_intervals_equal_one_metric_call_per_resample(decimals):
+    """The blocked, weighted-count bootstrap gives what resampling the samples and calling the
+    metric functions on each resample gives (same draws, same redraw rule)."""
+    r = np.random.default_rng(decimals)
+    n, n_ids, threshold = 300, 9, 0.5
+    ids = r.integers(0, n_ids, n)
+    labels = (r.random(n) < 0.6).astype(np.int64)
+    labels[ids == 0] = 0                      # an all-bona-fide identity: some draws are redrawn
+    species = np.where(labels == 1, r.integers(1, 5, n), 0)
+    scores = np.round(r.normal(labels + 0.3 * (ids % 3), 1.0), decimals)
+    test = M.ScoreSet(scores, labels, species, species_names=("live", "a", "b", "c", "d", "e"))
+    got = M.bootstrap_intervals(test, ids, threshold, n_boot=200, seed=3)
+
+    rng, draws = np.random.default_rng(3), {k: [] for k in M.BOOTSTRAP_METRICS}
+    members = [np.flatnonzero(ids == g) for g in range(n_ids)]
+    while len(draws["acer"]) < 200:
+        pick = np.concatenate([members[g] for g in rng.integers(0, n_ids, n_ids)])
+        s, y, sp = scores[pick], labels[pick], species[pick]
+        if not (np.any(y == 1) and np.any(y == 0)):
+            continue
+        ap, bp = M.apcer(s, y, sp, threshold, test.species_names), M.bpcer(s, y, threshold)
+        draws["apcer"].append(ap)
+        draws["bpcer"].append(bp)
+        draws["acer"].append(0.5 * (ap + bp))
+        draws["hter"].append(M.hter(s, y, threshold))
+        draws["auc"].append(M.auc(s, y))
+    for k in M.BOOTSTRAP_METRICS:
+        np.testing.assert_allclose(got[k], np.percentile(draws[k], [2.5, 97.5]), rtol=0,
+                                   atol=1e-12, err_msg=k)
+    assert got["n_groups"] == n_ids and got["n_boot"] == 200
+
+
 def test_bootstrap_intervals_resample_identities_and_shrink_with_more_of_them():
     def scoreset(n_ids, seed):
         r = np.random.default_rng(seed)
