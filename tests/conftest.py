@@ -23,6 +23,27 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import pytest  # noqa: E402
 
 
+# The trained fixtures that take a minute or more to build. Under pytest-xdist (`--dist
+# loadgroup`, setup.cfg) every test that uses one runs on the same worker: otherwise the other
+# worker, handed one of them while the first builds the fixture, sits idle on the lock. Longest
+# first: these groups and the end-to-end test go to the workers before the short tests, which
+# then fill in around them (a long unit handed out last would leave one worker idle at the end).
+GROUPED_FIXTURES = ("two_process_runs", "trained_workdir", "smoke_workdirs")
+LONGEST_FIRST = ("two_process_runs", "test_end_to_end.py", "trained_workdir", "smoke_workdirs")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        names = set(getattr(item, "fixturenames", ())) | {item.path.name}
+        return next((i for i, n in enumerate(LONGEST_FIRST) if n in names), len(LONGEST_FIRST))
+
+    for item in items:
+        used = [f for f in GROUPED_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(used[0]))
+    items.sort(key=rank)   # stable: the collection order within each rank
+
+
 def shared_once(tmp_path_factory, name: str, build) -> str:
     """`build(path)` run once for the whole test run, also under pytest-xdist: the workers share
     one folder (the parent of their own base temp) and a lock file, so a session fixture is built
