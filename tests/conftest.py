@@ -32,6 +32,7 @@ GROUPED_FIXTURES = ("two_process_runs", "trained_workdir", "smoke_workdirs")
 LONGEST_FIRST = ("two_process_runs", "test_end_to_end.py", "trained_workdir", "smoke_workdirs")
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's worker reads the marks
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         names = set(getattr(item, "fixturenames", ())) | {item.path.name}
