@@ -6,7 +6,8 @@
 #   launch/local_multiprocess.sh 2 2 /tmp/mh --config=configs/default.py:smoke
 #
 # Environment: PYTHON (default python3, with despoof_jax installed), PORT (default: a free one),
-# LOGDIR (default: WORKDIR, or ./multiprocess_logs when WORKDIR is a URL).
+# LOGDIR (default: WORKDIR, or ./multiprocess_logs when WORKDIR is a URL); XLA_FLAGS reach every
+# process, followed by the device count (XLA takes the last of a repeated flag).
 # Each process logs to LOGDIR/process_<i>.log. SIGTERM or SIGINT sent to this script is passed
 # on to every process, as a scheduler's preemption would be: they agree on a step, save it and
 # exit with 143 (SIGTERM) or 130 (SIGINT); running the same command again resumes.
@@ -28,7 +29,7 @@ forward() { ((${#pids[@]})) && kill -s "$1" "${pids[@]}" 2>/dev/null; return 0; 
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 for ((i = 0; i < n; i++)); do
-  XLA_FLAGS="--xla_force_host_platform_device_count=$d" JAX_PLATFORMS=cpu \
+  XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$d" JAX_PLATFORMS=cpu \
     "$py" -m despoof_jax.main --multihost --coordinator="127.0.0.1:$port" \
       --num_processes="$n" --process_id="$i" --workdir="$workdir" "$@" \
       >"$logdir/process_$i.log" 2>&1 &

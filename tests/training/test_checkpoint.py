@@ -60,7 +60,8 @@ def test_saved_on_2x2_resumes_on_other_device_counts_and_saves_again(two_process
         parallel.DataParallel("pmap").replicated)
     np.savez(tmp_path / "ref.npz", **{f"a{i}": np.asarray(x.addressable_data(0))
                                       for i, x in enumerate(jax.tree.leaves(st))})
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") +
+               f" --xla_force_host_platform_device_count={devices}",   # the last count wins
                JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-m", "tests.training.checkpoint_worker", str(workdir),
                           str(tmp_path / "ref.npz"), mode], cwd=ROOT, env=env,
