@@ -49,6 +49,16 @@ def model_input(rgb) -> jnp.ndarray:
     return jnp.concatenate([rgb, rgb_to_hsv(rgb)], axis=-1)
 
 
+def true_noise(rgb, live_reference) -> jnp.ndarray:
+    """The simulator's spoof noise in the nets' input space, N* = model_input(I) -
+    model_input(Î*): [..., 6], exactly 0 at every pixel where the image equals its live reference
+    (everywhere on a live record). model_input acts pixel by pixel, so that is what the
+    difference means; it is said explicitly because XLA may compile the two colour conversions
+    into different fusions that round differently (measured: a 1e-7 residue on live records)."""
+    same = jnp.all(jnp.asarray(rgb) == jnp.asarray(live_reference), axis=-1, keepdims=True)
+    return jnp.where(same, 0.0, model_input(rgb) - model_input(live_reference))
+
+
 def smooth_colour_jitter(rgb, rng, strength: float) -> jnp.ndarray:
     """A random, spatially smooth colour change per image: rgb [B, H, W, 3] (uint8 or [0, 1])
     -> float32 [B, H, W, 3] in [0, 1].

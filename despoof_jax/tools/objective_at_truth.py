@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from despoof_jax.data import datasets, pipeline
-from despoof_jax.data.color import model_input
+from despoof_jax.data.color import model_input, true_noise
 from despoof_jax.data.synthetic import SPECIES
 from despoof_jax.evaluation import evaluate
 from despoof_jax.models.vq_net import REAL
@@ -95,11 +95,11 @@ def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> 
 
     @jax.jit
     def step(rgb, ref, depth):
-        x, x_ref = model_input(rgb), model_input(ref)
+        x = model_input(rgb)
         n_ds = ds_model.apply(ds.variables(), x, train=False)["noise"]
         kw = dict(dq=dq, vq=vq, dq_model=dq_model, vq_model=vq_model, k=k, lambdas=lambdas)
         return {name: per_sample_terms(n, x, depth, **kw)
-                for name, n in (("zero", jnp.zeros_like(x)), ("ds", n_ds), ("truth", x - x_ref))}
+                for name, n in (("zero", jnp.zeros_like(x)), ("ds", n_ds), ("truth", true_noise(rgb, ref)))}
 
     source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
     indices = datasets.protocol_indices(config.data, split, meta)

@@ -29,7 +29,7 @@ import optax
 
 from despoof_jax import config as config_lib
 from despoof_jax.data import datasets, pipeline, synthetic
-from despoof_jax.data.color import model_input
+from despoof_jax.data.color import model_input, true_noise
 from despoof_jax.evaluation import decomposition, evaluate
 from despoof_jax.training import state as state_lib
 
@@ -64,7 +64,7 @@ def train_oracle(config, steps: int, log_every: int = 50, channels: int = 6):
 
     @jax.jit
     def step(net, rgb, ref):
-        x, target = model_input(rgb), model_input(rgb) - model_input(ref)
+        x, target = model_input(rgb), true_noise(rgb, ref)
 
         def loss_fn(params):
             out, new = ds_model.apply({"params": params, "batch_stats": net.batch_stats}, x,

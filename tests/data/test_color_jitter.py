@@ -1,5 +1,6 @@
 """The smooth colour jitter of DQ pretraining (train.dq_colour_jitter): it changes colour and
-shading smoothly, never texture, and is random per image."""
+shading smoothly, never texture, and is random per image; and the true noise N* in the nets'
+input space (data/color.py)."""
 import jax
 import numpy as np
 
@@ -26,3 +27,17 @@ def test_jitter_is_a_smooth_per_image_gain_and_offset():
     assert np.std(gain.mean(axis=(1, 2)), axis=0).mean() > 1e-3
     # strength 0 is the identity
     np.testing.assert_allclose(color.smooth_colour_jitter(rgb, jax.random.key(1), 0.0), rgb)
+
+
+def test_true_noise_is_exactly_zero_where_the_image_is_its_live_reference():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    reference = image.copy()
+    reference[1, 4:8] = rng.integers(0, 256, (4, 16, 3), dtype=np.uint8)   # a spoof's patch
+    n = np.asarray(color.true_noise(image, reference))
+    changed = np.any(image != reference, axis=-1)
+    assert n.shape == (2, 16, 16, 6)
+    assert np.all(n[~changed] == 0.0) and np.any(n[changed] != 0.0)
+    np.testing.assert_allclose(
+        n[changed], np.asarray(color.model_input(image) - color.model_input(reference))[changed],
+        atol=1e-6)
