@@ -91,7 +91,9 @@ def synthetic_data_dir(tmp_path_factory):
     """A TFDS data dir holding the `s64_small` synthetic dataset, built once per test run."""
     from despoof_jax.data.builders import synthetic_spoof  # noqa: PLC0415 (after the XLA flags set above)
     def build(d):
-        synthetic_spoof.prepare("s64_small", d)
+        # Rendered in this process: both cores are busy with the two xdist workers, and a pool
+        # of spawned renderers (one per split) adds their imports (tests/data test the pool).
+        synthetic_spoof.prepare("s64_small", d, num_workers=1)
         for split in synthetic_spoof.SPLITS:   # the metadata tables too, while locked
             synthetic_spoof.load_metadata("s64_small", d, split)
 

@@ -11,11 +11,9 @@ import pytest
 
 from despoof_jax import experiment
 from despoof_jax.data import synthetic
-from despoof_jax.data.builders import synthetic_spoof
 from despoof_jax.evaluation import evaluate, metrics, scores
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir
-from tests.conftest import shared_once
 from tests.util import tiny_config
 
 
@@ -23,15 +21,14 @@ def _acer_at(test_scores, test, threshold):
     return metrics.acer(test_scores, test["label"], test["species"], threshold, synthetic.SPECIES)
 
 
-@pytest.fixture(scope="module")
-def e2e_data(tmp_path_factory):
-    return shared_once(tmp_path_factory, "tfds_s64_e2e",
-                       lambda d: synthetic_spoof.prepare("s64_e2e", d))
-
-
-def test_short_training_beats_chance_and_the_untrained_model(e2e_data, tmp_path):
+def test_short_training_beats_chance_and_the_untrained_model(synthetic_data_dir, tmp_path):
+    # On the suite's shared s64_small set (60 records a split, 4 identities each): measured on it,
+    # trained ACER 0.21 against the null's 2nd percentile 0.38 and the untrained model's 0.42,
+    # AUC 0.91; on a 330-record set of its own the margins were wider (0.14, 0.44, 0.47, 0.93)
+    # but building it took 31 CPU-seconds of the suite.
     config = tiny_config(64, **{
-        "data.data_dir": e2e_data, "data.builder_config": "s64_e2e", "model.dq_width": 0.25,
+        "data.data_dir": synthetic_data_dir, "data.builder_config": "s64_small",
+        "model.dq_width": 0.25,
         "train.stage1_steps": 80, "train.stage2_steps": 40, "train.log_every": 50,
         "train.checkpoint_every": 1000, "eval.batch_size": 60})
     # The untrained pipeline: fresh nets, same evaluation (threshold from dev); the report files

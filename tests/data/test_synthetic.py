@@ -181,7 +181,7 @@ def test_global_colour_statistics_do_not_separate_live_from_spoof():
     from sklearn.preprocessing import StandardScaler
 
     colour, hf, labels = [], [], []
-    for i in range(240):
+    for i in range(160):   # (at 240 frames: colour error 0.19, high-frequency error 0.125)
         species = 0 if i % 2 == 0 else 1 + (i // 2) % 4                 # half live, spoofs balanced
         ex = make_example(seed=SEED, identity=i % 24, species=species, device=i % 6, video=i // 48,
                           frame=0, size=64)

@@ -132,10 +132,8 @@ def _config(name, size, ids, devices_per_cell, videos, frames, description, worl
 
 
 CONFIGS = (
-    # Test-suite size: 60 records per split, seconds to build.
+    # Test-suite size (also the end-to-end learning test): 60 records per split, seconds to build.
     _config("s64_small", 64, (4, 4, 4), 3, 1, 1, "64 px, 4/4/4 identities, 1 frame: unit tests."),
-    # The end-to-end learning test: 150/90/90 records, about 20 s to build.
-    _config("s64_e2e", 64, (10, 6, 6), 3, 1, 1, "64 px, 10/6/6 identities, 1 frame: e2e test."),
     # The README's main job on a 2-core CPU (configs/quickstart.py): 720/900/1800 records. The
     # test split has 360 bona fide and 360 images per attack species (60 identities), so one
     # error moves BPCER or a species' APCER by 0.28 points, and the bootstrap over identities
