@@ -2,20 +2,14 @@
 
 Most tests compile a step and run it once or twice, so XLA's optimisation passes cost more than
 they save: they are disabled (also in the subprocesses tests start, which inherit the
-environment). Even the end-to-end training test gains nothing from them: its 120 steps run 1.4x
-faster optimised, and the test takes as long (95 s optimised against 92 s, 2-core CPU).
+environment). Even the end-to-end training test gains nothing from them: at 80 + 40 steps, the
+steps ran 1.4x faster optimised and the test took as long (95 s optimised against 92 s, 2-core
+CPU).
 """
 import fcntl
+import importlib.metadata
 import os
 import shutil
-
-# XLA:CPU's newer fusion emitters compile about twice as slowly as the classic ones at the
-# suite's optimisation level, for the same run time (measured on the 2-core CPU: the stage-2 step
-# at 32 px compiles in 3.8 s against 1.8 s; the benchmark, fused-BatchNorm and pmap tests take 126
-# against 77 CPU-seconds). The suite turns them off where the flag exists (jaxlib 0.10 is where
-# it was measured; an XLA that does not know a flag aborts).
-import importlib.metadata  # noqa: E402
-
 
 def _version(name: str) -> tuple:
     try:
@@ -24,6 +18,11 @@ def _version(name: str) -> tuple:
         return (0, 0)
 
 
+# XLA:CPU's newer fusion emitters compile about twice as slowly as the classic ones at the
+# suite's optimisation level, for the same run time (measured on the 2-core CPU: the stage-2 step
+# at 32 px compiles in 3.8 s against 1.8 s; the benchmark, fused-BatchNorm and pmap tests take 126
+# against 77 CPU-seconds). The suite turns them off where the flag exists (jaxlib 0.10 is where
+# it was measured; an XLA that does not know a flag aborts).
 SUITE_XLA_FLAGS = "--xla_force_host_platform_device_count=8"
 if _version("jaxlib") >= (0, 10):
     SUITE_XLA_FLAGS += " --xla_cpu_use_fusion_emitters=false"

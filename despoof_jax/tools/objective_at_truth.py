@@ -98,8 +98,8 @@ def measure(workdir, split: str = "test", max_batches: Optional[int] = None) -> 
         x = model_input(rgb)
         n_ds = ds_model.apply(ds.variables(), x, train=False)["noise"]
         kw = dict(dq=dq, vq=vq, dq_model=dq_model, vq_model=vq_model, k=k, lambdas=lambdas)
-        return {name: per_sample_terms(n, x, depth, **kw)
-                for name, n in (("zero", jnp.zeros_like(x)), ("ds", n_ds), ("truth", true_noise(rgb, ref)))}
+        noises = (("zero", jnp.zeros_like(x)), ("ds", n_ds), ("truth", true_noise(rgb, ref)))
+        return {name: per_sample_terms(n, x, depth, **kw) for name, n in noises}
 
     source, meta = datasets.load_split(datasets.for_split(config.data, split), split)
     indices = datasets.protocol_indices(config.data, split, meta)
