@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import shutil
 
+
 def _version(name: str) -> tuple:
     try:
         return tuple(int(p) for p in importlib.metadata.version(name).split(".")[:2])
