@@ -71,6 +71,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.dq = 0.1
     c.loss.vq = 0.016
     c.loss.repetitive_k_at_256 = 64        # k of the repetitive loss, scaled with image_size
+    # Not in the paper (0 = off; issue #13 item 3): weight of J_t = ||N - N*||_1, DS Net's noise
+    # (RGB half) against the simulator's true noise N* = I - live_reference, on every record
+    # (live ones too, where N* = 0). The magnitude loss J_m is this term restricted to live
+    # faces, the only ones whose noise the paper knows; the synthetic world knows it for spoofs
+    # too. Needs a dataset with `live_reference` (the synthetic world); 3.0 = lambda_1.
+    c.loss.noise_truth = 0.0
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 6                 # global batch (Sec. 4.1)

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The README's synthetic-world tables in one go, at the quickstart scale, on CPU: Table 2
 # (configs/quickstart.py), the Sec. 4.2 loss ablations, the two baselines, Table 3's resolution
-# and blur rows, then one report with every table (bootstrap intervals over test identities).
+# and blur rows, issue #13's decomposing DS Net and its ablation (configs/decomposition.py), then
+# one report with every table (bootstrap intervals over test identities).
 #
 #   launch/synthetic_tables.sh [ROOT=workdir] [PART...]
-#   launch/synthetic_tables.sh workdir quickstart ablations baselines table3 report
+#   launch/synthetic_tables.sh workdir quickstart ablations baselines table3 decomposition report
 #
 # Each run resumes from its checkpoints, so rerunning the script after a kill continues where it
-# stopped; finished runs are skipped. The ablations reuse the quickstart's stage-1 DQ Net (it does
-# not depend on the ablated loss), so they train stage 2 only.
+# stopped; finished runs are skipped. The ablations and the decomposition runs reuse the
+# quickstart's stage-1 DQ Net (it does not depend on stage 2's losses), so they train stage 2 only.
 set -euo pipefail
 root=${1:-workdir}; shift || true
-parts=${*:-quickstart ablations baselines table3 report}
+parts=${*:-quickstart ablations baselines table3 decomposition report}
 run() {   # workdir, config, extra flags
   local w=$1 c=$2; shift 2
   if [[ -f "$w/eval/metrics.json" ]]; then echo "== $w: done"; return; fi
@@ -27,6 +28,12 @@ for part in $parts; do
         if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
         run "$w" "configs/ablation_loss.py:$v"
       done ;;
+    decomposition)
+      for v in truth_skip truth skip; do
+        w="$root/decomposition_$v"
+        if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
+        run "$w" "configs/decomposition.py:$v"
+      done ;;
     baselines)
       run "$root/baseline_cnn" configs/baseline_cnn.py
       w="$root/baseline_depth"
@@ -35,8 +42,9 @@ for part in $parts; do
     table3)
       for v in res32 res16 blur1 blur2; do run "$root/table3_$v" "configs/resolution_blur.py:$v"; done ;;
     report)
-      despoof report "$root"/quickstart "$root"/ablation_* "$root"/baseline_* \
-        $(ls -d "$root"/table3_* 2>/dev/null) --out "$root/report" ;;
-    *) echo "unknown part $part (quickstart ablations baselines table3 report)" >&2; exit 2 ;;
+      despoof report "$root"/quickstart $(ls -d "$root"/ablation_* "$root"/baseline_* \
+        "$root"/table3_* "$root"/decomposition_* 2>/dev/null) --out "$root/report" ;;
+    *) echo "unknown part $part (quickstart ablations baselines table3 decomposition report)" >&2
+       exit 2 ;;
   esac
 done

@@ -138,8 +138,8 @@ def smoke_workdirs(synthetic_data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_workdir(synthetic_data_dir, tmp_path_factory):
     """A smoke model (4 + 4 steps) trained and evaluated once per test run through the `despoof`
-    command line, with a profile of one step; shared by the serving tests (library, CLI,
-    export) and the run-observation tests."""
+    command line, with a profile of one step and `loss.noise_truth` on; shared by the serving
+    tests (library, CLI, export) and the run-observation tests."""
     import jax  # noqa: PLC0415 (after the XLA flags set above)
 
     from despoof_jax import cli  # noqa: PLC0415 (after the XLA flags set above)
@@ -150,7 +150,9 @@ def trained_workdir(synthetic_data_dir, tmp_path_factory):
         rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
                        f"--workdir={root}/workdir", f"--config.data.data_dir={synthetic_data_dir}",
                        "--config.train.stage1_steps=4", "--config.train.stage2_steps=4",
-                       "--config.train.log_every=2", "--config.train.profile_steps=1"])
+                       "--config.train.log_every=2", "--config.train.profile_steps=1",
+                       # the loop's path for the truth term (not in the paper) at no extra run
+                       "--config.loss.noise_truth=3.0"])
         assert rc == 0
 
     return os.path.join(shared_once(tmp_path_factory, "api_model", build), "workdir")

@@ -17,6 +17,9 @@ Batches are numpy dicts, B = the per-host batch:
                                       so the zeroing happens in the loss.
   map:      float32 [B, S/8, S/8, 1]  the 0\\1 map label (Eq. 6): all ones for spoof, zeros for live.
   label:    int32   [B]               0 live, 1 spoof.
+  live_reference: uint8 [B, S, S, 3]  only with `with_reference=True` (synthetic records): the
+                                      frame through an ideal medium, degraded like `rgb`; the
+                                      true noise N* = rgb - live_reference (`loss.noise_truth`).
   species, device, identity, video: int32 [B].
 Evaluation batches add `valid: bool [B]` and `index: int64 [B]` (record index, -1 on padding).
 
@@ -127,10 +130,13 @@ def degrade(image: np.ndarray, degradation: Optional[Degradation]) -> np.ndarray
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def to_example(record: dict, size: int,
-               degradation: Optional[Degradation] = None) -> dict[str, np.ndarray]:
+def to_example(record: dict, size: int, degradation: Optional[Degradation] = None,
+               with_reference: bool = False) -> dict[str, np.ndarray]:
     """One record -> one unbatched example (the batch fields above without the B axis)."""
     _check_size(record, size)
+    if with_reference and "live_reference" not in record:
+        raise ValueError("with_reference=True needs records with a `live_reference` (the synthetic "
+                         f"world's ground truth); this record has only {sorted(record)}")
     s8 = size // LABEL_STRIDE
     depth = np.asarray(record["depth"], np.float32).reshape(size, size) / 255.0
     # Area averaging (mean of each 8x8 block) keeps the depth of thin structures at the block's
@@ -144,16 +150,21 @@ def to_example(record: dict, size: int,
     }
     for key in INT_KEYS:
         example[key] = np.int32(record[key])
+    if with_reference:
+        example["live_reference"] = degrade(np.asarray(record["live_reference"], np.uint8),
+                                            degradation)
     return example
 
 
 class _ToExample(grain.MapTransform):
-    def __init__(self, size: int, degradation: Optional[Degradation] = None):
+    def __init__(self, size: int, degradation: Optional[Degradation] = None,
+                 with_reference: bool = False):
         self._size = size
         self._degradation = degradation
+        self._with_reference = with_reference
 
     def map(self, record):
-        return to_example(record, self._size, self._degradation)
+        return to_example(record, self._size, self._degradation, self._with_reference)
 
 
 def host_slice(indices: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
@@ -173,7 +184,8 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
                    seed: int, process_index: int, process_count: int, size: int,
                    shuffle: bool = True, num_epochs: int | None = None, worker_count: int = 0,
                    read_threads: int = 4, prefetch: int = 64,
-                   degradation: Optional[Degradation] = None) -> grain.PyGrainDatasetIterator:
+                   degradation: Optional[Degradation] = None,
+                   with_reference: bool = False) -> grain.PyGrainDatasetIterator:
     """Training batches of this host: shuffled with `seed`, repeated `num_epochs` (None = forever).
 
     Args:
@@ -188,6 +200,7 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
         does) or call `absl.flags.FLAGS.mark_as_parsed()` first in a notebook.
       read_threads, prefetch: grain ReadOptions (reader threads, records buffered ahead).
       degradation: Table 3 image degradation (None = the images as stored).
+      with_reference: batches also carry `live_reference` (records without one raise).
 
     Returns:
       A grain iterator of the batch dicts in the module docstring; incomplete batches are dropped.
@@ -206,14 +219,15 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
         raise ValueError(f"Host {process_index} of {process_count} has {len(indices)} records, "
                          f"fewer than one per-host batch of {batch_size}: use a smaller "
                          "global_batch_size or more data.")
-    # Fail here, with the size mismatch, rather than in a reader thread or worker.
-    _check_size(source[int(indices[0])], size)
+    # Fail here, with the size mismatch or a missing reference, rather than in a reader thread
+    # or worker.
+    to_example(source[int(indices[0])], size, None, with_reference)
     subset = _Subset(source, indices)
     sampler = grain.IndexSampler(num_records=len(subset), shard_options=grain.NoSharding(),
                                  shuffle=shuffle, num_epochs=num_epochs, seed=seed)
     loader = grain.DataLoader(
         data_source=subset, sampler=sampler,
-        operations=[_ToExample(size, degradation), grain.Batch(batch_size, drop_remainder=True)],
+        operations=[_ToExample(size, degradation, with_reference), grain.Batch(batch_size, drop_remainder=True)],
         worker_count=worker_count,
         read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     return iter(loader)

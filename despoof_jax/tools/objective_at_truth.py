@@ -81,6 +81,7 @@ def _load(workdir) -> dict:
             "vq": state_lib.FrozenNet(s2.vq.params, s2.vq.batch_stats),
             "models": state_lib.make_models(config),
             "lambdas": (lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+            "noise_truth": float(lc.get("noise_truth", 0.0)),
             "k": losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256)}
 
 
@@ -146,11 +147,14 @@ PARTS = ("z", "m", "r", "dq", "vq")
 def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
     """Mean over `batches` training batches of ||grad_theta lambda_i J_i|| per term i of Eq. 7,
     over all DS Net params (`all`) and over the noise decoder (`decoder`: conv2-1..conv2-8), plus
-    the mean cosine between the decoder gradients of lambda_3 J_DQ and of each other term."""
+    the mean cosine between the decoder gradients of lambda_3 J_DQ and of each other term.
+    A run trained with `loss.noise_truth` also gets the pull of its truth term J_t ("t")."""
     run = _load(workdir)
     config, s2, dq = run["config"], run["s2"], run["dq"]
     ds_model, dq_model, vq_model = run["models"]
     weights, k = dict(zip(PARTS, run["lambdas"])), run["k"]
+    names = PARTS + (("t",) if run["noise_truth"] > 0 else ())
+    weights["t"] = run["noise_truth"]
 
     def decoder(tree):
         return {n: v for n, v in tree.items() if n in ("decoder", "conv2-8")}
@@ -160,20 +164,20 @@ def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
 
     @jax.jit
     def pulls(batch, rng):
-        def weighted(params):   # [5]: lambda_i J_i, one reverse pass per entry (jacrev)
+        def weighted(params):   # [5 or 6]: lambda_i J_i, one reverse pass per entry (jacrev)
             parts, _ = steps.ds_loss_parts(params, s2, dq, batch, rng, ds_model=ds_model,
                                            dq_model=dq_model, vq_model=vq_model, k=k)
-            return jnp.stack([weights[name] * parts[name] for name in PARTS])
+            return jnp.stack([weights[name] * parts[name] for name in names])
 
-        jac = jax.jacrev(weighted)(s2.ds.params)   # leaves [5, ...]
+        jac = jax.jacrev(weighted)(s2.ds.params)   # leaves [5 or 6, ...]
         out = {}
         dec = {}
-        for i, name in enumerate(PARTS):
+        for i, name in enumerate(names):
             g = jax.tree.map(lambda a, i=i: a[i], jac)
             dec[name] = flat(decoder(g))
             out[f"all/{name}"] = jnp.linalg.norm(flat(g))
             out[f"decoder/{name}"] = jnp.linalg.norm(dec[name])
-        for name in PARTS:
+        for name in names:
             if name != "dq":
                 a, b = dec["dq"], dec[name]
                 out[f"cos_dq/{name}"] = a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-30)
@@ -184,12 +188,15 @@ def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
     rng = np.random.default_rng(0)
     indices = rng.permutation(indices)[:batches * config.train.batch_size]
     acc = []
+    degradation = datasets.degradation(config.data)
     for b, batch in enumerate(pipeline.eval_batches(
             source, indices, batch_size=config.train.batch_size, size=config.data.image_size,
-            degradation=datasets.degradation(config.data))):
+            degradation=degradation)):
         if not np.all(batch["valid"]):
             break
         feed = {k_: batch[k_] for k_ in ("rgb", "depth", "label")}
+        if "t" in names:
+            feed["live_reference"] = evaluate.live_references(source, batch, degradation)
         acc.append({k_: float(v) for k_, v in pulls(feed, jax.random.key(b)).items()})
     return {k_: float(np.mean([a[k_] for a in acc])) for k_ in acc[0]} | {"batches": len(acc)}
 
@@ -197,7 +204,7 @@ def gradient_pulls(workdir, split: str = "train", batches: int = 20) -> dict:
 def gradient_markdown(g: dict) -> str:
     lines = ["| term (weighted) | grad norm, all DS Net | grad norm, noise decoder | "
              "cosine with lambda_3 J_DQ on the decoder |", "|---|---|---|---|"]
-    for name in PARTS:
+    for name in PARTS + (("t",) if "all/t" in g else ()):
         cos = "1" if name == "dq" else f"{g[f'cos_dq/{name}']:+.3f}"
         lines.append(f"| J_{name} | {g[f'all/{name}']:.3g} | {g[f'decoder/{name}']:.3g} | {cos} |")
     return "\n".join(lines) + f"\n\n(mean over {g['batches']} training batches)\n"

@@ -131,7 +131,14 @@ def fresh_data_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] >> 1)
 
 
-def _train_iterator(config, dp: DataParallel, seed: Optional[int] = None):
+def uses_noise_truth(config, name: str) -> bool:
+    """Whether stage `name` trains on the simulator's true noise (`loss.noise_truth` > 0, DS Net's
+    stage only): its batches then carry `live_reference`."""
+    return name == "ds" and float(config.loss.get("noise_truth", 0.0)) > 0
+
+
+def _train_iterator(config, dp: DataParallel, seed: Optional[int] = None,
+                    with_reference: bool = False):
     source, meta = datasets.load_split(datasets.for_split(config.data, "train"), "train")
     indices = datasets.protocol_indices(config.data, "train", meta)
     dp.check_batch_size(config.train.batch_size)
@@ -141,19 +148,20 @@ def _train_iterator(config, dp: DataParallel, seed: Optional[int] = None):
         process_index=jax.process_index(), process_count=jax.process_count(),
         size=config.data.image_size, worker_count=config.data.worker_count,
         prefetch=max(config.data.prefetch * config.train.batch_size, 1),
-        degradation=datasets.degradation(config.data))
+        degradation=datasets.degradation(config.data), with_reference=with_reference)
 
 
 def _model_batch(batch: dict) -> dict:
     """The fields a train step reads (the rest stay on the host)."""
-    return {k: batch[k] for k in ("rgb", "depth", "label")}
+    return {k: batch[k] for k in ("rgb", "depth", "label", "live_reference") if k in batch}
 
 
 def _restore_or_init(name, config, ckpt, dp, init_fn):
     """(state, start step, iterator) of a stage: its latest readable checkpoint, or a fresh
     start."""
     abstract = state_lib.abstract(init_fn, config)
-    it = _train_iterator(config, dp)
+    reference = uses_noise_truth(config, name)
+    it = _train_iterator(config, dp, with_reference=reference)
     if ckpt.latest_step() is None:
         # One compiled program: run eagerly, flax's init compiles every op on its own (~175
         # small programs for stage 2, seconds of start-up).
@@ -167,7 +175,7 @@ def _restore_or_init(name, config, ckpt, dp, init_fn):
                         "fresh position instead (seed %d = data seed %d folded with step %d); "
                         "the run stays deterministic but differs from an uninterrupted one",
                         name, r.data_note, seed, config.seed, r.step)
-        it = _train_iterator(config, dp, seed=seed)
+        it = _train_iterator(config, dp, seed=seed, with_reference=reference)
     return r.state, r.step, it
 
 

@@ -58,6 +58,18 @@ def magnitude_loss(noise, is_spoof, axis_name=None):
     return batch_mean(_per_sample_l1(noise), 1.0 - is_spoof, axis_name)
 
 
+def noise_truth_loss(noise, truth, axis_name=None):
+    """J_t = ||N - N*||_1 on the RGB half (not in the paper; `config.loss.noise_truth`).
+
+    noise: DS Net's [B, H, W, 6] noise; truth: N* in the same input space
+    (`despoof_jax.data.color.true_noise`, 0 for live faces). Every sample counts: on live faces
+    J_t is the RGB half of the magnitude loss J_m, on spoof faces it is the supervision the paper
+    does not have. The HSV half is left out: hue wraps around, so N* jumps by up to 1 where a
+    colour crosses red.
+    """
+    return batch_mean(_per_sample_l1(noise[..., :3] - truth[..., :3]), axis_name=axis_name)
+
+
 def repetitive_kernel_size(image_size: int, k_at_256: int = 64) -> int:
     """k of the repetitive loss, scaled with the resolution (the paper's k = 64 at 256 px)."""
     return max(2, int(round(k_at_256 * image_size / 256)))
@@ -148,8 +160,18 @@ def total_ds_loss(parts: dict, lambdas) -> jnp.ndarray:
     """Eq. 7, J_T = J_z + l1 J_m + l2 J_r + l3 J_DQ + l4 J_VQ_test.
 
     parts: dict with keys z, m, r, dq, vq; lambdas: (l1, l2, l3, l4) = (3, 0.005, 0.1, 0.016)
-    in the paper, or (l0, l1, l2, l3, l4) with a weight l0 of J_z (the paper has none: l0 = 1).
-    A weight of 0 removes a term (the ablations of Sec. 4.2).
+    in the paper, or (l0, l1, l2, l3, l4) with a weight l0 of J_z (the paper has none: l0 = 1),
+    or (l0, l1, l2, l3, l4, lt) with the weight lt of `noise_truth_loss` (part "t"; not in the
+    paper, 0 = off). A weight of 0 removes a term (the ablations of Sec. 4.2).
     """
-    l0, l1, l2, l3, l4 = lambdas if len(lambdas) == 5 else (1.0, *lambdas)
-    return l0 * parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"] + l4 * parts["vq"]
+    if len(lambdas) not in (4, 5, 6):
+        raise ValueError(f"lambdas must have 4, 5 or 6 weights, got {len(lambdas)}")
+    l0, l1, l2, l3, l4, lt = (*((1.0,) if len(lambdas) == 4 else ()), *lambdas,
+                              *((0.0,) if len(lambdas) < 6 else ()))
+    total = l0 * parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"] + l4 * parts["vq"]
+    if lt:
+        if "t" not in parts:
+            raise ValueError("a noise_truth weight needs the true noise: batches with "
+                             "`live_reference` (the synthetic world)")
+        total = total + lt * parts["t"]
+    return total

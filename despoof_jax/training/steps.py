@@ -8,7 +8,7 @@ function is the single-device step. This module names no device; `parallel.py` r
 
 Batch slices are dicts of arrays (see `despoof_jax.data.pipeline`):
   rgb [b, H, W, 3] uint8, depth [b, H/8, W/8, 1] float32 face depth in [0, 1],
-  label [b] int32 (1 = spoof).
+  label [b] int32 (1 = spoof); with `loss.noise_truth` also live_reference [b, H, W, 3] uint8.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from despoof_jax.data.color import model_input, smooth_colour_jitter
+from despoof_jax.data.color import model_input, smooth_colour_jitter, true_noise
 from despoof_jax.training import losses
 from despoof_jax.training.state import (
     FrozenNet,
@@ -139,13 +139,17 @@ def _ds_terms(out: dict, state: Stage2State, dq: FrozenNet, batch, rng, *, dq_mo
     depth = dq_model.apply(jax.lax.stop_gradient(dq.variables()), out["live"], train=False)
     logits, _ = vq_model.apply(jax.lax.stop_gradient(state.vq.variables()), out["live"],
                                train=True, mutable=["batch_stats"], rngs={"dropout": rng})
-    return {
+    parts = {
         "z": losses.zero_one_map_loss(out["map"], spoof, axis_name),
         "m": losses.magnitude_loss(out["noise"], spoof, axis_name),
         "r": losses.repetitive_loss(out["noise"], spoof, k, axis_name),
         "dq": losses.depth_loss(depth, batch["depth"], axis_name),
         "vq": losses.vq_generator_loss(logits, spoof, axis_name),
     }
+    if "live_reference" in batch:   # loss.noise_truth (not in the paper)
+        parts["t"] = losses.noise_truth_loss(
+            out["noise"], true_noise(batch["rgb"], batch["live_reference"]), axis_name)
+    return parts
 
 
 def ds_update(state: Stage2State, dq: FrozenNet, batch, rng, *, ds_model, dq_model, vq_model,
@@ -245,7 +249,8 @@ def bind_stage2(config):
         stage2_step if mode == "separate" else stage2_step_one_batch,
         ds_model=ds_model, dq_model=dq_model, vq_model=vq_model,
         tx=make_optimizer(config),
-        lambdas=(lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq),
+        lambdas=(lc.zero_one_map, lc.magnitude, lc.repetitive, lc.dq, lc.vq,
+                 float(lc.get("noise_truth", 0.0))),
         k=losses.repetitive_kernel_size(config.data.image_size, lc.repetitive_k_at_256))
 
 

@@ -48,6 +48,36 @@ def test_batch_layout_and_labels(data):
     assert set(batch["label"].tolist()) == {0, 1}
 
 
+def test_batches_carry_the_live_reference_on_request(data):
+    """loss.noise_truth's batches: `live_reference` beside `rgb`, degraded the same way; equal to
+    the image on live records; a source without references is refused before any read."""
+    source, _ = data
+    indices = np.arange(len(source))
+    plain = next(_train(source, indices, shuffle=False))
+    assert "live_reference" not in plain
+    blur = pipeline.Degradation(blur_sigma=1.0)
+    batch = next(_train(source, indices, shuffle=False, with_reference=True, degradation=blur))
+    assert batch["live_reference"].dtype == np.uint8
+    for i in range(8):
+        record = source[i]
+        np.testing.assert_array_equal(batch["live_reference"][i],
+                                      pipeline.degrade(record["live_reference"], blur))
+        np.testing.assert_array_equal(batch["rgb"][i], pipeline.degrade(record["image"], blur))
+        if batch["label"][i] == 0:
+            np.testing.assert_array_equal(batch["live_reference"][i], batch["rgb"][i])
+    assert np.any(batch["live_reference"] != batch["rgb"])   # spoofs differ from their truth
+
+    class NoReference:
+        def __len__(self):
+            return len(source)
+
+        def __getitem__(self, i):
+            return {k: v for k, v in source[i].items() if k != "live_reference"}
+
+    with pytest.raises(ValueError, match="live_reference"):
+        _train(NoReference(), indices, with_reference=True)
+
+
 def test_shuffled_epoch_is_a_permutation_and_seeded(data):
     source, meta = data
     indices = np.flatnonzero(meta["species"] != 2)  # 48 records, a strict subset.

@@ -11,6 +11,7 @@ from tests.util import config_module
 ablation_loss = config_module("ablation_loss")
 baseline_cnn = config_module("baseline_cnn")
 baseline_depth = config_module("baseline_depth")
+decomposition = config_module("decomposition")
 default = config_module("default")
 protocol_cross = config_module("protocol_cross")
 protocol_oulu = config_module("protocol_oulu")
@@ -43,7 +44,7 @@ def test_ablation_variants_zero_exactly_one_weight():
         # ...and the training step receives them in Eq. 7's order.
         lambdas = train_step.bind_stage2(c).keywords["lambdas"]
         assert lambdas == (c.loss.zero_one_map, c.loss.magnitude, c.loss.repetitive,
-                           c.loss.dq, c.loss.vq)
+                           c.loss.dq, c.loss.vq, 0.0)   # noise_truth (not in the paper): off
     assert default.get_config().loss.zero_one_map == 1.0   # the paper's setting unchanged
 
 
@@ -51,7 +52,7 @@ def test_ablation_variants_zero_exactly_one_weight():
     (ablation_loss, ablation_loss.VARIANTS), (resolution_blur, tuple(resolution_blur.DEGRADATIONS)),
     (protocol_synthetic, protocol_synthetic.VARIANTS), (protocol_oulu, protocol_oulu.VARIANTS),
     (protocol_cross, tuple(protocol_cross.PAIRS)), (baseline_cnn, ("",)),
-    (baseline_depth, ("",))])
+    (baseline_depth, ("",)), (decomposition, decomposition.VARIANTS)])
 def test_every_variant_has_a_smoke_scale_and_is_locked(module, variants):
     for v in variants:
         c = module.get_config(f"{v},smoke" if v else "smoke")
@@ -60,6 +61,27 @@ def test_every_variant_has_a_smoke_scale_and_is_locked(module, variants):
             c.data.misspelt_field = 1
     with pytest.raises(ValueError, match="unknown variant"):
         module.get_config("no_such_variant")
+
+
+def test_decomposition_variants_change_only_the_two_options():
+    """configs/decomposition.py (issue #13 item 3): the quickstart with the input skip and/or the
+    truth term, 1600 stage-2 steps; every weight of Eq. 7 stays the paper's."""
+    quick = config_module("quickstart").get_config()
+    want = {"truth_skip": (True, 3.0), "truth": (False, 3.0), "skip": (True, 0.0)}
+    for name, (skip, truth) in want.items():
+        c = decomposition.get_config(name)
+        assert (c.model.ds_input_skip, c.loss.noise_truth) == (skip, truth)
+        assert c.train.stage2_steps == 1600
+        for field in ("zero_one_map", "magnitude", "repetitive", "dq", "vq"):
+            assert c.loss[field] == quick.loss[field] == default.get_config().loss[field]
+        # Stage 1 is the quickstart's, so its DQ Net can be reused.
+        assert c.train.stage1_steps == quick.train.stage1_steps
+        assert (c.model.dq_width, c.data.builder_config) == (quick.model.dq_width,
+                                                             quick.data.builder_config)
+        lambdas = train_step.bind_stage2(c).keywords["lambdas"]
+        assert lambdas[-1] == truth
+    assert decomposition.get_config() == decomposition.get_config("truth_skip")
+    assert (quick.loss.noise_truth, quick.model.ds_input_skip) == (0.0, False)
 
 
 def _high_frequency_energy(image):

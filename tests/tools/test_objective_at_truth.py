@@ -64,6 +64,8 @@ def test_gradient_pulls_on_a_trained_workdir(trained_workdir):
     # every term that depends on N pulls on the decoder
     for name in ("m", "r", "dq", "vq"):
         assert g[f"decoder/{name}"] > 0, name
+    # the shared run trains with loss.noise_truth: its term's pull is measured too
+    assert g["decoder/t"] > 0 and -1.0 <= g["cos_dq/t"] <= 1.0
     for name in ("z", "m", "r", "vq"):
         assert -1.0 <= g[f"cos_dq/{name}"] <= 1.0
     assert "J_dq" in objective_at_truth.gradient_markdown(g)

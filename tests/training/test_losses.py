@@ -84,6 +84,31 @@ def test_total_loss_weights():
     parts = dict(z=1.0, m=1.0, r=1.0, dq=1.0, vq=1.0)
     assert losses.total_ds_loss(parts, (3, 0.005, 0.1, 0.016)) == pytest.approx(4.121)
     assert losses.total_ds_loss(parts, (0, 0, 0, 0)) == 1.0
+    # The truth term (not in the paper) counts only with a weight, and only where it exists.
+    assert losses.total_ds_loss(dict(parts, t=2.0), (1, 3, 0.005, 0.1, 0.016, 0.0)) == \
+        pytest.approx(4.121)
+    assert losses.total_ds_loss(dict(parts, t=2.0), (1, 3, 0.005, 0.1, 0.016, 3.0)) == \
+        pytest.approx(10.121)
+    with pytest.raises(ValueError, match="live_reference"):
+        losses.total_ds_loss(parts, (1, 3, 0.005, 0.1, 0.016, 3.0))
+    with pytest.raises(ValueError, match="4, 5 or 6"):
+        losses.total_ds_loss(parts, (1, 3, 0.005))
+
+
+def test_noise_truth_loss_on_hand_made_noise():
+    r = np.random.RandomState(1)
+    truth = jnp.asarray(r.randn(2, 8, 8, 6).astype(np.float32))
+    # N = N*: zero, whatever the HSV half holds; the HSV half is never compared.
+    other_hsv = truth.at[..., 3:].add(5.0)
+    assert float(losses.noise_truth_loss(other_hsv, truth)) == 0.0
+    # N = 0: the mean |N*| over the RGB half of every sample.
+    assert float(losses.noise_truth_loss(jnp.zeros_like(truth), truth)) == pytest.approx(
+        float(jnp.mean(jnp.abs(truth[..., :3]))), rel=1e-6)
+    # Live faces (N* = 0): the RGB half of the magnitude loss on them.
+    noise = jnp.asarray(r.randn(2, 8, 8, 6).astype(np.float32))
+    live = jnp.zeros(2)
+    assert float(losses.noise_truth_loss(noise, jnp.zeros_like(noise))) == pytest.approx(
+        float(losses.magnitude_loss(noise[..., :3], live)), rel=1e-6)
 
 
 def test_batch_mean_over_devices_equals_global_masked_mean():

@@ -28,6 +28,8 @@ def test_event_files_hold_every_step_of_metrics_jsonl(trained_workdir, stage, lo
     assert [s for s, _ in got] == [r["step"] for r in rows] == [1, 2, 3, 4]
     np.testing.assert_allclose([v for _, v in got], [r[loss] for r in rows], rtol=1e-6)
     assert "finite" not in " ".join(scalars)   # the NaN guard is not a curve worth plotting
+    if stage == "ds":   # the shared run trains with loss.noise_truth: its term is logged
+        assert all(r["J_t"] > 0 for r in rows) and "ds/J_t" in scalars
 
 
 def test_eval_events_hold_metrics_and_the_sample_sheet(trained_workdir):

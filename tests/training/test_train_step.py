@@ -152,3 +152,43 @@ def test_unknown_vq_batch_mode_is_refused(setup):
         config.train.vq_batch = "both"
     with pytest.raises(ValueError, match="vq_batch"):
         train_step.bind_stage2(config)
+
+
+def test_noise_truth_term_supervises_the_noise_only_when_on(setup):
+    """loss.noise_truth (not in the paper): with the true noise in the batch, J_t is DS Net's RGB
+    noise against N* = I - live_reference; its gradient reaches the decoder; a reference equal to
+    the image (N* = 0) makes J_t the RGB half of the magnitude loss on every sample."""
+    config, s2, dq, (_, bb) = setup
+    kw = _kwargs(config)
+    del kw["tx"], kw["lambdas"]
+    rng = np.random.RandomState(3)
+    ref = np.clip(bb["rgb"].astype(np.int16) + rng.randint(-40, 41, bb["rgb"].shape), 0, 255)
+    with_ref = dict(bb, live_reference=ref.astype(np.uint8))
+
+    def parts_of(params, batch):
+        return train_step.ds_loss_parts(params, s2, dq, batch, jax.random.key(0), **kw)[0]
+
+    assert "t" not in parts_of(s2.ds.params, bb)
+    parts = parts_of(s2.ds.params, with_ref)
+    out, _ = kw["ds_model"].apply({"params": s2.ds.params, "batch_stats": s2.ds.batch_stats},
+                                  train_step.model_input(bb["rgb"]), train=True,
+                                  mutable=["batch_stats"])
+    truth = train_step.true_noise(bb["rgb"], with_ref["live_reference"])
+    want = np.mean(np.abs(np.asarray(out["noise"])[..., :3] - np.asarray(truth)[..., :3]))
+    assert float(parts["t"]) == pytest.approx(want, rel=1e-5)
+    assert float(parts["t"]) > 0.05   # the reference differs from the image by ~20/255
+    same = parts_of(s2.ds.params, dict(bb, live_reference=bb["rgb"]))
+    assert float(same["t"]) == pytest.approx(
+        float(np.mean(np.abs(np.asarray(out["noise"])[..., :3]))), rel=1e-5)
+    grads = jax.jit(jax.grad(lambda p: parts_of(p, with_ref)["t"]))(s2.ds.params)
+    assert float(np.abs(grads["conv2-8"]["kernel"]).max()) > 0
+    # In the step: logged as J_t, and the total moves by lambda_t J_t.
+    for lt in (0.0, 3.0):
+        c = config.copy_and_resolve_references()
+        c.loss.noise_truth = lt
+        step = jax.jit(functools.partial(train_step.bind_stage2(c), axis_name=None))
+        _, m = step(s2, dq, bb, with_ref, jax.random.key(0))
+        assert float(m["J_t"]) == pytest.approx(float(parts["t"]), rel=1e-4)
+        lam = (1.0, c.loss.magnitude, c.loss.repetitive, c.loss.dq, c.loss.vq)
+        paper = sum(w * float(m[f"J_{n}"]) for w, n in zip(lam, ("z", "m", "r", "dq", "vq")))
+        assert float(m["ds_total"]) == pytest.approx(paper + lt * float(m["J_t"]), rel=1e-4)
