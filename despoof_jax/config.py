@@ -102,7 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 32
-    c.eval.fusion = "average"              # Table 2: average of the noise and depth scores
+    # Table 2: average of the noise and depth scores; any of scores.FUSIONS, or "dev_eer": the
+    # fusion of lowest EER on the dev split (`evaluate.choose_fusion`).
+    c.eval.fusion = "average"
     c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
 
     # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):

@@ -19,26 +19,25 @@ run() {   # workdir, config, extra flags
   echo "== $w ($c) $(date -u +%H:%M:%S)"
   despoof train --config="$c" --workdir="$w" "$@" 2>&1 | grep -v " step [0-9]*/" | tail -3
 }
+on_quickstart_dq() {   # workdir, config, extra flags: stage 2 on the quickstart's stage-1 DQ Net
+  local w=$1
+  if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
+  run "$@"
+}
 for part in $parts; do
   case $part in
     quickstart) run "$root/quickstart" configs/quickstart.py ;;
     ablations)
       for v in no_magnitude no_zero_one_map no_repetitive; do
-        w="$root/ablation_$v"
-        if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
-        run "$w" "configs/ablation_loss.py:$v"
+        on_quickstart_dq "$root/ablation_$v" "configs/ablation_loss.py:$v"
       done ;;
     decomposition)
       for v in truth_skip truth skip; do
-        w="$root/decomposition_$v"
-        if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
-        run "$w" "configs/decomposition.py:$v"
+        on_quickstart_dq "$root/decomposition_$v" "configs/decomposition.py:$v"
       done ;;
     baselines)
       run "$root/baseline_cnn" configs/baseline_cnn.py
-      w="$root/baseline_depth"
-      if [[ ! -d "$w/dq" ]]; then mkdir -p "$w" && cp -r "$root/quickstart/dq" "$w/dq"; fi
-      run "$w" configs/baseline_depth.py --config.mode=eval ;;
+      on_quickstart_dq "$root/baseline_depth" configs/baseline_depth.py --config.mode=eval ;;
     table3)
       for v in res32 res16 blur1 blur2; do run "$root/table3_$v" "configs/resolution_blur.py:$v"; done ;;
     report)

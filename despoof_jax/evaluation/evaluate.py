@@ -162,6 +162,23 @@ def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECI
     return {"fusion_stats": stats, "fusions": results}
 
 
+DEV_CHOICE = "dev_eer"
+
+
+def choose_fusion(rule: str, table: dict) -> str:
+    """The fusion a run decides with: `rule` itself (one of `scores.FUSIONS`), or with
+    `eval.fusion = "dev_eer"` the fusion of lowest frame-level EER on the *dev* split (the first in
+    `scores.FUSIONS` order on a tie), so that a model whose depth or noise score is weak is not
+    tied to a fusion that includes it, and nothing about the choice looks at the test split."""
+    if rule != DEV_CHOICE:
+        if rule not in table["fusions"]:
+            raise ValueError(f"eval.fusion={rule!r}; expected one of {scores.FUSIONS} or "
+                             f"{DEV_CHOICE!r}")
+        return rule
+    return min(table["fusions"], key=lambda how: (table["fusions"][how]["frame"]["dev_eer"],
+                                                  scores.FUSIONS.index(how)))
+
+
 def add_intervals(result: dict, test_set: metrics.ScoreSet, test: dict) -> None:
     """95 % intervals (bootstrap over test identities, dev threshold fixed) into the frame- and
     video-level results of one score, as result[level]["ci95"]; skipped without identities."""
@@ -294,8 +311,10 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     test = score_split(config, ds, dq, "test", predict, truth=truth)
     table = fusion_table(dev, test, criterion,
                          datasets.species_names(datasets.for_split(config.data, "test")))
+    how = choose_fusion(config.eval.fusion, table)
     table.update(protocol=config.data.protocol, fold=config.data.fold,
-                 criterion=config.eval.threshold, default_fusion=config.eval.fusion)
+                 criterion=config.eval.threshold, default_fusion=how,
+                 fusion_rule=config.eval.fusion)
     table.update(method="despoof")
     summary = truth.summary(synthetic.SPECIES)
     if summary is not None:   # only data with ground truth (the synthetic world)
@@ -307,16 +326,16 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
             "set; mean [95 % interval, bootstrap over identities]).\n\n"
             + decomposition.markdown(summary))
     if jax.process_index() == 0:
-        fused = table["fusions"][config.eval.fusion]["frame"]
+        fused = table["fusions"][how]["frame"]
         wd.model_json.write_text(json.dumps(
-            {"fusion": config.eval.fusion, "fusion_stats": table["fusion_stats"],
+            {"fusion": how, "fusion_stats": table["fusion_stats"],
              "threshold": fused["threshold"], "criterion": config.eval.threshold,
              "image_size": config.data.image_size}, indent=2))
         sheet = sample_sheet(config, ds, dq, wd.sample_sheet, predict)
         log_to_tensorboard(wd, table, config, sheet)
-    d = table["fusions"][config.eval.fusion]["frame"]
+    d = table["fusions"][how]["frame"]
     logging.info("eval (%s, fusion=%s): APCER %.2f%%  BPCER %.2f%%  ACER %.2f%%  AUC %.4f",
-                 config.data.protocol, config.eval.fusion, 100 * d["apcer"], 100 * d["bpcer"],
+                 config.data.protocol, how, 100 * d["apcer"], 100 * d["bpcer"],
                  100 * d["acer"], d["auc"])
     return table
 

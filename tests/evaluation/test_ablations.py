@@ -67,7 +67,7 @@ def test_decomposition_variants_change_only_the_two_options():
     """configs/decomposition.py (issue #13 item 3): the quickstart with the input skip and/or the
     truth term, 1600 stage-2 steps; every weight of Eq. 7 stays the paper's."""
     quick = config_module("quickstart").get_config()
-    want = {"truth_skip": (True, 3.0), "truth": (False, 3.0), "skip": (True, 0.0)}
+    want = {"truth_skip": (True, 30.0), "truth": (False, 30.0), "skip": (True, 0.0)}
     for name, (skip, truth) in want.items():
         c = decomposition.get_config(name)
         assert (c.model.ds_input_skip, c.loss.noise_truth) == (skip, truth)

@@ -83,3 +83,23 @@ def test_oulu_protocols_hold_out_what_the_paper_holds_out():
     te = protocols.select_indices(meta, p4, "test", 0)
     assert set(meta["species"][te]) == {0, 2, 4} and set(meta["session"][te]) == {2}
     assert metrics.OULU_SPECIES_NAMES == synthetic.SPECIES
+
+
+def test_dev_eer_fusion_rule_looks_at_dev_only():
+    """eval.fusion = "dev_eer": the fusion of lowest dev EER (ties in FUSIONS order); a named
+    fusion is taken as it is; an unknown one is refused."""
+    from despoof_jax.evaluation import scores   # noqa: PLC0415
+
+    def table(dev, test):
+        return {"fusions": {how: {"frame": {"dev_eer": dev.get(how, 0.3),
+                                            "acer": test.get(how, 0.3)}}
+                            for how in scores.FUSIONS}}
+
+    # The test split would prefer "map"; the rule must not see it.
+    t = table({"noise": 0.05, "average": 0.08}, {"map": 0.01, "noise": 0.2})
+    assert evaluate.choose_fusion("dev_eer", t) == "noise"
+    tie = table({"noise": 0.05, "max_all": 0.05}, {})
+    assert evaluate.choose_fusion("dev_eer", tie) == "noise"
+    assert evaluate.choose_fusion("average", t) == "average"
+    with pytest.raises(ValueError, match="dev_eer"):
+        evaluate.choose_fusion("best", t)

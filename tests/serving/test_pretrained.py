@@ -58,3 +58,28 @@ def test_reproduction_config():
     assert smoke.data.builder_config == "wide_smoke" and smoke.train.stage2_steps <= 4
     with pytest.raises(ValueError, match="variant"):
         module.get_config("huge")
+
+
+def test_reproduction_config_runs_at_smoke_scale(tmp_path_factory):
+    """configs/pretrained.py:smoke end to end: the wide world's smoke set built, both stages
+    trained, evaluated, packed and loaded (XLA's optimisations off: compile time dominates)."""
+    import jax   # noqa: PLC0415
+
+    from despoof_jax import experiment   # noqa: PLC0415
+    from despoof_jax.evaluation import scores   # noqa: PLC0415
+    config = config_module("pretrained").get_config("smoke")
+    root = tmp_path_factory.mktemp("pretrained_smoke")
+    with config.unlocked():
+        config.data.data_dir = str(root / "tfds")
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        experiment.train_and_evaluate(config, str(root / "workdir"))
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+    info = json.loads((root / "workdir" / "eval" / "model.json").read_text())
+    assert info["fusion"] in scores.FUSIONS and np.isfinite(info["threshold"])
+    pretrained.pack(str(root / "workdir"), root / "packed")
+    model = api.load(str(root / "packed"))
+    assert model.fusion == info["fusion"] and model.image_size == config.data.image_size
+    assert np.all(np.isfinite(model.score(pretrained.check_crops(model.image_size, n=2)).score))
