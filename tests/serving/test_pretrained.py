@@ -55,6 +55,10 @@ def test_reproduction_config():
     module = config_module("pretrained")
     full, smoke = module.get_config(), module.get_config("smoke")
     assert (full.data.builder_config, full.data.image_size) == ("wide_s128", 128)
+    # the shipped run's recipe (model card): input skip, truth term at lambda_1, dev-chosen fusion
+    assert (full.model.ds_input_skip, full.loss.noise_truth, full.eval.fusion) == (
+        True, 3.0, "dev_eer")
+    assert (smoke.model.ds_input_skip, smoke.loss.noise_truth) == (True, 3.0)
     assert smoke.data.builder_config == "wide_smoke" and smoke.train.stage2_steps <= 4
     with pytest.raises(ValueError, match="variant"):
         module.get_config("huge")
