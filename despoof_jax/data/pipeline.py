@@ -227,7 +227,8 @@ def train_iterator(source, indices: Sequence[int] | np.ndarray, *, global_batch_
                                  shuffle=shuffle, num_epochs=num_epochs, seed=seed)
     loader = grain.DataLoader(
         data_source=subset, sampler=sampler,
-        operations=[_ToExample(size, degradation, with_reference), grain.Batch(batch_size, drop_remainder=True)],
+        operations=[_ToExample(size, degradation, with_reference),
+                    grain.Batch(batch_size, drop_remainder=True)],
         worker_count=worker_count,
         read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
     return iter(loader)

@@ -168,7 +168,8 @@ def total_ds_loss(parts: dict, lambdas) -> jnp.ndarray:
         raise ValueError(f"lambdas must have 4, 5 or 6 weights, got {len(lambdas)}")
     l0, l1, l2, l3, l4, lt = (*((1.0,) if len(lambdas) == 4 else ()), *lambdas,
                               *((0.0,) if len(lambdas) < 6 else ()))
-    total = l0 * parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"] + l4 * parts["vq"]
+    total = (l0 * parts["z"] + l1 * parts["m"] + l2 * parts["r"] + l3 * parts["dq"]
+             + l4 * parts["vq"])
     if lt:
         if "t" not in parts:
             raise ValueError("a noise_truth weight needs the true noise: batches with "
