@@ -345,12 +345,54 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """What the check needs of a model: its input side, decision rule and a scoring function
+    (uint8 crops [N, S, S, 3] -> attack scores [N], higher = attack)."""
+    image_size: int
+    threshold: float
+    fusion: str
+    score: object
+
+
+def scorer(model_path: str) -> Scorer:
+    """`despoof_jax.load(model_path)` for a de-spoofing model ("pretrained", a packaged folder or
+    a training workdir); for a baseline's workdir (`config.method` "binary_cnn" or
+    "depth_only") its own evaluation's score and dev threshold (`eval/metrics.json`), so the
+    baseline is judged by the same crops and the same rule."""
+    if model_path != serving_model.PRETRAINED and not serving_model.is_packaged(model_path):
+        wd = serving_model.find_workdir(model_path)
+        config = serving_model._read_config(wd)
+        if config.method != "despoof":
+            from despoof_jax.evaluation import baselines as eval_baselines  # noqa: PLC0415
+            from despoof_jax.training import baselines  # noqa: PLC0415
+            if not wd.metrics_json.exists():
+                raise serving_model.ModelLoadError(
+                    f"{wd.root} was never evaluated ({wd.metrics_json} is missing): its dev "
+                    "threshold decides here")
+            name = baselines.SCORE_NAME[config.method]
+            table = json.loads(wd.metrics_json.read_text())
+            threshold = float(table["fusions"][name]["frame"]["threshold"])
+            fn = eval_baselines.make_score_fn(config, str(wd.root))
+
+            def score(crops):
+                if crops.shape[1:3] != (config.data.image_size,) * 2:
+                    raise ValueError(f"{wd.root}: a baseline scores {config.data.image_size} px "
+                                     f"crops only, got {crops.shape[1:3]} (drop --size)")
+                return np.concatenate([np.asarray(fn(np.asarray(crops[i:i + 64])), np.float64)
+                                       for i in range(0, len(crops), 64)])
+            return Scorer(int(config.data.image_size), threshold, name, score)
+    model = serving_model.load(model_path)   # what `despoof_jax.load` is
+    return Scorer(model.image_size, model.threshold, model.fusion,
+                  lambda crops: np.asarray(model.score(list(crops)).score, np.float64))
+
+
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
         n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "") -> dict:
     """The whole check -> a JSON-able report (see the module docstring). `cache`: an .npz file
     for the crops (read when it exists and matches the settings, else written): the crops are a
     deterministic function of the photos and the settings, and rendering them is the slow part."""
-    model = serving_model.load(model_path)   # what `despoof_jax.load` is
+    model = scorer(model_path)
     faces = load_faces(faces_dir)
     if not faces:
         raise ValueError(f"{faces_dir}: no face found in any image")
@@ -367,13 +409,12 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
         if cached is not None:
             np.savez_compressed(cached, crops=crops, species=species, photo=photo, key=key,
                                 names=np.array([f.name for f in faces]))
-    out = model.score(list(crops))
-    report = summarise(np.asarray(out.score), species, photo, model.threshold, draws=draws,
-                       seed=seed)
-    report.update(model=model_path, fusion=out.fusion, crop_size=size,
+    score = model.score(crops)
+    report = summarise(score, species, photo, model.threshold, draws=draws, seed=seed)
+    report.update(model=model_path, fusion=model.fusion, crop_size=size,
                   photos=[{"name": f.name, "found_by": f.found_by} for f in faces],
-                  mean_score={"live": float(out.score[species == 0].mean()),
-                              **{a: float(out.score[species == k + 1].mean())
+                  mean_score={"live": float(score[species == 0].mean()),
+                              **{a: float(score[species == k + 1].mean())
                                  for k, a in enumerate(ATTACKS)}})
     return report
 

@@ -33,6 +33,7 @@ def test_contract_and_family_columns(species):
     # The ground truth keeps its definition: N* = image - live_reference is zero only for live.
     assert np.array_equal(ex["image"], ex["live_reference"]) == (species == 0)
     assert 0 <= ex["camera_pipeline"] < len(wide.CAMERA_PIPELINES)
+    assert -1 <= ex["photo_source"] < len(wide.PHOTO_SOURCES)
     expect_print = ex["print_family"] in wide.SPECIES_FAMILIES.get(species, ()) if species in (1, 2) \
         else ex["print_family"] == -1
     expect_display = ex["display_layout"] in wide.SPECIES_FAMILIES[species] if species in (3, 4) \
@@ -139,3 +140,72 @@ def test_unseen_physics_protocols_hold_one_family_out():
                 assert set(species[test]) == {0} | attacks   # live + the held-out family only
                 assert set(species[train]) == set(range(5))   # everything else still trains
     assert "unseen_print_family" not in protocols.PROTOCOLS   # base datasets lack the columns
+
+
+def _source(**kw):
+    args = dict(kind=0, res=1.0, exposure=0.2, luma=0.0, chroma=0.0, grain=0.5, saturation=1.0,
+                contrast=0.0, sharpen=0.0, quality=95, subsample=False)
+    args.update(kw)
+    return wide.PhotoSource(**args)
+
+
+def _high_band(img):
+    """Energy of a [n, n, 3] image above a quarter of the Nyquist frequency, per pixel."""
+    return float(np.mean((img - ndimage.gaussian_filter(img, (2, 2, 0))) ** 2))
+
+
+def test_photograph_keeps_level_and_takes_the_source_cameras_texture():
+    rng = np.random.default_rng(0)
+    texture = np.clip(0.2 + 0.1 * rng.standard_normal((128, 128, 3)), 0.01, 1).astype(np.float32)
+    texture = ndimage.gaussian_filter(texture, (0.7, 0.7, 0))
+    clean = wide.photograph(texture, 1.0, _source(), rng_for(1))
+    assert clean.shape == texture.shape and clean.dtype == np.float32
+    # Linear units in, linear units out: a near-lossless source keeps level and detail.
+    np.testing.assert_allclose(clean.mean((0, 1)), texture.mean((0, 1)), rtol=0.05)
+    assert abs(_high_band(clean) / _high_band(texture) - 1) < 0.35
+    # A small source photo enlarged to the table is soft: most fine detail is gone.
+    small = wide.photograph(texture, 1.0, _source(res=0.5), rng_for(1))
+    assert _high_band(small) < 0.3 * _high_band(texture)
+    # Noise of the source camera shows on a flat scene, in luma and (with chroma) across channels.
+    flat = np.full((128, 128, 3), 0.2, np.float32)
+    quiet = wide.photograph(flat, 0.5, _source(), rng_for(2))
+    noisy = wide.photograph(flat, 0.5, _source(luma=0.03, chroma=0.04), rng_for(2))
+    assert quiet.std() < 0.2 * noisy.std()
+    spread = noisy - noisy.mean(-1, keepdims=True)
+    assert spread.std() > 0.3 * noisy.std()
+    # Deterministic in its rng; the video source blocks on its 8-px grid (here 1 texel = 1 px).
+    video = _source(kind=1, quality=20, subsample=True)
+    a = wide.photograph(texture, 1.0, video, rng_for(3))
+    np.testing.assert_array_equal(a, wide.photograph(texture, 1.0, video, rng_for(3)))
+    dx = np.abs(np.diff(a ** (1 / 2.2), axis=1)).mean((0, 2))
+    assert dx[7::8].mean() > 1.2 * np.delete(dx, np.s_[7::8]).mean()
+
+
+def test_photo_sources_follow_one_law_for_live_and_attackers_photo(monkeypatch):
+    def both(p):
+        monkeypatch.setattr(wide, "PHOTO_SOURCE_P", p)
+        return [_wide(species=s) for s in (0, 3)]
+    direct, photo = both(0.0), both(1.0)
+    assert [e["photo_source"] for e in direct] == [-1, -1]
+    assert photo[0]["photo_source"] >= 0 and photo[1]["photo_source"] >= 0
+    for d, p in zip(direct, photo):
+        # The source camera changes the live face and the photo the display shows (hence its
+        # ideal-medium reference), but nothing else of the session: same depth label.
+        assert np.abs(d["image"].astype(int) - p["image"].astype(int)).mean() > 1
+        assert np.abs(d["live_reference"].astype(int) - p["live_reference"].astype(int)).mean() > 1
+        np.testing.assert_array_equal(d["depth"], p["depth"])
+    # N* stays the medium's alone: the replay's noise is as large with or without a photo source.
+    n_direct = np.abs(direct[1]["image"].astype(int) - direct[1]["live_reference"]).mean()
+    n_photo = np.abs(photo[1]["image"].astype(int) - photo[1]["live_reference"]).mean()
+    assert 0.5 < n_photo / n_direct < 2
+    assert np.array_equal(photo[0]["image"], photo[0]["live_reference"])
+
+
+def test_photo_source_law_reaches_both_kinds_and_the_direct_case():
+    drawn = [wide.sample_photo_source(rng_for(7, v)) for v in range(60)]
+    kinds = [-1 if d is None else d.kind for d in drawn]
+    assert set(kinds) == {-1, 0, 1}
+    share = np.mean([k >= 0 for k in kinds])
+    assert abs(share - wide.PHOTO_SOURCE_P) < 0.2
+    res = [d.res for d in drawn if d is not None]
+    assert min(res) >= 0.5 and max(res) <= 3.0 and min(res) < 0.9 and max(res) > 1.5

@@ -41,3 +41,58 @@ def test_summary_at_the_threshold():
     lo, hi = s["acer"]["ci95"]
     assert lo <= s["acer"]["value"] <= hi
     assert s["n"] == {"live": 6, "spoof": 8, "photos": 3}
+
+
+def _photos(folder):
+    folder.mkdir()
+    for i in range(2):
+        ex = make_example(seed=1, identity=i, species=0, device=0, video=0, frame=0, size=160)
+        Image.fromarray(ex["image"]).save(folder / f"face{i}.png")
+    return folder
+
+
+def _expected(report, score, species):
+    assert report["n"] == {"live": 4, "spoof": 4, "photos": 2}
+    np.testing.assert_allclose(report["mean_score"]["live"], score[species == 0].mean(), rtol=1e-5)
+    np.testing.assert_allclose(report["bpcer"]["value"],
+                               np.mean(score[species == 0] >= report["threshold"]))
+
+
+def test_run_decides_with_the_models_own_threshold(tmp_path, monkeypatch, trained_workdir):
+    import despoof_jax  # noqa: PLC0415 (after the XLA flags of conftest)
+    monkeypatch.setattr(cs, "_detector", lambda: None)
+    model = despoof_jax.load(trained_workdir)
+    report = cs.run(_photos(tmp_path / "faces"), trained_workdir, n_live=4, n_spoof=4, draws=20)
+    assert report["threshold"] == model.threshold and report["fusion"] == model.fusion
+    crops, species, _ = cs.make_crops(cs.load_faces(tmp_path / "faces"), model.image_size, 4, 4)
+    _expected(report, np.asarray(model.score(list(crops)).score), species)
+
+
+def test_run_judges_the_binary_cnn_by_the_same_crops_and_rule(tmp_path, monkeypatch,
+                                                              smoke_workdirs):
+    import json  # noqa: PLC0415
+
+    import pytest  # noqa: PLC0415
+
+    from despoof_jax.evaluation import baselines  # noqa: PLC0415
+    from despoof_jax.serving import model as serving_model  # noqa: PLC0415
+    from despoof_jax.training.workdir import as_workdir  # noqa: PLC0415
+    monkeypatch.setattr(cs, "_detector", lambda: None)
+    wd = smoke_workdirs["cnn"]
+    report = cs.run(_photos(tmp_path / "faces"), wd, n_live=4, n_spoof=4, draws=20)
+    table = json.loads(as_workdir(wd).metrics_json.read_text())
+    assert report["fusion"] == "cnn"
+    assert report["threshold"] == table["fusions"]["cnn"]["frame"]["threshold"]
+    config = as_workdir(wd).read_config()
+    size = config.data.image_size
+    crops, species, _ = cs.make_crops(cs.load_faces(tmp_path / "faces"), size, 4, 4)
+    _expected(report, np.asarray(baselines.make_score_fn(config, wd)(crops)), species)
+    with pytest.raises(ValueError, match="px crops only"):
+        cs.run(tmp_path / "faces", wd, size=size + 8, n_live=2, n_spoof=2, draws=5)
+    # A baseline that was never evaluated has no threshold: refused, not guessed.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text(as_workdir(wd).config_path.read_text())
+    (bare / "cnn").symlink_to(as_workdir(wd).root / "cnn")
+    with pytest.raises(serving_model.ModelLoadError, match="never evaluated"):
+        cs.scorer(str(bare))

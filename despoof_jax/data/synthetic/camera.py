@@ -144,9 +144,11 @@ def capture(scene: np.ndarray, ss: int, profile: CameraProfile, settings: Captur
     return jpeg(out, settings.jpeg)
 
 
-def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG round trip through PIL (4:2:0 chroma, fixed encoder settings: deterministic)."""
+def jpeg(img: np.ndarray, quality: int, subsampling: int = 2) -> np.ndarray:
+    """JPEG round trip through PIL (4:2:0 chroma unless `subsampling` says otherwise: PIL's 0 is
+    4:4:4, 2 is 4:2:0; fixed encoder settings: deterministic)."""
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=int(quality), subsampling=2, optimize=False)
+    Image.fromarray(img).save(buf, format="JPEG", quality=int(quality), subsampling=int(subsampling),
+                              optimize=False)
     buf.seek(0)
     return np.asarray(Image.open(buf).convert("RGB"))

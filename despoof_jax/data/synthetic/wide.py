@@ -21,6 +21,11 @@ each recorded per example so that protocols can hold one out:
     live look       (`sample_look`): skin micro-texture (pores) on the face, and natural-image
                     backgrounds cut from scikit-image's non-face sample images (`NATURAL_IMAGES`),
                     so high-frequency detail is not a spoof cue by itself.
+    photo_source    (`PHOTO_SOURCES`): in 60 % of sessions the live scene *and* the attacker's
+                    photo are photographs by a source camera (still JPEG or video frame: its
+                    resolution, noise, tone, sharpening and compression), as the "live" faces of
+                    a photo collection are; one law for both classes, so the source camera's
+                    texture is not a spoof cue either; -1: the scene is seen directly.
 
 Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
@@ -119,6 +124,95 @@ def render_scene(ident, scene, pose, x, y, look: LiveLook):
         rad = rad + bg * bg_light * (1 - alpha)[..., None]
     tex = sample_crop(look.skin[..., None], SKIN_EXTENT, y, x)[..., 0]
     return rad * (1 + np.float32(look.skin_amp) * tex * face)[..., None], z, face
+
+
+# ---- photo sources -------------------------------------------------------------------------------
+
+# A "live" face in a photo collection is itself a photograph: someone's camera already put its
+# noise, sharpening and compression into the picture, at that camera's resolution, before our
+# camera sees it. The same holds for the attacker's photo that a print or a display shows. So a
+# session may draw a photo source, and the *same law* then degrades the live scene and the
+# attacker's photo: camera texture of the source is never a cue for either class; only the
+# medium is. -1 in the `photo_source` column: the scene is seen directly.
+PHOTO_SOURCES: tuple[str, ...] = ("still_jpeg", "video_frame")
+PHOTO_SOURCE_P = 0.6   # share of sessions whose scene and attacker's photo are photographs
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoSource:
+    """The camera that made the source photograph. kind: index into PHOTO_SOURCES; res: source px
+    per output px (0.5: the photo was smaller than the crop, upsampled; 3: much larger);
+    exposure: mid-grey level of the photo; luma / chroma: noise std (encoded 0..1) and grain: its
+    correlation length (source px); saturation, contrast (S-curve mix), sharpen (unsharp amount,
+    radius 1 source px); quality: JPEG quality (still_jpeg, 4:2:0 or 4:4:4) or the video codec's
+    (video_frame: 4:2:0 blockwise DCT, chroma noise blurred like an analogue chroma channel)."""
+    kind: int
+    res: float
+    exposure: float
+    luma: float
+    chroma: float
+    grain: float
+    saturation: float
+    contrast: float
+    sharpen: float
+    quality: int
+    subsample: bool
+
+
+def sample_photo_source(rng: np.random.Generator) -> PhotoSource | None:
+    """None (the scene is seen directly) with probability 1 - PHOTO_SOURCE_P, else a source camera:
+    resolution log-uniform 0.5..3 source px per output px, noise up to 4 % (luma) and 5 % (chroma),
+    JPEG 30..92 or video 20..70."""
+    if rng.random() >= PHOTO_SOURCE_P:
+        return None
+    u = rng.uniform
+    kind = int(rng.integers(len(PHOTO_SOURCES)))
+    quality = int(rng.integers(30, 93)) if kind == 0 else int(rng.integers(20, 71))
+    return PhotoSource(kind, float(np.exp(u(np.log(0.5), np.log(3.0)))), float(u(0.16, 0.28)),
+                       float(u(0.0, 0.04)), float(u(0.0, 0.05)), float(u(0.0, 1.5)),
+                       float(u(0.85, 1.35)), float(u(0.0, 0.4)), float(u(0.0, 1.0)), quality,
+                       bool(kind == 1 or rng.random() < 0.6))
+
+
+def photograph(rad: np.ndarray, texel_px: float, src: PhotoSource,
+               rng: np.random.Generator) -> np.ndarray:
+    """A linear scene table [n, n, 3] (texel_px output px per texel) as the source camera's
+    photograph of it, back on the same table and in the same linear units: exposure to the
+    source's mid-grey (highlights clip), resampling to the source's pixel grid, tone (gamma 2.2,
+    S-curve, saturation), correlated luma and chroma noise, sharpening, compression, then
+    resampling back (bilinear: an enlarged small photo is soft and blocky, as it is in life)."""
+    n = rad.shape[0]
+    c = n // 4
+    gain = np.float32(src.exposure / (luminance(rad[c:-c, c:-c].reshape(-1, 3).mean(0)) + 1e-6))
+    m = int(np.clip(round(n * texel_px * src.res), 16, 4 * n))
+    small = block_mean_resize(np.clip(rad * gain, 0, 1), m)
+    y = small ** np.float32(1 / 2.2)
+    y = (1 - src.contrast) * y + src.contrast * y * y * (3 - 2 * y)
+    lum = luminance(y)[..., None]
+    y = lum + np.float32(src.saturation) * (y - lum)
+    noise_l = smooth_noise(rng, (m, m), max(src.grain, 0.3))[..., None] * np.float32(src.luma)
+    noise_c = smooth_noise(rng, (m, m), max(src.grain, 0.3) * (3.0 if src.kind == 1 else 1.0), 3)
+    y = y + noise_l + (noise_c - noise_c.mean(-1, keepdims=True)) * np.float32(src.chroma)
+    if src.sharpen > 0:
+        y = y + np.float32(src.sharpen) * (y - ndimage.gaussian_filter(y, (1.0, 1.0, 0), truncate=2.0))
+    u8 = np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
+    if src.kind == 1:
+        u8 = video_codec(u8, src.quality)
+    else:
+        u8 = camera.jpeg(u8, src.quality, subsampling=2 if src.subsample else 0)
+    lin = (u8.astype(np.float32) / 255.0) ** np.float32(2.2)
+    return (upsample(lin, n) / gain).astype(np.float32)
+
+
+def block_mean_resize(img: np.ndarray, m: int) -> np.ndarray:
+    """[n, n, C] -> [m, m, C]: an area-averaging resize when shrinking (a sensor's pixels
+    integrate light), bilinear when enlarging."""
+    n = img.shape[0]
+    if m >= n:
+        return upsample(img, m)
+    f = n / m
+    blurred = ndimage.gaussian_filter(img, (0.45 * f, 0.45 * f, 0), truncate=2.0, mode="nearest")
+    return upsample(blurred, m)
 
 
 def sample_medium_pose(rng: np.random.Generator, paper: bool) -> spoof.MediumPose:

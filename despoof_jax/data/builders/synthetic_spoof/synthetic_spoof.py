@@ -51,8 +51,9 @@ SPLITS = ("train", "dev", "test")
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
 # Wide-world configs (`world="wide"`) add the physics family of each stage (`synthetic.WIDE_FIELDS`:
-# print_family, display_layout, camera_pipeline; -1 where a record has no such stage), which the
-# unseen-physics protocols filter on. Base configs keep their records and columns, byte for byte.
+# print_family, display_layout, camera_pipeline, photo_source; -1 where a record has no such
+# stage), which the unseen-physics protocols filter on. Base configs keep their records and
+# columns, byte for byte.
 WIDE_METADATA_KEYS = METADATA_KEYS + synthetic.WIDE_FIELDS
 
 
@@ -229,13 +230,17 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "Records gain `live_reference` (the frame through an ideal medium: ground truth of "
                  "the spoof noise, image - live_reference). Other fields unchanged, byte for byte.",
         "1.2.0": "s64_quick: 30 dev and 60 test identities (was 12 and 12), so that one error moves "
                  "a test rate by at most 0.3 points.",
+        "1.3.0": "Wide world: photo sources (`synthetic.wide.PHOTO_SOURCES`): in 60 % of sessions the "
+                 "live scene and the attacker's photo are photographs by a source camera (noise, "
+                 "tone, sharpening, JPEG or video compression, 0.5-3x resolution); new column "
+                 "`photo_source`. Base-world configs unchanged, byte for byte.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
 
