@@ -29,11 +29,13 @@ def test_contract_and_family_columns(species):
     assert set(ex) == base_keys | set(synthetic.WIDE_FIELDS)
     assert ex["image"].shape == ex["live_reference"].shape == (64, 64, 3)
     assert ex["image"].dtype == ex["live_reference"].dtype == ex["depth"].dtype == np.uint8
-    assert ex["depth"].shape == (64, 64) and ex["depth"].max() > 200          # a face's depth
+    assert ex["depth"].shape == (64, 64)
+    assert ex["depth"].max() > 200 if ex["scene_content"] == -1 else ex["depth"].max() == 0
     # The ground truth keeps its definition: N* = image - live_reference is zero only for live.
     assert np.array_equal(ex["image"], ex["live_reference"]) == (species == 0)
     assert 0 <= ex["camera_pipeline"] < len(wide.CAMERA_PIPELINES)
     assert -1 <= ex["photo_source"] < len(wide.PHOTO_SOURCES)
+    assert -1 <= ex["scene_content"] < len(wide.CONTENT_IMAGES)
     expect_print = ex["print_family"] in wide.SPECIES_FAMILIES.get(species, ()) if species in (1, 2) \
         else ex["print_family"] == -1
     expect_display = ex["display_layout"] in wide.SPECIES_FAMILIES[species] if species in (3, 4) \
@@ -209,3 +211,23 @@ def test_photo_source_law_reaches_both_kinds_and_the_direct_case():
     assert abs(share - wide.PHOTO_SOURCE_P) < 0.2
     res = [d.res for d in drawn if d is not None]
     assert min(res) >= 0.5 and max(res) <= 3.0 and min(res) < 0.9 and max(res) > 1.5
+
+
+def test_content_scenes_are_pictures_without_depth_live_and_spoofed(monkeypatch):
+    monkeypatch.setattr(wide, "CONTENT_P", 1.0)
+    monkeypatch.setattr(wide, "PHOTO_SOURCE_P", 0.0)
+    live, replay = _wide(species=0), _wide(species=3, video=3)
+    assert live["scene_content"] >= 0 and replay["scene_content"] >= 0
+    assert live["depth"].max() == 0 and replay["depth"].max() == 0  # no face, no depth
+    assert live["image"].std() > 10                                  # a picture, not a flat field
+    # The spoof shows that picture through a medium; its reference shows it without one.
+    n_star = np.abs(replay["image"].astype(int) - replay["live_reference"].astype(int)).mean()
+    assert n_star > 2
+    monkeypatch.setattr(wide, "CONTENT_P", 0.0)
+    person = _wide(species=0)
+    assert person["scene_content"] == -1 and person["depth"].max() > 200
+    assert wide.sample_content(rng_for(1), 32) is None
+    monkeypatch.setattr(wide, "CONTENT_P", 1.0)
+    drawn = {wide.sample_content(rng_for(1, v), 32)[0] for v in range(80)}
+    assert drawn == set(range(len(wide.CONTENT_IMAGES)))
+    assert not {"astronaut", "camera"} & set(wide.CONTENT_IMAGES)   # reserved faces: never data

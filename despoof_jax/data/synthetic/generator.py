@@ -28,7 +28,8 @@ SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # `make_example(world=...)`: the base world, or the wide world of `wide` (domain randomisation).
 WORLDS: tuple[str, ...] = ("base", "wide")
 # Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
-WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source")
+WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source",
+                                "scene_content")
 N_CAPTURE_DEVICES: int = camera.N_CAPTURE_DEVICES
 
 SS_LIVE = 2     # supersampling of live scenes (smooth: 2 suffices for the camera's pixel aperture)
@@ -39,7 +40,7 @@ SRC_EXTENT = 1.3  # the attacker's photo covers [-1.3, 1.3]^2 so tilted media st
 _SCENE, _CAPTURE, _MEDIUM, _MEDIUM_POSE, _SRC, _REFLECT, _ROOM = range(1, 8)
 _F_POSE, _F_NOISE, _F_MEDIUM, _F_SRC = range(11, 15)
 # The wide world's own session streams (the base world's streams are drawn as they always were).
-_W_LOOK, _W_CAMERA, _W_MEDIUM, _W_POSE, _W_PAPER, _W_SOURCE = range(21, 27)
+_W_LOOK, _W_CAMERA, _W_MEDIUM, _W_POSE, _W_PAPER, _W_SOURCE, _W_CONTENT = range(21, 28)
 
 
 def _check(size: int, species: int, device: int, difficulty: float) -> None:
@@ -260,14 +261,19 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
     scene = f["scene"]
     pipe = wide.sample_pipeline(rng_for(*key, _W_CAMERA))
     source = wide.sample_photo_source(rng_for(*key, _W_SOURCE))
-    render = functools.partial(wide.render_scene, look=look)
+    content = wide.sample_content(rng_for(*key, _W_CONTENT), int(2 * size * wide.SKIN_EXTENT))
+    if content is None:
+        render = functools.partial(wide.render_scene, look=look)
+    else:                    # natural-image content instead of a person, live and spoofed alike
+        render = functools.partial(wide.render_content, table=content[1])
     if source is not None:   # the scene (live) or the attacker's photo (spoof) is a photograph
         render = functools.partial(_photographed, render=render, source=source, size=size,
                                    rng=rng_for(*key, _W_SOURCE, 1 + frame if species == 0 else 0))
     capture = functools.partial(wide.capture, pipeline=pipe)
     profile, settings, noise_rng = f["profile"], f["settings"], f["noise_rng"]
     fields = {"print_family": -1, "display_layout": -1, "camera_pipeline": pipe.kind,
-              "photo_source": -1 if source is None else source.kind}
+              "photo_source": -1 if source is None else source.kind,
+              "scene_content": -1 if content is None else content[0]}
     if species == 0:
         img, depth = _capture_live(f["ident"], scene, f["head"], profile, settings, noise_rng, size,
                                    render=render, capture=capture)
@@ -317,7 +323,8 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     `world`: "base", or "wide" (`wide`: randomised print screening, display layouts, camera
     pipelines, skin texture and natural backgrounds); a wide example also carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
-    photo_source: -1 where the scene and the attacker's photo are not photographs).
+    photo_source: -1 where the scene and the attacker's photo are not photographs;
+    scene_content: -1 for a person, else the natural image shown instead, depth 0).
 
     Returns {"image": uint8 [size, size, 3] RGB face crop,
              "live_reference": uint8 [size, size, 3], the ground-truth live face of Eq. 1, so that

@@ -21,6 +21,9 @@ each recorded per example so that protocols can hold one out:
     live look       (`sample_look`): skin micro-texture (pores) on the face, and natural-image
                     backgrounds cut from scikit-image's non-face sample images (`NATURAL_IMAGES`),
                     so high-frequency detail is not a spoof cue by itself.
+    scene_content   (`CONTENT_IMAGES`): in 30 % of sessions the scene is natural-image content
+                    instead of a person, live and spoofed alike (no face: depth 0), so that the
+                    medium, not the picture, is what separates the classes; -1: a person.
     photo_source    (`PHOTO_SOURCES`): in 60 % of sessions the live scene *and* the attacker's
                     photo are photographs by a source camera (still JPEG or video frame: its
                     resolution, noise, tone, sharpening and compression), as the "live" faces of
@@ -61,6 +64,11 @@ SPECIES_FAMILIES: dict[int, tuple[int, ...]] = {1: (0, 1), 2: (2, 3, 4), 3: (0, 
 # purpose: they are reserved for plumbing tests, never for training data.
 NATURAL_IMAGES: tuple[str, ...] = ("coffee", "chelsea", "rocket", "brick", "grass", "gravel")
 
+# Content scenes (no face): the natural images above plus more of scikit-image's non-face samples.
+CONTENT_IMAGES: tuple[str, ...] = NATURAL_IMAGES + ("hubble_deep_field", "immunohistochemistry",
+                                                    "retina", "coins", "clock", "moon")
+CONTENT_P = 0.3     # share of sessions that show natural-image content instead of a person
+
 SKIN_EXTENT = 1.3   # the skin texture table covers [-1.3, 1.3]^2 crop units
 
 
@@ -70,8 +78,8 @@ SKIN_EXTENT = 1.3   # the skin texture table covers [-1.3, 1.3]^2 crop units
 @functools.lru_cache(maxsize=None)
 def natural_image(name: str) -> np.ndarray:
     """scikit-image sample `name` as linear RGB float32 [h, w, 3] in [0, 1] (grey ones repeated)."""
-    if name not in NATURAL_IMAGES:
-        raise ValueError(f"natural image {name!r} is not one of {NATURAL_IMAGES}")
+    if name not in CONTENT_IMAGES:
+        raise ValueError(f"natural image {name!r} is not one of {CONTENT_IMAGES}")
     import skimage.data  # noqa: PLC0415 (optional dependency: only the wide world needs scikit-image)
     img = np.asarray(getattr(skimage.data, name)(), np.float32) / 255.0
     if img.ndim == 2:
@@ -124,6 +132,47 @@ def render_scene(ident, scene, pose, x, y, look: LiveLook):
         rad = rad + bg * bg_light * (1 - alpha)[..., None]
     tex = sample_crop(look.skin[..., None], SKIN_EXTENT, y, x)[..., 0]
     return rad * (1 + np.float32(look.skin_amp) * tex * face)[..., None], z, face
+
+
+# ---- content scenes ------------------------------------------------------------------------------
+
+# A medium's artifacts do not need a face to be learnt, and a model that has only seen procedural
+# faces calls whatever looks unlike them an attack. So a share of sessions shows natural-image
+# content instead of a person, live and spoofed alike (the attacker's photo is of the same
+# content): the classes differ by the medium only, whatever the picture. Such a scene is flat and
+# faces the camera; its depth label is 0 everywhere (no face).
+
+
+def sample_content(rng: np.random.Generator, n: int) -> tuple[int, np.ndarray] | None:
+    """None (the session shows a person) with probability 1 - CONTENT_P, else (index into
+    CONTENT_IMAGES, reflectance [n, n, 3] over [-SKIN_EXTENT, SKIN_EXTENT]^2): a random square
+    crop (0.25..1 of the shorter side), quarter turn and flip, colour tint (strong for grey
+    images, which get a colour), contrast and level."""
+    if rng.random() >= CONTENT_P:
+        return None
+    k = int(rng.integers(len(CONTENT_IMAGES)))
+    img = natural_image(CONTENT_IMAGES[k])
+    h, w = img.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.25, 1.0))
+    y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = np.rot90(img[y0:y0 + side, x0:x0 + side], int(rng.integers(4)))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    table = upsample(np.ascontiguousarray(crop), n)
+    grey = bool(np.allclose(img[..., 0], img[..., 1]))
+    tint = np.exp(rng.normal(0, 0.35 if grey else 0.1, 3)).astype(np.float32)
+    gamma = np.float32(rng.uniform(0.8, 1.25))
+    return k, np.clip(table ** gamma * tint * np.float32(rng.uniform(0.5, 1.0)), 0, 1)
+
+
+def render_content(ident, scene, pose, x, y, table: np.ndarray):
+    """A content scene in `faces.render_scene`'s form: the flat picture lit by the session's
+    ambient and key light, with no face -> (radiance, z = 0, face coverage = 0)."""
+    del ident, pose
+    light = scene.light.ambient + scene.light.key * max(float(scene.light.direction[2]), 0.2)
+    rad = sample_crop(table, SKIN_EXTENT, y, x) * light
+    zero = np.zeros(x.shape, np.float32)
+    return rad.astype(np.float32), zero, zero
 
 
 # ---- photo sources -------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ SPLITS = ("train", "dev", "test")
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
 # Wide-world configs (`world="wide"`) add the physics family of each stage (`synthetic.WIDE_FIELDS`:
-# print_family, display_layout, camera_pipeline, photo_source; -1 where a record has no such
-# stage), which the unseen-physics protocols filter on. Base configs keep their records and
+# print_family, display_layout, camera_pipeline, photo_source, scene_content; -1 where a record
+# has no such stage), which the unseen-physics protocols filter on. Base configs keep their records and
 # columns, byte for byte.
 WIDE_METADATA_KEYS = METADATA_KEYS + synthetic.WIDE_FIELDS
 
@@ -230,7 +230,7 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
 
-    VERSION = tfds.core.Version("1.3.0")
+    VERSION = tfds.core.Version("1.4.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "Records gain `live_reference` (the frame through an ideal medium: ground truth of "
@@ -241,6 +241,9 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "live scene and the attacker's photo are photographs by a source camera (noise, "
                  "tone, sharpening, JPEG or video compression, 0.5-3x resolution); new column "
                  "`photo_source`. Base-world configs unchanged, byte for byte.",
+        "1.4.0": "Wide world: content scenes (`synthetic.wide.CONTENT_IMAGES`): 30 % of sessions show "
+                 "natural-image content instead of a person, live and spoofed alike (depth 0); new "
+                 "column `scene_content`. Base-world configs unchanged, byte for byte.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
 
