@@ -21,9 +21,10 @@ def _wide(**kw):
     return make_example(**args)
 
 
+@pytest.mark.parametrize("world", ("wide", "wide2"))
 @pytest.mark.parametrize("species", range(len(synthetic.SPECIES)))
-def test_contract_and_family_columns(species):
-    ex = _wide(species=species)
+def test_contract_and_family_columns(species, world):
+    ex = _wide(species=species, world=world)
     base_keys = {"image", "live_reference", "depth", "label", "species", "device", "identity",
                  "video", "frame"}
     assert set(ex) == base_keys | set(synthetic.WIDE_FIELDS)
@@ -36,6 +37,8 @@ def test_contract_and_family_columns(species):
     assert 0 <= ex["camera_pipeline"] < len(wide.CAMERA_PIPELINES)
     assert -1 <= ex["photo_source"] < len(wide.PHOTO_SOURCES)
     assert -1 <= ex["scene_content"] < len(wide.CONTENT_IMAGES)
+    if world == "wide":   # the first round's physics only
+        assert ex["photo_source"] == ex["scene_content"] == -1
     expect_print = ex["print_family"] in wide.SPECIES_FAMILIES.get(species, ()) if species in (1, 2) \
         else ex["print_family"] == -1
     expect_display = ex["display_layout"] in wide.SPECIES_FAMILIES[species] if species in (3, 4) \
@@ -102,7 +105,7 @@ def test_raw_pipelines_share_the_noise_stream_with_their_twin():
 def test_wide_build_is_deterministic_and_records_families(tmp_path):
     tiny = ss.SyntheticSpoofConfig(name="tiny_wide32", size=32, train_identities=1,
                                    dev_identities=1, test_identities=1, devices_per_cell=6,
-                                   world="wide")
+                                   world="wide2")
     dirs = [tmp_path / "one", tmp_path / "two"]
     builders = [ss.prepare(tiny, d, num_workers=w) for d, w in zip(dirs, (1, 2))]
     name = "synthetic_spoof-train.array_record-00000-of-00001"
@@ -114,6 +117,9 @@ def test_wide_build_is_deterministic_and_records_families(tmp_path):
     prints = np.isin(meta["species"], (1, 2))
     assert (meta["print_family"][~prints] == -1).all() and (meta["print_family"][prints] >= 0).all()
     assert (meta["display_layout"][live] == -1).all()
+    # 30 sessions: the second round's stages are drawn, and left out, in some of them.
+    assert {-1, 0, 1} <= set(meta["photo_source"]) and -1 in set(meta["scene_content"])
+    assert (meta["scene_content"] >= 0).any()
     record = ss.load_source(tiny, dirs[0], "train")[7]
     assert int(record["camera_pipeline"]) == meta["camera_pipeline"][7]
     with pytest.raises(ValueError, match="world"):
@@ -186,7 +192,8 @@ def test_photograph_keeps_level_and_takes_the_source_cameras_texture():
 def test_photo_sources_follow_one_law_for_live_and_attackers_photo(monkeypatch):
     def both(p):
         monkeypatch.setattr(wide, "PHOTO_SOURCE_P", p)
-        return [_wide(species=s) for s in (0, 3)]
+        monkeypatch.setattr(wide, "CONTENT_P", 0.0)
+        return [_wide(species=s, world="wide2") for s in (0, 3)]
     direct, photo = both(0.0), both(1.0)
     assert [e["photo_source"] for e in direct] == [-1, -1]
     assert photo[0]["photo_source"] >= 0 and photo[1]["photo_source"] >= 0
@@ -216,7 +223,7 @@ def test_photo_source_law_reaches_both_kinds_and_the_direct_case():
 def test_content_scenes_are_pictures_without_depth_live_and_spoofed(monkeypatch):
     monkeypatch.setattr(wide, "CONTENT_P", 1.0)
     monkeypatch.setattr(wide, "PHOTO_SOURCE_P", 0.0)
-    live, replay = _wide(species=0), _wide(species=3, video=3)
+    live, replay = _wide(species=0, world="wide2"), _wide(species=3, world="wide2")
     assert live["scene_content"] >= 0 and replay["scene_content"] >= 0
     assert live["depth"].max() == 0 and replay["depth"].max() == 0  # no face, no depth
     assert live["image"].std() > 10                                  # a picture, not a flat field
@@ -224,8 +231,10 @@ def test_content_scenes_are_pictures_without_depth_live_and_spoofed(monkeypatch)
     n_star = np.abs(replay["image"].astype(int) - replay["live_reference"].astype(int)).mean()
     assert n_star > 2
     monkeypatch.setattr(wide, "CONTENT_P", 0.0)
-    person = _wide(species=0)
+    person = _wide(species=0, world="wide2")
     assert person["scene_content"] == -1 and person["depth"].max() > 200
+    # A wide2 session that draws neither is the wide session, byte for byte.
+    np.testing.assert_array_equal(person["image"], _wide(species=0)["image"])
     assert wide.sample_content(rng_for(1), 32) is None
     monkeypatch.setattr(wide, "CONTENT_P", 1.0)
     drawn = {wide.sample_content(rng_for(1, v), 32)[0] for v in range(80)}

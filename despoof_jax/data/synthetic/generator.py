@@ -26,7 +26,10 @@ from ._util import block_mean, cct_rgb, luminance, pixel_grid, rng_for, sample_c
 
 SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # `make_example(world=...)`: the base world, or the wide world of `wide` (domain randomisation).
-WORLDS: tuple[str, ...] = ("base", "wide")
+# "wide2" is the wide world plus photo sources and content scenes (`wide.sample_photo_source`,
+# `wide.sample_content`); "wide" keeps the first round's physics, so its datasets (and the models
+# and tables made from them) stay reproducible.
+WORLDS: tuple[str, ...] = ("base", "wide", "wide2")
 # Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
 WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source",
                                 "scene_content")
@@ -250,18 +253,22 @@ def _photographed(ident, scene, pose, x, y, *, render, source, size, rng):
     return wide.photograph(rad, texel_px, source, rng), z, face
 
 
-def _wide_example(seed, identity, species, device, video, frame, size, difficulty) -> dict:
+def _wide_example(seed, identity, species, device, video, frame, size, difficulty,
+                  second: bool = False) -> dict:
     """`make_example(world="wide")`: the base world's identity, scene, devices, settings, head
     motion and sensor noise streams, with the wide world's look, medium and pipeline drawn from
     streams of their own (`wide`). The live reference keeps its definition: the same photo on an
-    ideal medium at the same pose, through the same pipeline with the same noise draws."""
+    ideal medium at the same pose, through the same pipeline with the same noise draws.
+    `second` (world "wide2"): a session may also draw a photo source and a content scene, each
+    from a stream of its own, so a wide2 session that draws neither is the wide session."""
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)
     key = (seed, 0x31DE, identity, species, device, video)
     look = wide.sample_look(rng_for(*key, _W_LOOK), int(size * wide.SKIN_EXTENT))
     scene = f["scene"]
     pipe = wide.sample_pipeline(rng_for(*key, _W_CAMERA))
-    source = wide.sample_photo_source(rng_for(*key, _W_SOURCE))
-    content = wide.sample_content(rng_for(*key, _W_CONTENT), int(2 * size * wide.SKIN_EXTENT))
+    source = wide.sample_photo_source(rng_for(*key, _W_SOURCE)) if second else None
+    content = (wide.sample_content(rng_for(*key, _W_CONTENT), int(2 * size * wide.SKIN_EXTENT))
+               if second else None)
     if content is None:
         render = functools.partial(wide.render_scene, look=look)
     else:                    # natural-image content instead of a person, live and spoofed alike
@@ -320,8 +327,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     camera settings, medium) on (seed, identity, species, device, video); `frame` adds head/hand
     motion and fresh sensor noise, so consecutive frames form a short video.
     `difficulty` > 0: spoof artifact amplitudes scale as 1 / difficulty (higher = subtler).
-    `world`: "base", or "wide" (`wide`: randomised print screening, display layouts, camera
-    pipelines, skin texture and natural backgrounds); a wide example also carries the int fields
+    `world`: "base", "wide" (`wide`: randomised print screening, display layouts, camera
+    pipelines, skin texture and natural backgrounds) or "wide2" (wide, plus photo sources and
+    content scenes); a wide or wide2 example also carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
     photo_source: -1 where the scene and the attacker's photo are not photographs;
     scene_content: -1 for a person, else the natural image shown instead, depth 0).
@@ -347,8 +355,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
         raise ValueError(f"world must be one of {WORLDS}, got {world!r}")
     meta = {"label": int(species > 0), "species": int(species), "device": int(device),
             "identity": int(identity), "video": int(video), "frame": int(frame)}
-    if world == "wide":
-        ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty)
+    if world != "base":
+        ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty,
+                           second=world == "wide2")
         ex["depth"] = _to_u8(ex["depth"])
         return {**ex, **meta, **{k: int(ex[k]) for k in WIDE_FIELDS}}
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)

@@ -21,6 +21,10 @@ each recorded per example so that protocols can hold one out:
     live look       (`sample_look`): skin micro-texture (pores) on the face, and natural-image
                     backgrounds cut from scikit-image's non-face sample images (`NATURAL_IMAGES`),
                     so high-frequency detail is not a spoof cue by itself.
+
+The world "wide2" (`make_example(world="wide2")`) adds two more, each drawn from a stream of its
+own (a wide2 session that draws neither is the wide session, byte for byte):
+
     scene_content   (`CONTENT_IMAGES`): in 30 % of sessions the scene is natural-image content
                     instead of a person, live and spoofed alike (no face: depth 0), so that the
                     medium, not the picture, is what separates the classes; -1: a person.
@@ -30,7 +34,7 @@ each recorded per example so that protocols can hold one out:
                     a photo collection are; one law for both classes, so the source camera's
                     texture is not a spoof cue either; -1: the scene is seen directly.
 
-Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
+In the wide world both columns are -1. Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
 """
 from __future__ import annotations

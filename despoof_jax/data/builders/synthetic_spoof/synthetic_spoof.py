@@ -50,7 +50,7 @@ SPLITS = ("train", "dev", "test")
 # Metadata columns saved per split (`load_metadata`): everything protocols filter on, none of the
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
-# Wide-world configs (`world="wide"`) add the physics family of each stage (`synthetic.WIDE_FIELDS`:
+# Wide-world configs (`world="wide"` or "wide2") add the physics family of each stage (`synthetic.WIDE_FIELDS`:
 # print_family, display_layout, camera_pipeline, photo_source, scene_content; -1 where a record
 # has no such stage), which the unseen-physics protocols filter on. Base configs keep their records and
 # columns, byte for byte.
@@ -71,8 +71,9 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         frames: frames per video.
         difficulty: generator difficulty (strength of the spoof cues' disguise), >= 0.
         seed: generator seed; the whole dataset is a function of the config.
-        world: "base" (the base world) or "wide" (`synthetic.wide`: randomised physics families,
-            recorded per example in the WIDE_FIELDS columns).
+        world: "base" (the base world), "wide" (`synthetic.wide`: randomised physics families,
+            recorded per example in the WIDE_FIELDS columns) or "wide2" (wide, plus photo sources
+            and content scenes).
     """
 
     size: int = 64
@@ -112,7 +113,7 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
     @property
     def metadata_keys(self) -> tuple[str, ...]:
         """The metadata columns of this config's records (`load_metadata`)."""
-        return WIDE_METADATA_KEYS if self.world == "wide" else METADATA_KEYS
+        return WIDE_METADATA_KEYS if self.world != "base" else METADATA_KEYS
 
     def identities(self, split: str) -> int:
         """Number of identities in `split`."""
@@ -155,6 +156,12 @@ CONFIGS = (
     # The packaged pretrained model (configs/pretrained.py): 2400/720/720 records.
     _config("wide_s128", 128, (40, 12, 12), 3, 2, 2, "Wide world, 128 px, 40/12/12 identities, "
             "2 videos x 2 frames.", world="wide"),
+    # The wide world plus photo sources and content scenes (world "wide2"): the packaged
+    # pretrained model's data since builder version 1.3.0 (configs/pretrained.py).
+    _config("wide2_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide2 world, 64 px, 4/4/4 identities: tests.",
+            world="wide2"),
+    _config("wide2_s128", 128, (40, 12, 12), 3, 2, 2, "Wide2 world, 128 px, 40/12/12 identities, "
+            "2 videos x 2 frames.", world="wide2"),
 )
 
 
@@ -222,7 +229,7 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
         "video": np.int32(ex["video"]),
         "frame": np.int32(ex["frame"]),
     }
-    if config.world == "wide":
+    if config.world != "base":
         record.update({k: np.int32(ex[k]) for k in synthetic.WIDE_FIELDS})
     return record
 
@@ -230,20 +237,20 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
 
-    VERSION = tfds.core.Version("1.4.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
         "1.1.0": "Records gain `live_reference` (the frame through an ideal medium: ground truth of "
                  "the spoof noise, image - live_reference). Other fields unchanged, byte for byte.",
         "1.2.0": "s64_quick: 30 dev and 60 test identities (was 12 and 12), so that one error moves "
                  "a test rate by at most 0.3 points.",
-        "1.3.0": "Wide world: photo sources (`synthetic.wide.PHOTO_SOURCES`): in 60 % of sessions the "
-                 "live scene and the attacker's photo are photographs by a source camera (noise, "
-                 "tone, sharpening, JPEG or video compression, 0.5-3x resolution); new column "
-                 "`photo_source`. Base-world configs unchanged, byte for byte.",
-        "1.4.0": "Wide world: content scenes (`synthetic.wide.CONTENT_IMAGES`): 30 % of sessions show "
-                 "natural-image content instead of a person, live and spoofed alike (depth 0); new "
-                 "column `scene_content`. Base-world configs unchanged, byte for byte.",
+        "1.3.0": "World `wide2` (configs wide2_smoke, wide2_s128): the wide world plus photo sources "
+                 "(`synthetic.wide.PHOTO_SOURCES`: in 60 % of sessions the live scene and the "
+                 "attacker's photo are photographs by a source camera) and content scenes "
+                 "(`synthetic.wide.CONTENT_IMAGES`: 30 % of sessions show natural-image content "
+                 "instead of a person, live and spoofed alike, depth 0). Wide records gain the "
+                 "columns `photo_source` and `scene_content` (-1 in wide configs, whose images are "
+                 "unchanged byte for byte); base configs unchanged.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
 
@@ -261,7 +268,7 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
         s = self.builder_config.size
         zlib = tfds.features.Encoding.ZLIB
         wide = {k: tfds.features.Scalar(dtype=np.int32) for k in synthetic.WIDE_FIELDS
-                if self.builder_config.world == "wide"}
+                if self.builder_config.world != "base"}
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({**wide,
                 "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
