@@ -280,7 +280,8 @@ def find_workdir(path) -> Workdir:
         raise ModelLoadError(f"{e} (train one with `despoof train --workdir=...`)") from e
 
 
-def _read_config(wd: Workdir) -> ml_collections.ConfigDict:
+def read_config(wd: Workdir) -> ml_collections.ConfigDict:
+    """The run's config.json, or ModelLoadError naming the file."""
     try:
         return wd.read_config()
     except (OSError, ValueError) as e:
@@ -369,7 +370,7 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
         return load_packaged(path, max_batch=max_batch)
     wd = find_workdir(path)
     workdir = str(wd.root)
-    config = _read_config(wd)
+    config = read_config(wd)
     info = _read_model_json(wd)
     if int(info["image_size"]) != int(config.data.image_size):
         raise ModelLoadError(f"{workdir}: eval/model.json was written for image_size "

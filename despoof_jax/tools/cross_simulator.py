@@ -41,8 +41,10 @@ from PIL import Image
 from scipy import ndimage
 
 from despoof_jax.data import faces as faces_lib
+from despoof_jax.evaluation import baselines as eval_baselines
 from despoof_jax.evaluation import metrics
 from despoof_jax.serving import model as serving_model
+from despoof_jax.training import baselines
 
 ATTACKS: tuple[str, ...] = ("ordered_dither", "clustered_37", "rgbw_quad", "s_stripe")
 SPECIES_NAMES: tuple[str, ...] = ("live",) + ATTACKS
@@ -362,10 +364,8 @@ def scorer(model_path: str) -> Scorer:
     baseline is judged by the same crops and the same rule."""
     if model_path != serving_model.PRETRAINED and not serving_model.is_packaged(model_path):
         wd = serving_model.find_workdir(model_path)
-        config = serving_model._read_config(wd)
+        config = serving_model.read_config(wd)
         if config.method != "despoof":
-            from despoof_jax.evaluation import baselines as eval_baselines  # noqa: PLC0415
-            from despoof_jax.training import baselines  # noqa: PLC0415
             if not wd.metrics_json.exists():
                 raise serving_model.ModelLoadError(
                     f"{wd.root} was never evaluated ({wd.metrics_json} is missing): its dev "
