@@ -7,6 +7,7 @@
     despoof medium W [W ...]
     despoof benchmark [--sizes 128 256] [--only stage2,infer] [--vs-peer] [--json OUT]
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
+    despoof calibrate --model pretrained|W --data-dir DIR [--write]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -119,6 +120,14 @@ def _benchmark(sub):
     b.set_defaults(command="benchmark")
 
 
+def _simulator_options(c):
+    """The options `crosscheck` and `calibrate` share."""
+    c.add_argument("--model", required=True, help="a training workdir, a packaged model folder, "
+                   "or 'pretrained'")
+    c.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    c.add_argument("--json", default="", help="also write the report here")
+
+
 def _crosscheck(sub):
     c = sub.add_parser("crosscheck", help="score real face photos under attacks the training "
                        "world never uses (cross-simulator check, issue #14)",
@@ -127,16 +136,31 @@ def _crosscheck(sub):
                        "made from a folder of face photographs, scored through the public API "
                        "with the model's own threshold; ACER/AUC with bootstrap intervals.")
     c.add_argument("faces_dir", help="folder of face photographs (kept outside the repository)")
-    c.add_argument("--model", required=True, help="a training workdir, or 'pretrained'")
+    _simulator_options(c)
     c.add_argument("--size", type=int, default=0, help="crop side (default: the model's input)")
     c.add_argument("--n-live", type=int, default=120)
     c.add_argument("--n-spoof", type=int, default=120)
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
-    c.add_argument("--json", default="", help="also write the report here")
     c.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
     c.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
     c.set_defaults(command="crosscheck")
+
+
+def _calibrate(sub):
+    c = sub.add_parser("calibrate", help="set the decision threshold on a held-out simulator's "
+                       "attacks (issue #14)",
+                       description="Attacks of physics neither the training world nor the "
+                       "cross-simulator check uses (dye-sublimation and green-noise prints, "
+                       "aperture-grille CRT, horizontal-stripe LCD, another camera) made from a "
+                       "synthetic split's live records: the threshold of lowest ACER on the dev "
+                       "split's crops, measured on the test split's.")
+    _simulator_options(c)
+    c.add_argument("--data-dir", required=True, help="TFDS data_dir holding the synthetic dataset")
+    c.add_argument("--builder-config", default="wide2_s128",
+                   help="synthetic_spoof config whose live records are the sources")
+    c.add_argument("--write", action="store_true", help="store the threshold in the model's "
+                   "model.json (the dev threshold is kept as dev_threshold)")
+    c.set_defaults(command="calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="XLA:CPU convolution kernels: ynn (YNNPACK, faster on CPU) or XLA's "
                         "default; ignored when XLA_FLAGS already chooses")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
-    for add in (_train, _score, _export, _report, _medium, _benchmark, _crosscheck):
+    for add in (_train, _score, _export, _report, _medium, _benchmark, _crosscheck,
+                _calibrate):
         add(sub)
     return parser
 

@@ -25,7 +25,7 @@ from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.tools import benchmark as benchmark_lib
-from despoof_jax.tools import cross_simulator
+from despoof_jax.tools import calibration_simulator, cross_simulator
 from despoof_jax.training import loop, observe
 from despoof_jax.training.workdir import Workdir, WorkdirNotWritable
 
@@ -117,6 +117,11 @@ def medium(args) -> int:
 def crosscheck(args) -> int:
     """`despoof crosscheck`: the cross-simulator check on real photographs."""
     return cross_simulator.check(args)
+
+
+def calibrate(args) -> int:
+    """`despoof calibrate`: the decision threshold from the held-out calibration simulator."""
+    return calibration_simulator.main(args)
 
 
 def benchmark(args) -> int:

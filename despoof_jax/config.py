@@ -106,6 +106,11 @@ def base_config() -> ml_collections.ConfigDict:
     # fusion of lowest EER on the dev split (`evaluate.choose_fusion`).
     c.eval.fusion = "average"
     c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
+    # "" or "calibration_simulator": after the evaluation, move the decision threshold to the one
+    # of lowest ACER on a held-out simulator's attacks (`tools/calibration_simulator.py`; synthetic
+    # datasets only); the dev threshold stays in eval/model.json as `dev_threshold`.
+    c.eval.calibration = ""
+    c.eval.calibration_data = ""           # synthetic_spoof config of its sources; "" = data's
 
     # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):
     # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).

@@ -16,6 +16,7 @@ import ml_collections
 from despoof_jax.data import datasets
 from despoof_jax.evaluation import baselines as baseline_eval
 from despoof_jax.evaluation import evaluate
+from despoof_jax.tools import calibration_simulator
 from despoof_jax.training import baselines, checkpoint, loop
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.parallel import DataParallel
@@ -43,6 +44,7 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     need = max((checkpoint.checkpoint_bytes(state_lib.abstract(INIT[s], config))
                 for s in stages_to_train(config)), default=0)
     as_workdir(workdir).check_writable(need, process_index=jax.process_index())
+    calibration_simulator.check_config(config)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
@@ -67,6 +69,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
         out["ds"] = loop.train_ds(config, wd, dp)
     if config.mode in ("all", "eval"):
         out["eval"] = evaluate.evaluate(config, wd)
+        if config.eval.calibration:
+            out["calibration"] = calibration_simulator.calibrate_workdir(config, wd)
     return out
 
 

@@ -100,7 +100,7 @@ def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE) -> list[Face]:
     return out
 
 
-def _region(face: Face, n: int, rng: np.random.Generator, jitter: bool,
+def region(face: Face, n: int, rng: np.random.Generator, jitter: bool,
             extent: float = 1.0) -> np.ndarray:
     """Linear RGB [n, n, 3]: `extent` x the face square (jittered: scale 0.92..1.08, shift 4 %,
     roll 4 deg) resampled from the photo (edge-clamped)."""
@@ -130,7 +130,7 @@ _BAYER8 = np.array([[0, 32, 8, 40, 2, 34, 10, 42], [48, 16, 56, 24, 50, 18, 58, 
 _BAYER8 = (_BAYER8 + 0.5) / 64.0
 
 
-def _medium_points(n: int, rng: np.random.Generator):
+def medium_points(n: int, rng: np.random.Generator):
     """Where the camera's samples (n x n over the crop, in output px / SS) hit the medium: a
     projective map (roll, scale, perspective) -> (mx, my) in medium px of the *output* grid."""
     c = (np.arange(n, dtype=np.float32) + 0.5) / SS - n / (2 * SS)
@@ -144,7 +144,7 @@ def _medium_points(n: int, rng: np.random.Generator):
     return mx.astype(np.float32), my.astype(np.float32), scale
 
 
-def _lookup(img: np.ndarray, mx, my, half: float) -> np.ndarray:
+def lookup(img: np.ndarray, mx, my, half: float) -> np.ndarray:
     """Bilinear lookup of img [n, n, 3] spanning medium px [-half, half] at (mx, my)."""
     n = img.shape[0]
     k = n / (2 * half)
@@ -152,7 +152,7 @@ def _lookup(img: np.ndarray, mx, my, half: float) -> np.ndarray:
                                              order=1, mode="nearest") for c in range(3)], -1)
 
 
-def _inks(rgb: np.ndarray):
+def inks(rgb: np.ndarray):
     """Linear RGB -> CMYK coverage (a plain under-colour-removal printer driver)."""
     enc = np.clip(rgb, 0, 1) ** (1 / 2.2)
     cmy = 1 - enc
@@ -160,14 +160,14 @@ def _inks(rgb: np.ndarray):
     return np.concatenate([(cmy - k) / (1 - k + 1e-6), k], -1)
 
 
-_ABSORB = np.array([[0.9, 0.2, 0.05], [0.1, 0.9, 0.2], [0.02, 0.08, 0.9], [0.9, 0.9, 0.9]], np.float32)
+INK_ABSORB = np.array([[0.9, 0.2, 0.05], [0.1, 0.9, 0.2], [0.02, 0.08, 0.9], [0.9, 0.9, 0.9]], np.float32)
 
 
-def _print(cover: np.ndarray, thresholds, paper: np.ndarray) -> np.ndarray:
+def print_inks(cover: np.ndarray, thresholds, paper: np.ndarray) -> np.ndarray:
     refl = np.ones(cover.shape[:-1] + (3,), np.float32) * paper
     for i in range(4):
         ink = np.clip((cover[..., i] - thresholds[i]) * 8 + 0.5, 0, 1)
-        refl = refl * (1 - _ABSORB[i] * ink[..., None])
+        refl = refl * (1 - INK_ABSORB[i] * ink[..., None])
     return refl
 
 
@@ -175,11 +175,11 @@ def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Gene
     """The medium showing `photo` (linear [m, m, 3], the crop region) as the camera sees it:
     [size * SS, size * SS, 3] linear radiance."""
     n = size * SS
-    mx, my, _ = _medium_points(n, rng)
+    mx, my, _ = medium_points(n, rng)
     half = size / 2 * 1.15
-    shown = _lookup(photo, mx, my, half)
+    shown = lookup(photo, mx, my, half)
     if kind in ("ordered_dither", "clustered_37"):
-        cover = _inks(shown)
+        cover = inks(shown)
         paper = np.float32(rng.uniform(0.85, 0.95)) * np.array([1.0, 0.99, 0.95], np.float32)
         if kind == "ordered_dither":
             cell = rng.uniform(0.5, 1.2)           # one dither cell in output px
@@ -194,14 +194,14 @@ def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Gene
             du, dv = np.abs(u - np.round(u)), np.abs(v - np.round(v))
             spot = np.maximum(du, dv) * 2        # square dots growing from the cell centre
             thr = [spot * (1 - 0.05 * i) for i in range(4)]
-        rad = _print(cover, thr, paper) * np.float32(rng.uniform(0.8, 1.2))
+        rad = print_inks(cover, thr, paper) * np.float32(rng.uniform(0.8, 1.2))
     else:
         pitch = rng.uniform(1.0, 3.0)
         gx, gy = mx / pitch, my / pitch
         i, j = np.floor(gx), np.floor(gy)
         fx, fy = gx - i, gy - j
         # The display frame: the photo sampled once per display pixel (pixelation).
-        frame = _lookup(photo, (i + 0.5) * pitch, (j + 0.5) * pitch, half)
+        frame = lookup(photo, (i + 0.5) * pitch, (j + 0.5) * pitch, half)
         frame = np.clip(frame, 0, 1) ** np.float32(rng.uniform(0.9, 1.15))
         if kind == "rgbw_quad":   # R G / B W quadrants, W lit by the frame's minimum channel
             q = (fx >= 0.5).astype(np.int64) + 2 * (fy >= 0.5)
@@ -219,10 +219,15 @@ def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Gene
         mod = rng.uniform(0.5, 0.95)
         rad = (1 - mod) * frame + mod * pat
         rad = rad * np.array(rng.uniform(0.92, 1.08, 3), np.float32) + rng.uniform(0.0, 0.03)
-    # Glare: a broad highlight somewhere on the medium.
+    return add_glare(rad, rng)
+
+
+def add_glare(rad: np.ndarray, rng: np.random.Generator, strength: float = 0.25) -> np.ndarray:
+    """A broad highlight somewhere on the medium (up to `strength` x its mean radiance)."""
+    n = rad.shape[0]
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
     g0 = rng.uniform(-0.5, 0.5, 2)
-    glare = rng.uniform(0.0, 0.25) * np.exp(-((xx - g0[0]) ** 2 + (yy - g0[1]) ** 2) / (2 * rng.uniform(0.1, 0.3) ** 2))
+    glare = rng.uniform(0.0, strength) * np.exp(-((xx - g0[0]) ** 2 + (yy - g0[1]) ** 2) / (2 * rng.uniform(0.1, 0.3) ** 2))
     return (rad + glare[..., None] * rad.mean()).astype(np.float32)
 
 
@@ -254,7 +259,7 @@ def demosaic_malvar(m: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], -1).astype(np.float32)
 
 
-def _srgb(x: np.ndarray) -> np.ndarray:
+def srgb(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0, 1)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
@@ -272,7 +277,7 @@ def cross_camera(scene: np.ndarray, rng: np.random.Generator, exposure: float) -
     ch = np.where((yy + xx) % 2 == 0, 1, np.where(yy % 2 == 0, 0, 2))
     m = np.take_along_axis(img, ch[..., None], -1)[..., 0]
     m = m + np.sqrt(rng.uniform(0.0005, 0.002) * np.clip(m, 0, None) + 0.003 ** 2) * rng.standard_normal(m.shape)
-    y = _srgb(demosaic_malvar(m.astype(np.float32)))
+    y = srgb(demosaic_malvar(m.astype(np.float32)))
     lap = np.stack([ndimage.laplace(y[..., k], mode="nearest") for k in range(3)], -1)
     y = y - rng.uniform(0.0, 0.3) * lap
     out = np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
@@ -285,31 +290,47 @@ def cross_camera(scene: np.ndarray, rng: np.random.Generator, exposure: float) -
 # ---- the check --------------------------------------------------------------------------------------
 
 
-def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0):
-    """-> (crops uint8 [N, size, size, 3], species int [N] (0 live, k = ATTACKS[k - 1]),
-    photo index int [N]); live and spoof crops cycle through the photos."""
+@dataclasses.dataclass(frozen=True)
+class Physics:
+    """A simulator's attacks and camera: `radiance(kind, photo, size, rng)` -> linear radiance
+    [size * SS, size * SS, 3] of `photo` on medium `kind`; `camera(scene, rng, exposure)` -> uint8
+    [size, size, 3]."""
+    attacks: tuple
+    radiance: object
+    camera: object
+
+
+CROSS = Physics(ATTACKS, attack_radiance, cross_camera)
+
+
+def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0,
+               physics: Physics | None = None):
+    """-> (crops uint8 [N, size, size, 3], species int [N] (0 live, k = attacks[k - 1]),
+    photo index int [N]); live and spoof crops cycle through the photos. `physics`: default the
+    cross simulator's (ATTACKS, attack_radiance, cross_camera)."""
+    physics = physics or CROSS
     rng = np.random.default_rng(seed)
     crops, species, photo = [], [], []
     for k in range(n_live + n_spoof):
         f = k % len(faces)
         face = faces[f]
         if k < n_live:
-            scene = _region(face, size * SS, rng, jitter=True)
+            scene = region(face, size * SS, rng, jitter=True)
             scene = scene * np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)   # white balance
             sp = 0
         else:
-            sp = 1 + (k - n_live) % len(ATTACKS)
+            sp = 1 + (k - n_live) % len(physics.attacks)
             # The attacker's photo covers 1.15 x the crop so the tilted medium fills the view.
-            photo_img = _region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
-            scene = attack_radiance(ATTACKS[sp - 1], photo_img, size, rng)
-        crops.append(cross_camera(scene, rng, exposure=float(rng.uniform(0.15, 0.25))))
+            photo_img = region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
+            scene = physics.radiance(physics.attacks[sp - 1], photo_img, size, rng)
+        crops.append(physics.camera(scene, rng, exposure=float(rng.uniform(0.15, 0.25))))
         species.append(sp)
         photo.append(f)
     return np.stack(crops), np.asarray(species), np.asarray(photo)
 
 
 def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, threshold: float, *,
-              draws: int = 1000, seed: int = 0) -> dict:
+              draws: int = 1000, seed: int = 0, attacks: tuple = ATTACKS) -> dict:
     """AUC, APCER (worst attack), BPCER, ACER at `threshold`, each with a 95 % percentile bootstrap
     interval over photos then crops (hierarchical resampling), and per-attack APCER."""
     labels = (species > 0).astype(np.int64)
@@ -338,7 +359,7 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
                                             float(np.percentile([b[k] for b in boot], 97.5))]}
            for k, v in point.items()}
     out["apcer_per_attack"] = {
-        name: float(np.mean(score[species == k + 1] < threshold)) for k, name in enumerate(ATTACKS)}
+        name: float(np.mean(score[species == k + 1] < threshold)) for k, name in enumerate(attacks)}
     out["bpcer_per_photo"] = {int(p): float(np.mean(score[(photo == p) & (species == 0)] >= threshold))
                               for p in photos}
     out["n"] = {"live": int((species == 0).sum()), "spoof": int((species > 0).sum()),

@@ -1,0 +1,111 @@
+"""The held-out calibration simulator (issue #14, round 3): its threshold rule, its physics (none of
+them the cross simulator's, deterministic), and the calibration of a trained model end to end,
+through the command line and as a run's last step (`eval.calibration`)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from despoof_jax import cli
+from despoof_jax.serving import model as api
+from despoof_jax.tools import calibration_simulator as cal
+from despoof_jax.tools import cross_simulator as cs
+
+
+def _brute_acer(score, species, t):
+    live = score[species == 0]
+    apcer = max(np.mean(score[species == k] < t) for k in np.unique(species[species > 0]))
+    return (apcer + np.mean(live >= t)) / 2
+
+
+def test_min_acer_threshold_is_the_minimum_and_the_middle_of_ties():
+    rng = np.random.default_rng(0)
+    species = rng.integers(0, 4, 200)
+    score = rng.normal(0, 1, 200) + 0.8 * (species > 0) + 0.3 * species
+    t = cal.min_acer_threshold(score, species)
+    grid = np.linspace(score.min() - 1, score.max() + 1, 4001)
+    assert _brute_acer(score, species, t) <= min(_brute_acer(score, species, g) for g in grid) + 1e-12
+    # separable scores: every threshold in the gap is perfect; the middle one is chosen
+    sp = np.array([0, 0, 1, 2])
+    assert cal.min_acer_threshold(np.array([0.0, 1.0, 3.0, 5.0]), sp) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="live and attack"):
+        cal.min_acer_threshold(np.array([0.0, 1.0]), np.array([1, 2]))
+
+
+def _face(size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    img = np.stack([0.5 + 0.3 * np.sin(6 * xx), 0.4 + 0.2 * yy, 0.3 + 0.1 * xx * yy], -1)
+    img = img + 0.02 * rng.standard_normal(img.shape)
+    return cs.Face("synthetic", np.clip(img, 0, 1).astype(np.float32) ** 2.2, size / 2, size / 2,
+                   size / cal.SOURCE_FRAMING, "record")
+
+
+def test_physics_are_deterministic_and_not_the_cross_simulators():
+    faces = [_face(seed=k) for k in range(3)]
+    a = cs.make_crops(faces, 32, 3, 12, seed=5, physics=cal.CALIBRATION)
+    b = cs.make_crops(faces, 32, 3, 12, seed=5, physics=cal.CALIBRATION)
+    np.testing.assert_array_equal(a[0], b[0])
+    crops, species, photo = a
+    assert crops.shape == (15, 32, 32, 3) and crops.dtype == np.uint8
+    # an odd number of sources shows every source on every medium exactly once
+    assert sorted(zip(photo[3:], species[3:])) == [(p, s) for p in range(3) for s in range(1, 5)]
+    assert not set(cal.CAL_ATTACKS) & set(cs.ATTACKS)
+    other = cs.make_crops(faces, 32, 3, 12, seed=5)
+    assert not np.array_equal(other[0][3:], crops[3:])
+    # every medium leaves a mark: its crop differs from the live crop of the same source
+    for k in range(3, 15):
+        live = crops[photo == photo[k]][0].astype(float)
+        assert np.abs(crops[k].astype(float) - live).mean() > 1.0
+
+
+def test_hue_demosaic_keeps_a_flat_colour():
+    n = 16
+    yy, xx = np.mgrid[0:n, 0:n]
+    ch = np.where((yy % 2 == 0) & (xx % 2 == 0), 2, np.where((yy % 2 == 1) & (xx % 2 == 1), 0, 1))
+    colour = np.array([0.6, 0.3, 0.1], np.float32)
+    out = cal.demosaic_hue(colour[ch], ch)
+    np.testing.assert_allclose(out, np.broadcast_to(colour, out.shape), rtol=1e-2)
+
+
+def test_sources_refuse_a_split_without_live_records(monkeypatch):
+    monkeypatch.setattr(cal.synthetic_spoof, "load_metadata",
+                        lambda *a, **k: {"species": np.array([1, 2, 0])})
+    with pytest.raises(ValueError, match="live records"):
+        cal.sources("s64_small", "/nonexistent", "dev")
+
+
+def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic_data_dir,
+                                                     tmp_path):
+    from despoof_jax.serving import pretrained   # noqa: PLC0415 (lazily: only this test packs)
+    packed = tmp_path / "packed"
+    pretrained.pack(trained_workdir, packed)
+    before = api.load(str(packed)).threshold
+    out = tmp_path / "cal.json"
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--data-dir",
+                   synthetic_data_dir, "--builder-config", "s64_small", "--draws", "50",
+                   "--json", str(out), "--write"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    n_src = report["test"]["n"]["live"]
+    assert n_src % 2 == 1 and report["test"]["n"]["spoof"] == 4 * n_src
+    assert report["dev_threshold"] == pytest.approx(before)
+    info = json.loads((packed / "model.json").read_text())
+    assert info["criterion"] == "calibration_simulator"
+    assert info["dev_threshold"] == pytest.approx(before)
+    assert api.load(str(packed)).threshold == pytest.approx(report["threshold"])
+    assert report["dev"]["acer"]["value"] <= report["dev"]["acer_at_dev_threshold"] + 1e-12
+
+
+def test_calibration_config_is_checked_before_training():
+    from despoof_jax import config as config_lib   # noqa: PLC0415 (lazily: config only)
+    c = config_lib.base_config()
+    c.eval.calibration = "somewhere"
+    with pytest.raises(ValueError, match="eval.calibration"):
+        cal.check_config(c)
+    c.eval.calibration = cal.METHOD
+    c.method = "binary_cnn"
+    with pytest.raises(ValueError, match="de-spoofing method"):
+        cal.check_config(c)
