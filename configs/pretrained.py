@@ -1,7 +1,6 @@
 """The packaged pretrained model (`despoof_jax.load("pretrained")`): the de-spoofing method at
 128 px on the wide synthetic world (`wide_s128`: randomised print screening, display sub-pixel
-layouts, camera pipelines, skin texture, natural backgrounds), intra protocol, its decision
-threshold set on a held-out simulator's attacks (`eval.calibration`).
+layouts, camera pipelines, skin texture, natural backgrounds), intra protocol, dev-EER threshold.
 
     python -m despoof_jax.main --config=configs/pretrained.py --workdir=/work/pretrained_run
     python -m despoof_jax.serving.pretrained /work/pretrained_run   # -> despoof_jax/serving/pretrained/
@@ -12,10 +11,7 @@ their weights, k (scaled: 32 at 128 px) and the two-stage schedule are the paper
 settings that are not in the paper (README "Reading of the paper"; the model card says why):
 `model.ds_input_skip` and `loss.noise_truth = 3` (lambda_1), so that DS Net learns the medium's
 texture from the simulator's true noise, and `eval.fusion = "dev_eer"`, the decision score of
-lowest EER on the dev split (the 0\1 map for the shipped run). The threshold: the one of lowest
-ACER on `tools/calibration_simulator.py`'s attacks (physics neither the training world nor the
-cross-simulator check uses) made from `wide2_s128`'s dev live records, which the run builds too.
-Variant ",smoke"
+lowest EER on the dev split (the 0\1 map for the shipped run). Variant ",smoke"
 (`--config=configs/pretrained.py:smoke`): `wide_smoke` at 64 px, a few steps.
 """
 from despoof_jax import config as config_lib
@@ -36,14 +32,9 @@ def get_config(arg: str = ""):
     c.model.ds_input_skip = True
     c.loss.noise_truth = 3.0
     c.eval.fusion = "dev_eer"
-    # The decision threshold from the held-out calibration simulator's attacks on wide2's live
-    # records (README "Third round"), not the dev EER; the dev threshold is kept beside it.
-    c.eval.calibration = "calibration_simulator"
-    c.eval.calibration_data = "wide2_s128"
     if smoke:
         c = config_lib.smoke(c)
         c.data.builder_config = "wide_smoke"
-        c.eval.calibration_data = "wide2_smoke"
         c.train.stage1_steps = 4
         c.train.stage2_steps = 4
         c.train.checkpoint_every = 4

@@ -158,6 +158,8 @@ def _calibrate(sub):
     c.add_argument("--data-dir", required=True, help="TFDS data_dir holding the synthetic dataset")
     c.add_argument("--builder-config", default="wide2_s128",
                    help="synthetic_spoof config whose live records are the sources")
+    c.add_argument("--fusions", default="", help="decision scores to choose among, e.g. "
+                   "map,noise (de-spoofing models; default: the model's own)")
     c.add_argument("--write", action="store_true", help="store the threshold in the model's "
                    "model.json (the dev threshold is kept as dev_threshold)")
     c.set_defaults(command="calibrate")

@@ -111,6 +111,7 @@ def base_config() -> ml_collections.ConfigDict:
     # datasets only); the dev threshold stays in eval/model.json as `dev_threshold`.
     c.eval.calibration = ""
     c.eval.calibration_data = ""           # synthetic_spoof config of its sources; "" = data's
+    c.eval.calibration_fusions = ""        # "map,noise": it also chooses the score; "" = fusion's
 
     # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):
     # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).

@@ -47,7 +47,7 @@ from scipy import ndimage
 
 from despoof_jax.data import datasets
 from despoof_jax.data.builders.synthetic_spoof import synthetic_spoof
-from despoof_jax.evaluation import metrics
+from despoof_jax.evaluation import metrics, scores
 from despoof_jax.serving import model as serving_model
 from despoof_jax.tools import cross_simulator as cs
 from despoof_jax.training.workdir import as_workdir
@@ -263,24 +263,58 @@ def crops_for(builder_config: str, data_dir, split: str, size: int, seed: int):
     return cs.make_crops(faces, size, n, n * len(CAL_ATTACKS), seed, physics=CALIBRATION)
 
 
+def _fusion_scorers(model_path: str, fusions: tuple):
+    """-> (image_size, dev threshold, the model's own fusion, {fusion: crops -> scores}). A
+    de-spoofing model is scored once per crop set and fused each way; a baseline has one score."""
+    base = cs.scorer(model_path)
+    if not fusions or base.fusion not in scores.FUSIONS:
+        return base.image_size, base.threshold, base.fusion, {base.fusion: base.score}
+    bad = set(fusions) - set(scores.FUSIONS)
+    if bad:
+        raise ValueError(f"calibration fusions {sorted(bad)}; expected some of {scores.FUSIONS}")
+    model = serving_model.load(model_path)
+    cache = {}
+
+    def fused(how):
+        def score(crops):
+            key = id(crops)
+            if key not in cache:   # the crop sets live through `calibrate`: ids stay unique
+                cache[key] = model.score(list(crops)).components
+            comps = {f"score_{c}": v for c, v in cache[key].items()}
+            return np.asarray(scores.fuse(comps, model.fusion_stats, how), np.float64)
+        return score
+    return model.image_size, model.threshold, model.fusion, {f: fused(f) for f in fusions}
+
+
 def calibrate(model_path: str, data_dir, builder_config: str = "wide2_s128", *,
-              draws: int = 1000) -> dict:
+              draws: int = 1000, fusions: tuple = ()) -> dict:
     """Threshold on the dev split's calibration crops (seed 0), measured on the test split's
-    (seed 1) -> a JSON-able report (`threshold`, `dev`, `test`: cross_simulator.summarise)."""
-    model = cs.scorer(model_path)
-    report = {"model": model_path, "fusion": model.fusion, "builder_config": builder_config,
-              "dev_threshold": model.threshold, "physics": list(CAL_ATTACKS)}
-    scored = {}
-    for split, seed in (("dev", 0), ("test", 1)):
-        crops, species, photo = crops_for(builder_config, data_dir, split, model.image_size, seed)
-        scored[split] = (model.score(crops), species, photo)
-    report["threshold"] = min_acer_threshold(*scored["dev"][:2])
+    (seed 1) -> a JSON-able report (`fusion`, `threshold`, `dev`, `test`:
+    cross_simulator.summarise). `fusions` (de-spoofing models): the decision scores to choose
+    among, each at its own calibrated threshold, by dev ACER (ties: the first); () = the model's own."""
+    size, dev_threshold, own, fns = _fusion_scorers(model_path, tuple(fusions))
+    report = {"model": model_path, "dev_fusion": own, "builder_config": builder_config,
+              "dev_threshold": dev_threshold, "physics": list(CAL_ATTACKS)}
+    crops = {split: crops_for(builder_config, data_dir, split, size, seed)
+             for split, seed in (("dev", 0), ("test", 1))}
+    per_fusion = {}
+    for how, fn in fns.items():
+        scored = {split: (fn(c[0]),) + tuple(c[1:]) for split, c in crops.items()}
+        threshold = min_acer_threshold(*scored["dev"][:2])
+        dev_acer = float(metrics.acer(scored["dev"][0], (scored["dev"][1] > 0).astype(np.int64),
+                                      scored["dev"][1], threshold))
+        per_fusion[how] = (dev_acer, threshold, scored)
+    how = min(per_fusion, key=lambda f: per_fusion[f][0])   # first of equals: dict order
+    _, threshold, scored = per_fusion[how]
+    report.update(fusion=how, threshold=threshold,
+                  candidates={f: {"dev_acer": v[0], "threshold": v[1]} for f, v in per_fusion.items()})
     for split, (score, species, photo) in scored.items():
-        report[split] = cs.summarise(score, species, photo, report["threshold"], draws=draws,
+        report[split] = cs.summarise(score, species, photo, threshold, draws=draws,
                                      attacks=CAL_ATTACKS)
-        labels = (species > 0).astype(np.int64)
-        report[split]["acer_at_dev_threshold"] = float(
-            metrics.acer(score, labels, species, model.threshold))
+        if how == own:
+            labels = (species > 0).astype(np.int64)
+            report[split]["acer_at_dev_threshold"] = float(
+                metrics.acer(score, labels, species, dev_threshold))
     return report
 
 
@@ -296,10 +330,20 @@ def check_config(config) -> None:
         return
     if how != METHOD:
         raise ValueError(f"eval.calibration={how!r}; expected '' or {METHOD!r}")
+    parse_fusions(config.eval.calibration_fusions)
     if config.method != "despoof" or config.data.dataset != "synthetic_spoof":
         raise ValueError("eval.calibration applies to the de-spoofing method on a synthetic_spoof "
                          f"dataset (its live records are the sources); got method "
                          f"{config.method!r}, dataset {config.data.dataset!r}")
+
+
+def parse_fusions(text: str) -> tuple:
+    """"map,noise" -> ("map", "noise"); "" -> () (the model's own decision score)."""
+    out = tuple(f.strip() for f in text.split(",") if f.strip())
+    bad = set(out) - set(scores.FUSIONS)
+    if bad:
+        raise ValueError(f"calibration fusions {sorted(bad)}; expected some of {scores.FUSIONS}")
+    return out
 
 
 def model_json_of(model_path: str):
@@ -316,11 +360,13 @@ def store(report: dict, model_json) -> dict:
     """Makes the calibrated threshold the model's decision threshold in `model_json` (a path);
     the dev threshold stays as `dev_threshold`. Returns the new model.json content."""
     info = json.loads(model_json.read_text())
-    if info["fusion"] != report["fusion"]:
-        raise ValueError(f"{model_json}: fusion {info['fusion']!r}, but the calibration scored "
-                         f"{report['fusion']!r}")
+    if report["fusion"] not in scores.FUSIONS:
+        raise ValueError(f"{model_json}: the calibration chose fusion {report['fusion']!r}, "
+                         "which this model cannot compute")
     info.setdefault("dev_threshold", info["threshold"])
-    info.update(threshold=report["threshold"], criterion=METHOD, calibration={
+    info.setdefault("dev_fusion", info["fusion"])
+    info.update(fusion=report["fusion"], threshold=report["threshold"], criterion=METHOD,
+                calibration={
         "builder_config": report["builder_config"], "physics": report["physics"],
         "dev_acer": report["dev"]["acer"]["value"], "test_acer": report["test"]["acer"]["value"],
         "test_acer_ci95": report["test"]["acer"]["ci95"], "test_auc": report["test"]["auc"]["value"],
@@ -336,7 +382,8 @@ def calibrate_workdir(config, workdir) -> dict:
     if jax.process_index() != 0:
         return {}
     report = calibrate(str(wd.root), datasets.data_dir(config.data),
-                       config.eval.calibration_data or config.data.builder_config)
+                       config.eval.calibration_data or config.data.builder_config,
+                       fusions=parse_fusions(config.eval.calibration_fusions))
     (wd.model_json.parent / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     store(report, wd.model_json)
     return report
@@ -345,7 +392,8 @@ def calibrate_workdir(config, workdir) -> dict:
 def main(args) -> int:
     """`despoof calibrate` (its options are defined in cli.py): prints the report; --write stores
     the threshold in the model's model.json."""
-    report = calibrate(args.model, args.data_dir, args.builder_config, draws=args.draws)
+    report = calibrate(args.model, args.data_dir, args.builder_config, draws=args.draws,
+                       fusions=parse_fusions(args.fusions))
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

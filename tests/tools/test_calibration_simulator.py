@@ -97,6 +97,42 @@ def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic
     assert info["dev_threshold"] == pytest.approx(before)
     assert api.load(str(packed)).threshold == pytest.approx(report["threshold"])
     assert report["dev"]["acer"]["value"] <= report["dev"]["acer_at_dev_threshold"] + 1e-12
+    # choosing the decision score too: the fusion of lowest dev ACER, each at its own threshold
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--data-dir",
+                   synthetic_data_dir, "--builder-config", "s64_small", "--draws", "20",
+                   "--fusions", "map,noise", "--json", str(out), "--write"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    cands = report["candidates"]
+    assert set(cands) == {"map", "noise"}
+    assert cands[report["fusion"]]["dev_acer"] == min(c["dev_acer"] for c in cands.values())
+    model = api.load(str(packed))
+    assert (model.fusion, model.threshold) == (report["fusion"], pytest.approx(report["threshold"]))
+    info = json.loads((packed / "model.json").read_text())
+    assert info["dev_threshold"] == pytest.approx(before)   # the first calibration's record kept
+    with pytest.raises(ValueError, match="calibration fusions"):
+        cal.parse_fusions("map,sharpness")
+
+
+def test_calibration_as_a_runs_last_step(trained_workdir, tmp_path):
+    """`eval.calibration`: what `experiment.train_and_evaluate` calls after the evaluation (here on
+    a copy of the suite's trained workdir, its sources the suite's own `s64_small` records)."""
+    import shutil   # noqa: PLC0415 (lazily: only this test copies)
+    wd = tmp_path / "workdir"
+    shutil.copytree(trained_workdir, wd)
+    config = api.read_config(api.find_workdir(str(wd)))
+    with config.unlocked():
+        config.eval.calibration = cal.METHOD
+        config.eval.calibration_fusions = "map,noise"
+    cal.check_config(config)
+    before = json.loads((wd / "eval" / "model.json").read_text())
+    report = cal.calibrate_workdir(config, str(wd))
+    info = json.loads((wd / "eval" / "model.json").read_text())
+    assert json.loads((wd / "eval" / "calibration.json").read_text())["threshold"] == info["threshold"]
+    assert (info["fusion"], info["threshold"]) == (report["fusion"], report["threshold"])
+    assert (info["dev_fusion"], info["dev_threshold"]) == (before["fusion"], before["threshold"])
+    model = api.load(str(wd))
+    assert (model.fusion, model.threshold) == (report["fusion"], report["threshold"])
 
 
 def test_calibration_config_is_checked_before_training():
