@@ -54,12 +54,13 @@ def test_pretrained_loads_from_the_package_and_exports(tmp_path):
 def test_reproduction_config():
     module = config_module("pretrained")
     full, smoke = module.get_config(), module.get_config("smoke")
-    assert (full.data.builder_config, full.data.image_size) == ("wide_s128", 128)
+    assert (full.data.builder_config, full.data.image_size) == ("wide2_s128", 128)
+    assert (full.model.ds_width, full.train.stage2_steps) == (1.0, 2400)
     # the shipped run's recipe (model card): input skip, truth term at lambda_1, dev-chosen fusion
     assert (full.model.ds_input_skip, full.loss.noise_truth, full.eval.fusion) == (
         True, 3.0, "dev_eer")
     assert (smoke.model.ds_input_skip, smoke.loss.noise_truth) == (True, 3.0)
-    assert smoke.data.builder_config == "wide_smoke" and smoke.train.stage2_steps <= 4
+    assert smoke.data.builder_config == "wide2_smoke" and smoke.train.stage2_steps <= 4
     with pytest.raises(ValueError, match="variant"):
         module.get_config("huge")
 
@@ -68,14 +69,14 @@ def test_reproduction_config_runs_at_smoke_scale(synthetic_data_dir, tmp_path):
     """configs/pretrained.py:smoke end to end: both stages trained with its recipe (input skip,
     truth term), evaluated with its dev-chosen decision score, packed and loaded (XLA's
     optimisations off: compile time dominates). Its data is swapped for the suite's shared
-    `s64_small` set (same size, same fields): building `wide_smoke` would add ~17 CPU-seconds, and
+    `s64_small` set (same size, same fields): building `wide2_smoke` would add ~17 CPU-seconds, and
     the wide builder has its own test (tests/data/test_wide.py)."""
     import jax   # noqa: PLC0415
 
     from despoof_jax import experiment   # noqa: PLC0415
     from despoof_jax.evaluation import scores   # noqa: PLC0415
     config = config_module("pretrained").get_config("smoke")
-    assert config.data.builder_config == "wide_smoke"
+    assert config.data.builder_config == "wide2_smoke"
     root = tmp_path
     with config.unlocked():
         config.data.data_dir = synthetic_data_dir
