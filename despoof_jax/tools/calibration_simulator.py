@@ -263,27 +263,21 @@ def crops_for(builder_config: str, data_dir, split: str, size: int, seed: int):
     return cs.make_crops(faces, size, n, n * len(CAL_ATTACKS), seed, physics=CALIBRATION)
 
 
-def _fusion_scorers(model_path: str, fusions: tuple):
-    """-> (image_size, dev threshold, the model's own fusion, {fusion: crops -> scores}). A
-    de-spoofing model is scored once per crop set and fused each way; a baseline has one score."""
+def _fusion_scorer(model_path: str, fusions: tuple):
+    """-> (image_size, dev threshold, the model's own fusion, crops -> {fusion: scores [N]}). A
+    de-spoofing model is run once per crop set and its components fused each way; a baseline has
+    its one score."""
     base = cs.scorer(model_path)
     if not fusions or base.fusion not in scores.FUSIONS:
-        return base.image_size, base.threshold, base.fusion, {base.fusion: base.score}
-    bad = set(fusions) - set(scores.FUSIONS)
-    if bad:
-        raise ValueError(f"calibration fusions {sorted(bad)}; expected some of {scores.FUSIONS}")
+        return base.image_size, base.threshold, base.fusion, lambda crops: {
+            base.fusion: base.score(crops)}
     model = serving_model.load(model_path)
-    cache = {}
 
-    def fused(how):
-        def score(crops):
-            key = id(crops)
-            if key not in cache:   # the crop sets live through `calibrate`: ids stay unique
-                cache[key] = model.score(list(crops)).components
-            comps = {f"score_{c}": v for c, v in cache[key].items()}
-            return np.asarray(scores.fuse(comps, model.fusion_stats, how), np.float64)
-        return score
-    return model.image_size, model.threshold, model.fusion, {f: fused(f) for f in fusions}
+    def score(crops):
+        comps = {f"score_{c}": v for c, v in model.score(list(crops)).components.items()}
+        return {how: np.asarray(scores.fuse(comps, model.fusion_stats, how), np.float64)
+                for how in fusions}
+    return model.image_size, model.threshold, model.fusion, score
 
 
 def calibrate(model_path: str, data_dir, builder_config: str = "wide2_s128", *,
@@ -292,14 +286,15 @@ def calibrate(model_path: str, data_dir, builder_config: str = "wide2_s128", *,
     (seed 1) -> a JSON-able report (`fusion`, `threshold`, `dev`, `test`:
     cross_simulator.summarise). `fusions` (de-spoofing models): the decision scores to choose
     among, each at its own calibrated threshold, by dev ACER (ties: the first); () = the model's own."""
-    size, dev_threshold, own, fns = _fusion_scorers(model_path, tuple(fusions))
+    size, dev_threshold, own, score_fn = _fusion_scorer(model_path, check_fusions(fusions))
     report = {"model": model_path, "dev_fusion": own, "builder_config": builder_config,
               "dev_threshold": dev_threshold, "physics": list(CAL_ATTACKS)}
     crops = {split: crops_for(builder_config, data_dir, split, size, seed)
              for split, seed in (("dev", 0), ("test", 1))}
+    fused = {split: score_fn(c[0]) for split, c in crops.items()}
     per_fusion = {}
-    for how, fn in fns.items():
-        scored = {split: (fn(c[0]),) + tuple(c[1:]) for split, c in crops.items()}
+    for how in fused["dev"]:
+        scored = {split: (fused[split][how],) + tuple(c[1:]) for split, c in crops.items()}
         threshold = min_acer_threshold(*scored["dev"][:2])
         dev_acer = float(metrics.acer(scored["dev"][0], (scored["dev"][1] > 0).astype(np.int64),
                                       scored["dev"][1], threshold))
@@ -325,7 +320,7 @@ METHOD = "calibration_simulator"
 
 def check_config(config) -> None:
     """Raises ValueError, before any training, when `eval.calibration` cannot apply."""
-    how = config.eval.get("calibration", "")
+    how = config.eval.calibration
     if not how:
         return
     if how != METHOD:
@@ -337,13 +332,18 @@ def check_config(config) -> None:
                          f"{config.method!r}, dataset {config.data.dataset!r}")
 
 
-def parse_fusions(text: str) -> tuple:
-    """"map,noise" -> ("map", "noise"); "" -> () (the model's own decision score)."""
-    out = tuple(f.strip() for f in text.split(",") if f.strip())
+def check_fusions(fusions) -> tuple:
+    """The fusions as a tuple; ValueError naming any that `scores.FUSIONS` does not have."""
+    out = tuple(fusions)
     bad = set(out) - set(scores.FUSIONS)
     if bad:
         raise ValueError(f"calibration fusions {sorted(bad)}; expected some of {scores.FUSIONS}")
     return out
+
+
+def parse_fusions(text: str) -> tuple:
+    """"map,noise" -> ("map", "noise"); "" -> () (the model's own decision score)."""
+    return check_fusions(f.strip() for f in text.split(",") if f.strip())
 
 
 def model_json_of(model_path: str):
@@ -360,9 +360,9 @@ def store(report: dict, model_json) -> dict:
     """Makes the calibrated threshold the model's decision threshold in `model_json` (a path);
     the dev threshold stays as `dev_threshold`. Returns the new model.json content."""
     info = json.loads(model_json.read_text())
-    if report["fusion"] not in scores.FUSIONS:
-        raise ValueError(f"{model_json}: the calibration chose fusion {report['fusion']!r}, "
-                         "which this model cannot compute")
+    if report["fusion"] not in scores.FUSIONS:   # a baseline's score ("cnn", ...)
+        raise ValueError(f"{model_json}: only a de-spoofing model's threshold can be stored; the "
+                         f"calibration scored {report['fusion']!r} (run it without --write)")
     info.setdefault("dev_threshold", info["threshold"])
     info.setdefault("dev_fusion", info["fusion"])
     info.update(fusion=report["fusion"], threshold=report["threshold"], criterion=METHOD,

@@ -100,7 +100,7 @@ def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE) -> list[Face]:
     return out
 
 
-def region(face: Face, n: int, rng: np.random.Generator, jitter: bool,
+def _region(face: Face, n: int, rng: np.random.Generator, jitter: bool,
             extent: float = 1.0) -> np.ndarray:
     """Linear RGB [n, n, 3]: `extent` x the face square (jittered: scale 0.92..1.08, shift 4 %,
     roll 4 deg) resampled from the photo (edge-clamped)."""
@@ -160,14 +160,14 @@ def inks(rgb: np.ndarray):
     return np.concatenate([(cmy - k) / (1 - k + 1e-6), k], -1)
 
 
-INK_ABSORB = np.array([[0.9, 0.2, 0.05], [0.1, 0.9, 0.2], [0.02, 0.08, 0.9], [0.9, 0.9, 0.9]], np.float32)
+_ABSORB = np.array([[0.9, 0.2, 0.05], [0.1, 0.9, 0.2], [0.02, 0.08, 0.9], [0.9, 0.9, 0.9]], np.float32)
 
 
 def print_inks(cover: np.ndarray, thresholds, paper: np.ndarray) -> np.ndarray:
     refl = np.ones(cover.shape[:-1] + (3,), np.float32) * paper
     for i in range(4):
         ink = np.clip((cover[..., i] - thresholds[i]) * 8 + 0.5, 0, 1)
-        refl = refl * (1 - INK_ABSORB[i] * ink[..., None])
+        refl = refl * (1 - _ABSORB[i] * ink[..., None])
     return refl
 
 
@@ -259,7 +259,7 @@ def demosaic_malvar(m: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], -1).astype(np.float32)
 
 
-def srgb(x: np.ndarray) -> np.ndarray:
+def _srgb(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0, 1)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
@@ -277,7 +277,7 @@ def cross_camera(scene: np.ndarray, rng: np.random.Generator, exposure: float) -
     ch = np.where((yy + xx) % 2 == 0, 1, np.where(yy % 2 == 0, 0, 2))
     m = np.take_along_axis(img, ch[..., None], -1)[..., 0]
     m = m + np.sqrt(rng.uniform(0.0005, 0.002) * np.clip(m, 0, None) + 0.003 ** 2) * rng.standard_normal(m.shape)
-    y = srgb(demosaic_malvar(m.astype(np.float32)))
+    y = _srgb(demosaic_malvar(m.astype(np.float32)))
     lap = np.stack([ndimage.laplace(y[..., k], mode="nearest") for k in range(3)], -1)
     y = y - rng.uniform(0.0, 0.3) * lap
     out = np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
@@ -315,13 +315,13 @@ def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: in
         f = k % len(faces)
         face = faces[f]
         if k < n_live:
-            scene = region(face, size * SS, rng, jitter=True)
+            scene = _region(face, size * SS, rng, jitter=True)
             scene = scene * np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)   # white balance
             sp = 0
         else:
             sp = 1 + (k - n_live) % len(physics.attacks)
             # The attacker's photo covers 1.15 x the crop so the tilted medium fills the view.
-            photo_img = region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
+            photo_img = _region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
             scene = physics.radiance(physics.attacks[sp - 1], photo_img, size, rng)
         crops.append(physics.camera(scene, rng, exposure=float(rng.uniform(0.15, 0.25))))
         species.append(sp)

@@ -61,6 +61,17 @@ def test_physics_are_deterministic_and_not_the_cross_simulators():
         assert np.abs(crops[k].astype(float) - live).mean() > 1.0
 
 
+def test_every_medium_puts_texture_on_a_flat_photo():
+    """A flat grey photo on each medium: the radiance must carry fine structure (dots, stripes,
+    banding, sparkle) that a smooth glare cannot explain; the photo alone has none."""
+    from scipy import ndimage   # noqa: PLC0415 (lazily: only this test filters)
+    photo = np.full((48, 48, 3), 0.25, np.float32)
+    for kind in cal.CAL_ATTACKS:
+        rad = cal.cal_radiance(kind, photo, 32, np.random.default_rng(3))
+        fine = rad - ndimage.gaussian_filter(rad, (3 * cs.SS, 3 * cs.SS, 0), mode="nearest")
+        assert np.std(fine) > 0.02 * rad.mean(), kind   # glare alone: at most ~0.01
+
+
 def test_hue_demosaic_keeps_a_flat_colour():
     n = 16
     yy, xx = np.mgrid[0:n, 0:n]
