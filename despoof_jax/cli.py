@@ -7,7 +7,7 @@
     despoof medium W [W ...]
     despoof benchmark [--sizes 128 256] [--only stage2,infer] [--vs-peer] [--json OUT]
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
-    despoof calibrate --model pretrained|W --data-dir DIR [--write]
+    despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -155,9 +155,13 @@ def _calibrate(sub):
                        "synthetic split's live records: the threshold of lowest ACER on the dev "
                        "split's crops, measured on the test split's.")
     _simulator_options(c)
-    c.add_argument("--data-dir", required=True, help="TFDS data_dir holding the synthetic dataset")
     c.add_argument("--builder-config", default="wide2_s128",
                    help="synthetic_spoof config whose live records are the sources")
+    c.add_argument("--sources", choices=("render", "stored"), default="render",
+                   help="render: the live records re-rendered at the camera's sampling resolution "
+                   "(nothing read from disk); stored: the built records in --data-dir (round 3)")
+    c.add_argument("--data-dir", default="", help="TFDS data_dir holding the synthetic dataset "
+                   "(--sources stored only)")
     c.add_argument("--fusions", default="", help="decision scores to choose among, e.g. "
                    "map,noise (de-spoofing models; default: the model's own)")
     c.add_argument("--write", action="store_true", help="store the threshold in the model's "

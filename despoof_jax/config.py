@@ -112,6 +112,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.calibration = ""
     c.eval.calibration_data = ""           # synthetic_spoof config of its sources; "" = data's
     c.eval.calibration_fusions = ""        # "map,noise": it also chooses the score; "" = fusion's
+    # "render": its sources are the live records re-rendered at the calibration camera's sampling
+    # resolution (crop x 3, as a photo has more pixels than its crop); "stored": the records.
+    c.eval.calibration_sources = "render"
 
     # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):
     # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).

@@ -1,7 +1,8 @@
-"""Threshold calibration on a held-out simulator (issue #14, round 3).
+"""Threshold calibration on a held-out simulator (issue #14, rounds 3 and 4).
 
-    despoof calibrate --model pretrained --data-dir DIR            # report only
-    despoof calibrate --model WORKDIR --data-dir DIR --write       # and store the threshold
+    despoof calibrate --model pretrained                           # report only
+    despoof calibrate --model WORKDIR --write                      # and store the threshold
+    despoof calibrate --model pretrained --sources stored --data-dir DIR   # round 3's sources
     config: eval.calibration = "calibration_simulator"             # as the run's last step
 
 Why: a threshold set at the dev EER of the training world sits between the live faces and the
@@ -31,12 +32,18 @@ with smooth-hue-transition (colour-ratio) demosaicing, the Rec. 709 transfer cur
 change, JPEG with 4:2:2 chroma.
 
 Sources: the split's live records (an odd number, so that every source is shown on every medium
-exactly once), each framed by its central 1 / 1.25.
+exactly once), each framed by its central 1 / 1.25. By default (`sources="render"`, since round 4)
+each is re-rendered by the generator from its own plan entry at the resolution the calibration
+camera samples (crop size x SS, 384 px for a 128-px model), as a real photograph has more pixels
+than the crop made from it; `sources="stored"` takes the stored records (round 3), which the
+camera's 3x supersampling upsamples into a smoothness no photograph has.
 """
 from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+import os
 import pathlib
 
 import jax
@@ -45,7 +52,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from despoof_jax.data import datasets
+from despoof_jax.data import datasets, synthetic
 from despoof_jax.data.builders.synthetic_spoof import synthetic_spoof
 from despoof_jax.evaluation import metrics, scores
 from despoof_jax.serving import model as serving_model
@@ -220,9 +227,36 @@ CALIBRATION = cs.Physics(CAL_ATTACKS, cal_radiance, cal_camera)
 
 # ---- sources, threshold, report -------------------------------------------------------------------
 
-def sources(builder_config: str, data_dir, split: str) -> list[cs.Face]:
-    """The live records of `split` as source photographs (an odd number of them: see the module
-    docstring), framed by their central 1 / SOURCE_FRAMING."""
+SOURCES = ("render", "stored")
+
+
+def rendered_live(builder_config: str, split: str, px: int,
+                  num_workers: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The live records of `split` (plan order, an odd number) re-rendered at `px` x `px` from
+    their plan entries: [(name, uint8 image)]. Deterministic; the worker count changes nothing but
+    the time."""
+    config = synthetic_spoof.as_config(builder_config)
+    plan = synthetic_spoof.example_plan(config, split)
+    live = [i for i, e in enumerate(plan) if e.species == 0]
+    if len(live) < 3:
+        raise ValueError(f"{config.name}/{split}: {len(live)} live records; need at least 3")
+    if len(live) % 2 == 0:
+        live = live[:-1]
+    world = {"world": config.world} if config.world != "base" else {}
+    jobs = [dict(seed=config.seed, size=px, difficulty=config.difficulty, **world,
+                 **plan[i]._asdict()) for i in live]
+    workers = max(1, min(num_workers or os.cpu_count() or 1, len(jobs)))
+    if workers == 1:
+        images = [synthetic.render_image(j) for j in jobs]
+    else:   # "spawn": the parent runs JAX's threads (as the builder does)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            images = pool.map(synthetic.render_image, jobs,
+                              chunksize=max(1, len(jobs) // (4 * workers)))
+    return [(f"{split}/{i}@{px}", im) for i, im in zip(live, images)]
+
+
+def stored_live(builder_config: str, data_dir, split: str) -> list[tuple[str, np.ndarray]]:
+    """The stored live records of `split` (record order, an odd number): [(name, uint8 image)]."""
     meta = synthetic_spoof.load_metadata(builder_config, data_dir, split)
     live = np.flatnonzero(np.asarray(meta["species"]) == 0)
     if len(live) < 3:
@@ -230,11 +264,23 @@ def sources(builder_config: str, data_dir, split: str) -> list[cs.Face]:
     if len(live) % 2 == 0:
         live = live[:-1]
     src = synthetic_spoof.load_source(builder_config, data_dir, split)
+    return [(f"{split}/{int(i)}", np.asarray(src[int(i)]["image"])) for i in live]
+
+
+def sources(builder_config: str, data_dir, split: str, *, how: str = "render",
+            size: int | None = None) -> list[cs.Face]:
+    """The live records of `split` as source photographs (an odd number of them: see the module
+    docstring), framed by their central 1 / SOURCE_FRAMING. how="render": re-rendered at
+    `size` x SS px (`size`: the crop size, default the config's); "stored": the records."""
+    if how == "render":
+        px = (size or synthetic_spoof.as_config(builder_config).size) * cs.SS
+        images = rendered_live(builder_config, split, px)
+    elif check_sources(how) == "stored":
+        images = stored_live(builder_config, data_dir, split)
     out = []
-    for i in live:
-        img = np.asarray(src[int(i)]["image"])
+    for name, img in images:
         s = img.shape[0]
-        out.append(cs.Face(f"{split}/{int(i)}", (img.astype(np.float32) / 255.0) ** 2.2,
+        out.append(cs.Face(name, (img.astype(np.float32) / 255.0) ** 2.2,
                            s / 2, s / 2, s / SOURCE_FRAMING, "record"))
     return out
 
@@ -256,9 +302,10 @@ def min_acer_threshold(score: np.ndarray, species: np.ndarray) -> float:
     return float(cand[best[len(best) // 2]])
 
 
-def crops_for(builder_config: str, data_dir, split: str, size: int, seed: int):
+def crops_for(builder_config: str, data_dir, split: str, size: int, seed: int, *,
+              how: str = "render"):
     """Calibration crops of `split`: every source once live and once on every medium."""
-    faces = sources(builder_config, data_dir, split)
+    faces = sources(builder_config, data_dir, split, how=how, size=size)
     n = len(faces)
     return cs.make_crops(faces, size, n, n * len(CAL_ATTACKS), seed, physics=CALIBRATION)
 
@@ -281,15 +328,19 @@ def _fusion_scorer(model_path: str, fusions: tuple):
 
 
 def calibrate(model_path: str, data_dir, builder_config: str = "wide2_s128", *,
-              draws: int = 1000, fusions: tuple = ()) -> dict:
+              draws: int = 1000, fusions: tuple = (), sources_from: str = "render") -> dict:
     """Threshold on the dev split's calibration crops (seed 0), measured on the test split's
     (seed 1) -> a JSON-able report (`fusion`, `threshold`, `dev`, `test`:
     cross_simulator.summarise). `fusions` (de-spoofing models): the decision scores to choose
-    among, each at its own calibrated threshold, by dev ACER (ties: the first); () = the model's own."""
+    among, each at its own calibrated threshold, by dev ACER (ties: the first); () = the model's own.
+    `sources_from`: "render" (the live records re-rendered at the camera's sampling resolution;
+    `data_dir` is not read) or "stored" (the records in `data_dir`), see `sources`."""
+    check_sources(sources_from)
     size, dev_threshold, own, score_fn = _fusion_scorer(model_path, check_fusions(fusions))
     report = {"model": model_path, "dev_fusion": own, "builder_config": builder_config,
-              "dev_threshold": dev_threshold, "physics": list(CAL_ATTACKS)}
-    crops = {split: crops_for(builder_config, data_dir, split, size, seed)
+              "dev_threshold": dev_threshold, "physics": list(CAL_ATTACKS),
+              "sources": sources_from}
+    crops = {split: crops_for(builder_config, data_dir, split, size, seed, how=sources_from)
              for split, seed in (("dev", 0), ("test", 1))}
     fused = {split: score_fn(c[0]) for split, c in crops.items()}
     per_fusion = {}
@@ -326,10 +377,24 @@ def check_config(config) -> None:
     if how != METHOD:
         raise ValueError(f"eval.calibration={how!r}; expected '' or {METHOD!r}")
     parse_fusions(config.eval.calibration_fusions)
+    check_sources(_sources_of(config))
     if config.method != "despoof" or config.data.dataset != "synthetic_spoof":
         raise ValueError("eval.calibration applies to the de-spoofing method on a synthetic_spoof "
                          f"dataset (its live records are the sources); got method "
                          f"{config.method!r}, dataset {config.data.dataset!r}")
+
+
+def _sources_of(config) -> str:
+    """`eval.calibration_sources`; a config written before it existed calibrated on the stored
+    records."""
+    return config.eval.get("calibration_sources", "stored")
+
+
+def check_sources(how: str) -> str:
+    """`how` if it names a way to make the sources (SOURCES), else ValueError."""
+    if how not in SOURCES:
+        raise ValueError(f"calibration sources {how!r}; expected one of {SOURCES}")
+    return how
 
 
 def check_fusions(fusions) -> tuple:
@@ -368,6 +433,7 @@ def store(report: dict, model_json) -> dict:
     info.update(fusion=report["fusion"], threshold=report["threshold"], criterion=METHOD,
                 calibration={
         "builder_config": report["builder_config"], "physics": report["physics"],
+        "sources": report.get("sources", "stored"),
         "dev_acer": report["dev"]["acer"]["value"], "test_acer": report["test"]["acer"]["value"],
         "test_acer_ci95": report["test"]["acer"]["ci95"], "test_auc": report["test"]["auc"]["value"],
         "n": report["test"]["n"]})
@@ -383,7 +449,8 @@ def calibrate_workdir(config, workdir) -> dict:
         return {}
     report = calibrate(str(wd.root), datasets.data_dir(config.data),
                        config.eval.calibration_data or config.data.builder_config,
-                       fusions=parse_fusions(config.eval.calibration_fusions))
+                       fusions=parse_fusions(config.eval.calibration_fusions),
+                       sources_from=_sources_of(config))
     (wd.model_json.parent / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     store(report, wd.model_json)
     return report
@@ -392,8 +459,10 @@ def calibrate_workdir(config, workdir) -> dict:
 def main(args) -> int:
     """`despoof calibrate` (its options are defined in cli.py): prints the report; --write stores
     the threshold in the model's model.json."""
+    if args.sources == "stored" and not args.data_dir:
+        raise SystemExit("despoof calibrate --sources stored needs --data-dir")
     report = calibrate(args.model, args.data_dir, args.builder_config, draws=args.draws,
-                       fusions=parse_fusions(args.fusions))
+                       fusions=parse_fusions(args.fusions), sources_from=args.sources)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -1,6 +1,6 @@
-"""The held-out calibration simulator (issue #14, round 3): its threshold rule, its physics (none of
-them the cross simulator's, deterministic), and the calibration of a trained model end to end,
-through the command line and as a run's last step (`eval.calibration`)."""
+"""The held-out calibration simulator (issue #14, rounds 3 and 4): its threshold rule, its physics
+(none of them the cross simulator's, deterministic), its sources, and the calibration of a trained
+model end to end, through the command line and as a run's last step (`eval.calibration`)."""
 from __future__ import annotations
 
 import json
@@ -85,7 +85,36 @@ def test_sources_refuse_a_split_without_live_records(monkeypatch):
     monkeypatch.setattr(cal.synthetic_spoof, "load_metadata",
                         lambda *a, **k: {"species": np.array([1, 2, 0])})
     with pytest.raises(ValueError, match="live records"):
-        cal.sources("s64_small", "/nonexistent", "dev")
+        cal.sources("s64_small", "/nonexistent", "dev", how="stored")
+
+
+def test_rendered_sources_are_the_records_with_a_photographs_detail():
+    """Sources re-rendered at the camera's sampling resolution (round 4): deterministic whatever the
+    worker count, an odd number, the same scenes as the records' resolution shows them, and finer
+    detail than a record upsampled to that resolution (what the stored sources gave the camera)."""
+    from PIL import Image   # noqa: PLC0415 (lazily: only this test resizes)
+    lo = cal.rendered_live("s64_small", "dev", 48, num_workers=1)
+    hi = cal.rendered_live("s64_small", "dev", 144, num_workers=1)
+    assert len(hi) % 2 == 1 and len(hi) == len(lo) >= 3
+    assert hi[0][1].shape == (144, 144, 3) and hi[0][1].dtype == np.uint8
+    again = cal.rendered_live("s64_small", "dev", 144, num_workers=2)
+    assert [n for n, _ in again] == [n for n, _ in hi]
+    for (_, a), (_, b) in zip(again, hi):
+        np.testing.assert_array_equal(a, b)
+
+    def detail(x):
+        x = x.astype(np.float32)
+        return np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean()
+
+    other = np.roll(np.arange(len(lo)), 1)
+    for k, ((_, small), (_, big)) in enumerate(zip(lo, hi)):
+        shrunk = big.astype(np.float32).reshape(48, 3, 48, 3, 3).mean((1, 3))
+        same = np.abs(shrunk - small).mean()
+        assert same < 10.0 and same < np.abs(shrunk - lo[other[k]][1]).mean()
+        upsampled = np.asarray(Image.fromarray(small).resize((144, 144), Image.BILINEAR))
+        assert detail(big) > 1.4 * detail(upsampled)
+    with pytest.raises(ValueError, match="calibration sources"):
+        cal.sources("s64_small", "/nonexistent", "dev", how="upsampled")
 
 
 def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic_data_dir,
@@ -95,25 +124,33 @@ def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic
     pretrained.pack(trained_workdir, packed)
     before = api.load(str(packed)).threshold
     out = tmp_path / "cal.json"
-    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--data-dir",
-                   synthetic_data_dir, "--builder-config", "s64_small", "--draws", "50",
+    # default sources: the records re-rendered (nothing read from a data dir)
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed),
+                   "--builder-config", "s64_small", "--draws", "50",
                    "--json", str(out), "--write"])
     assert rc == 0
     report = json.loads(out.read_text())
+    assert report["sources"] == "render"
     n_src = report["test"]["n"]["live"]
     assert n_src % 2 == 1 and report["test"]["n"]["spoof"] == 4 * n_src
     assert report["dev_threshold"] == pytest.approx(before)
     info = json.loads((packed / "model.json").read_text())
     assert info["criterion"] == "calibration_simulator"
+    assert info["calibration"]["sources"] == "render"
     assert info["dev_threshold"] == pytest.approx(before)
     assert api.load(str(packed)).threshold == pytest.approx(report["threshold"])
     assert report["dev"]["acer"]["value"] <= report["dev"]["acer_at_dev_threshold"] + 1e-12
-    # choosing the decision score too: the fusion of lowest dev ACER, each at its own threshold
+    # choosing the decision score too: the fusion of lowest dev ACER, each at its own threshold;
+    # sources: the stored records (round 3), which need the data dir
+    with pytest.raises(SystemExit, match="--data-dir"):
+        cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed),
+                  "--sources", "stored", "--builder-config", "s64_small"])
     rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--data-dir",
                    synthetic_data_dir, "--builder-config", "s64_small", "--draws", "20",
-                   "--fusions", "map,noise", "--json", str(out), "--write"])
+                   "--sources", "stored", "--fusions", "map,noise", "--json", str(out), "--write"])
     assert rc == 0
     report = json.loads(out.read_text())
+    assert report["sources"] == "stored"
     cands = report["candidates"]
     assert set(cands) == {"map", "noise"}
     assert cands[report["fusion"]]["dev_acer"] == min(c["dev_acer"] for c in cands.values())
@@ -135,6 +172,7 @@ def test_calibration_as_a_runs_last_step(trained_workdir, tmp_path):
     with config.unlocked():
         config.eval.calibration = cal.METHOD
         config.eval.calibration_fusions = "map,noise"
+        config.eval.calibration_sources = "stored"   # the suite's records (the CLI test renders)
     cal.check_config(config)
     before = json.loads((wd / "eval" / "model.json").read_text())
     report = cal.calibrate_workdir(config, str(wd))
@@ -153,6 +191,10 @@ def test_calibration_config_is_checked_before_training():
     with pytest.raises(ValueError, match="eval.calibration"):
         cal.check_config(c)
     c.eval.calibration = cal.METHOD
+    c.eval.calibration_sources = "upsampled"
+    with pytest.raises(ValueError, match="calibration sources"):
+        cal.check_config(c)
+    c.eval.calibration_sources = "render"
     c.method = "binary_cnn"
     with pytest.raises(ValueError, match="de-spoofing method"):
         cal.check_config(c)

@@ -13,8 +13,9 @@ from .generator import (
                         WORLDS,
                         make_example,
                         make_registered_pair,
+                        render_image,
                         spoof_noise_stages,
 )
 
-__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "WORLDS", "WIDE_FIELDS", "make_example", "make_registered_pair",
+__all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "WORLDS", "WIDE_FIELDS", "make_example", "make_registered_pair", "render_image",
            "spoof_noise_stages"]

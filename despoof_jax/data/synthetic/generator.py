@@ -438,6 +438,12 @@ def spoof_noise_stages(*, seed: int, identity: int, species: int, device: int, v
             "stages": {name: shots[k + 1] - shots[k] for k, name in enumerate(STAGES)}}
 
 
+def render_image(kwargs: dict) -> np.ndarray:
+    """`make_example(**kwargs)["image"]`: a module-level function, so that process pools can run it
+    without importing more than this module."""
+    return np.asarray(make_example(**kwargs)["image"])
+
+
 def make_registered_pair(*, seed: int, identity: int, species: int, device: int, video: int,
                          size: int, difficulty: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(spoof uint8 [size, size, 3], registered live uint8 [size, size, 3]) of one scene.

@@ -309,7 +309,8 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                 yield key, example
 
 
-def _as_config(config: str | SyntheticSpoofConfig) -> SyntheticSpoofConfig:
+def as_config(config: str | SyntheticSpoofConfig) -> SyntheticSpoofConfig:
+    """A config by name (one of CONFIGS), or the config itself."""
     if isinstance(config, SyntheticSpoofConfig):
         return config
     names = [c.name for c in CONFIGS]
@@ -326,7 +327,7 @@ def prepare(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, *,
     Multi-host: build once before the run (or on process 0 behind a barrier); concurrent builds of
     the same config into a shared `data_dir` race.
     """
-    config = _as_config(config)
+    config = as_config(config)
     # A predefined config goes by name: TFDS re-creates builders (e.g. when grain pickles the data
     # source into worker processes) and rejects a copy of a predefined config object.
     builder = SyntheticSpoof(config=config.name if config in CONFIGS else config,
