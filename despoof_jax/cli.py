@@ -8,6 +8,7 @@
     despoof benchmark [--sizes 128 256] [--only stage2,infer] [--vs-peer] [--json OUT]
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
+    despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -166,6 +167,15 @@ def _calibrate(sub):
                    "map,noise (de-spoofing models; default: the model's own)")
     c.add_argument("--write", action="store_true", help="store the threshold in the model's "
                    "model.json (the dev threshold is kept as dev_threshold)")
+    own = c.add_argument_group("on your own bona fide captures (instead of the simulator)")
+    own.add_argument("--bona-fide", nargs="+", default=None, metavar="PATH",
+                     help="face crops of real users (images, videos or folders, as `despoof "
+                     "score` reads them): the threshold rejecting at most --bpcer of them")
+    own.add_argument("--bpcer", type=float, default=0.05, help="the BPCER to allow on them")
+    own.add_argument("--every", type=int, default=1, help="keep every N-th video frame")
+    own.add_argument("--allow-upsample", action="store_true",
+                     help="accept crops smaller than the model's input")
+    own.add_argument("--allow-gray", action="store_true", help="accept grayscale images")
     c.set_defaults(command="calibrate")
 
 

@@ -25,7 +25,7 @@ from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.tools import benchmark as benchmark_lib
-from despoof_jax.tools import calibration_simulator, cross_simulator
+from despoof_jax.tools import bona_fide, calibration_simulator, cross_simulator
 from despoof_jax.training import loop, observe
 from despoof_jax.training.workdir import Workdir, WorkdirNotWritable
 
@@ -120,7 +120,14 @@ def crosscheck(args) -> int:
 
 
 def calibrate(args) -> int:
-    """`despoof calibrate`: the decision threshold from the held-out calibration simulator."""
+    """`despoof calibrate`: the decision threshold from the held-out calibration simulator, or
+    (--bona-fide) from the deployment's own bona fide captures."""
+    if args.bona_fide is not None:
+        try:
+            return bona_fide.main(args)
+        except (ValueError, api.ModelLoadError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return calibration_simulator.main(args)
 
 

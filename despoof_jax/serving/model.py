@@ -327,6 +327,16 @@ def is_packaged(path) -> bool:
     return p.is_dir() and all((p / f).is_file() for f in PACKAGED_FILES)
 
 
+def model_json_path(model_path: str):
+    """The model.json holding the decision threshold of `model_path`: "pretrained", a packaged
+    folder or a training workdir (what `load` takes); a path with read_text / write_text."""
+    if model_path == PRETRAINED:
+        return pretrained_dir() / "model.json"
+    if is_packaged(model_path):
+        return pathlib.Path(model_path) / "model.json"
+    return find_workdir(model_path).model_json
+
+
 def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
     """A `DespoofModel` from a packaged folder (see PACKAGED_FILES): no checkpoint, no orbax."""
     p = pathlib.Path(path)

@@ -411,16 +411,6 @@ def parse_fusions(text: str) -> tuple:
     return check_fusions(f.strip() for f in text.split(",") if f.strip())
 
 
-def model_json_of(model_path: str):
-    """The model.json holding the decision threshold of a packaged model, "pretrained" or a
-    training workdir."""
-    if model_path == serving_model.PRETRAINED:
-        return serving_model.pretrained_dir() / "model.json"
-    if serving_model.is_packaged(model_path):
-        return pathlib.Path(model_path) / "model.json"
-    return serving_model.find_workdir(model_path).model_json
-
-
 def store(report: dict, model_json) -> dict:
     """Makes the calibrated threshold the model's decision threshold in `model_json` (a path);
     the dev threshold stays as `dev_threshold`. Returns the new model.json content."""
@@ -468,5 +458,5 @@ def main(args) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(text + "\n")
     if args.write:
-        store(report, model_json_of(args.model))
+        store(report, serving_model.model_json_path(args.model))
     return 0

@@ -1,0 +1,88 @@
+"""A threshold from the deployment's own bona fide captures (`despoof calibrate --bona-fide`): the
+operating-point rule, its bound, and the command end to end on a trained model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from despoof_jax import cli
+from despoof_jax.serving import model as api
+from despoof_jax.tools import bona_fide
+
+
+def test_threshold_rejects_at_most_the_allowed_share_and_is_the_lowest_that_does():
+    rng = np.random.default_rng(0)
+    for n, bpcer in ((50, 0.05), (50, 0.1), (37, 0.0), (200, 0.2), (21, 0.05)):
+        live = rng.normal(0, 1, n)
+        t = bona_fide.threshold_at_bpcer(live, bpcer)
+        allowed = int(np.floor(bpcer * n + 1e-9))
+        assert (live >= t).sum() == allowed
+        # any lower threshold rejects more: the next score below t is rejected too
+        below = live[live < t]
+        assert (live >= below.max()).sum() > allowed
+    # ties at the cut cannot be split: the threshold passes all of them
+    live = np.array([0.0, 1.0, 2.0, 2.0, 2.0])
+    t = bona_fide.threshold_at_bpcer(live, 0.2)
+    assert (live >= t).sum() == 0 and t > 2.0
+    for bad in (np.array([]), np.array([0.0, np.nan])):
+        with pytest.raises(ValueError, match="finite"):
+            bona_fide.threshold_at_bpcer(bad, 0.05)
+    with pytest.raises(ValueError, match="bpcer"):
+        bona_fide.threshold_at_bpcer(np.zeros(30), 1.0)
+
+
+def test_bpcer_bound_is_clopper_pearson():
+    assert bona_fide.bpcer_upper(0, 60) == pytest.approx(1 - 0.05 ** (1 / 60))   # ~ 3 / n
+    assert bona_fide.bpcer_upper(0, 20) > bona_fide.bpcer_upper(0, 200)
+    assert bona_fide.bpcer_upper(1, 20) > bona_fide.bpcer_upper(0, 20)
+    assert bona_fide.bpcer_upper(20, 20) == 1.0
+
+
+def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, synthetic_data_dir,
+                                                               tmp_path, capsys):
+    from despoof_jax.data.builders.synthetic_spoof import synthetic_spoof   # noqa: PLC0415
+    from despoof_jax.serving import pretrained   # noqa: PLC0415 (lazily: only this test packs)
+    packed = tmp_path / "packed"
+    pretrained.pack(trained_workdir, packed)
+    before = api.load(str(packed)).threshold
+    images = []   # the live records of dev and test (12 each) as a user's captures
+    for split in ("dev", "test"):
+        meta = synthetic_spoof.load_metadata("s64_small", synthetic_data_dir, split)
+        src = synthetic_spoof.load_source("s64_small", synthetic_data_dir, split)
+        images += [np.asarray(src[int(i)]["image"])
+                   for i in np.flatnonzero(np.asarray(meta["species"]) == 0)]
+    assert len(images) == 24
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for k, img in enumerate(images):
+        Image.fromarray(img).save(crops / f"user{k:02d}.png")
+    out = tmp_path / "bf.json"
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--bona-fide",
+                   str(crops), "--bpcer", "0.1", "--json", str(out), "--write"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == len(images) and len(report["captures"]) == len(images)
+    assert report["current_threshold"] == pytest.approx(before)
+    model = api.load(str(packed))
+    assert model.threshold == pytest.approx(report["threshold"])
+    decided = np.asarray(model.score(images).score) >= model.threshold
+    assert decided.sum() == int(np.floor(0.1 * len(images))) == round(report["bpcer"] * len(images))
+    assert report["bpcer_upper95"] > report["bpcer"]
+    info = json.loads((packed / "model.json").read_text())
+    assert info["criterion"] == bona_fide.CRITERION and info["dev_threshold"] == pytest.approx(before)
+    # too few captures, an unreadable one, simulator options: each a clear error, nothing written
+    few = tmp_path / "few"
+    few.mkdir()
+    for k in range(3):
+        Image.fromarray(images[k]).save(few / f"{k}.png")
+    (crops / "broken.png").write_bytes(b"not a png")
+    for argv, message in ((["--bona-fide", str(few)], "need at least"),
+                          (["--bona-fide", str(crops)], "cannot be read"),
+                          (["--bona-fide", str(few), "--fusions", "map"], "simulator")):
+        rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), *argv,
+                       "--write"])
+        assert rc == 2 and message in capsys.readouterr().err
+    assert json.loads((packed / "model.json").read_text()) == info
