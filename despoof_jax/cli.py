@@ -172,6 +172,8 @@ def _calibrate(sub):
                      help="face crops of real users (images, videos or folders, as `despoof "
                      "score` reads them): the threshold rejecting at most --bpcer of them")
     own.add_argument("--bpcer", type=float, default=0.05, help="the BPCER to allow on them")
+    own.add_argument("--out", default="", help="write a copy of the (packaged) model with the new "
+                     "threshold here, leaving the model itself as it is")
     own.add_argument("--every", type=int, default=1, help="keep every N-th video frame")
     own.add_argument("--allow-upsample", action="store_true",
                      help="accept crops smaller than the model's input")

@@ -2,6 +2,7 @@
 
     despoof calibrate --model pretrained --bona-fide CROPS_DIR [--bpcer 0.05]            # report
     despoof calibrate --model WORKDIR --bona-fide CROPS_DIR --bpcer 0.05 --write          # store
+    despoof calibrate --model pretrained --bona-fide CROPS_DIR --out MY_MODEL               # a copy
 
 Why: the shipped threshold comes from the synthetic world. On real photographs the model ranks
 well (AUC 0.95-0.98 on three photo sets) but where live faces land depends on the photo
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -124,11 +126,42 @@ def store(report: dict, model_json) -> dict:
     return info
 
 
+def _check_copy(model_path: str, out) -> pathlib.Path:
+    """The folder of the packaged model ("pretrained" or a packaged folder) to copy to `out`;
+    ValueError if it is not one or `out` holds files already."""
+    src = serving_model.pretrained_dir() if model_path == serving_model.PRETRAINED else \
+        pathlib.Path(model_path)
+    if not serving_model.is_packaged(src):
+        raise ValueError(f"--out copies a packaged model ('pretrained' or a folder holding "
+                         f"{serving_model.PACKAGED_FILES}); {model_path!r} is not one (use "
+                         "--write to store the threshold in a workdir)")
+    if pathlib.Path(out).exists() and any(pathlib.Path(out).iterdir()):
+        raise ValueError(f"--out {out}: exists and is not empty")
+    return src
+
+
+def copy_packaged(model_path: str, out) -> pathlib.Path:
+    """Copies a packaged model to the new folder `out`, so that a threshold can be stored there
+    without touching the original; -> the copy's model.json."""
+    src = _check_copy(model_path, out)
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in serving_model.PACKAGED_FILES:
+        shutil.copyfile(src / name, out / name)
+    return out / "model.json"
+
+
 def main(args) -> int:
-    """`despoof calibrate --bona-fide ...`: prints the report; --write stores the threshold."""
+    """`despoof calibrate --bona-fide ...`: prints the report; --write stores the threshold in the
+    model, --out in a copy of it."""
     if args.fusions or args.sources != "render" or args.data_dir:
         raise ValueError("--bona-fide sets the threshold of the model's own decision score from "
                          "real captures; --fusions, --sources and --data-dir are the simulator's")
+    if args.out and args.write:
+        raise ValueError("--write stores the threshold in the model itself, --out in a copy: "
+                         "give one of them")
+    if args.out:   # fail before scoring, not after
+        _check_copy(args.model, args.out)
     report = calibrate(args.model, args.bona_fide, args.bpcer, every=args.every,
                        allow_upsample=args.allow_upsample, allow_gray=args.allow_gray)
     text = json.dumps({k: v for k, v in report.items() if k != "captures"}, indent=1)
@@ -137,4 +170,8 @@ def main(args) -> int:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.write:
         store(report, serving_model.model_json_path(args.model))
+    if args.out:
+        store(report, copy_packaged(args.model, args.out))
+        print(f"wrote {args.out}: the model with this threshold (load it with "
+              f"despoof_jax.load({str(args.out)!r}))", file=sys.stderr)
     return 0

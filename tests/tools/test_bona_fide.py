@@ -73,16 +73,26 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert report["bpcer_upper95"] > report["bpcer"]
     info = json.loads((packed / "model.json").read_text())
     assert info["criterion"] == bona_fide.CRITERION and info["dev_threshold"] == pytest.approx(before)
-    # too few captures, an unreadable one, simulator options: each a clear error, nothing written
+    # --out: a copy of the packaged model with the new threshold; the model itself untouched
+    copy = tmp_path / "mine"
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--bona-fide",
+                   str(crops), "--bpcer", "0.05", "--out", str(copy)])
+    assert rc == 0
+    assert json.loads((packed / "model.json").read_text()) == info
+    mine = api.load(str(copy))
+    assert mine.threshold >= model.threshold   # rejecting fewer of the same captures
+    assert (np.asarray(mine.score(images).score) >= mine.threshold).sum() == 1   # floor(0.05 * 24)
+    # too few captures, an unreadable one, simulator options, a non-empty --out: each a clear
+    # error, nothing written
     few = tmp_path / "few"
     few.mkdir()
     for k in range(3):
         Image.fromarray(images[k]).save(few / f"{k}.png")
     (crops / "broken.png").write_bytes(b"not a png")
-    for argv, message in ((["--bona-fide", str(few)], "need at least"),
-                          (["--bona-fide", str(crops)], "cannot be read"),
-                          (["--bona-fide", str(few), "--fusions", "map"], "simulator")):
-        rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), *argv,
-                       "--write"])
+    for argv, message in ((["--bona-fide", str(few), "--write"], "need at least"),
+                          (["--bona-fide", str(crops), "--write"], "cannot be read"),
+                          (["--bona-fide", str(few), "--fusions", "map", "--write"], "simulator"),
+                          (["--bona-fide", str(few), "--out", str(copy)], "not empty")):
+        rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), *argv])
         assert rc == 2 and message in capsys.readouterr().err
     assert json.loads((packed / "model.json").read_text()) == info
