@@ -40,7 +40,8 @@ MIN_CAPTURES = 20   # fewer cannot tell a 5 % BPCER from 0 % or 20 %
 def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
     """The threshold t (decision: attack iff score >= t) rejecting at most floor(bpcer * n) of the
     n bona fide scores `live`, and the lowest such: midway between the highest kept score and the
-    lowest rejected one (just above the highest score when none may be rejected)."""
+    lowest rejected one (just above the highest kept score when none may be rejected, or when
+    ties at the cut leave nothing to split off)."""
     live = np.sort(np.asarray(live, np.float64))
     if live.ndim != 1 or live.size == 0 or not np.all(np.isfinite(live)):
         raise ValueError("bona fide scores: expected a non-empty vector of finite numbers")
@@ -49,12 +50,12 @@ def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
     n = live.size
     m = int(math.floor(bpcer * n + 1e-9))   # scores that may be rejected
     top = live[n - m - 1]                     # the highest score that must pass
-    if m == 0:
-        return float(np.nextafter(top, np.inf))
-    above = live[n - m:]
-    nxt = above[above > top]
-    if nxt.size == 0:   # ties at the cut: nothing above `top` can be split off
-        return float(np.nextafter(top, np.inf))
+    # Just above `top`: a margin that survives float32 (the exported serving program decides in
+    # float32, where a float64 nextafter would round back onto `top`).
+    just_above = top + max(1e-6, 1e-6 * abs(top))
+    nxt = live[n - m:][live[n - m:] > top]
+    if m == 0 or nxt.size == 0:   # none may be rejected, or ties at the cut cannot be split
+        return float(just_above)
     return float((top + nxt[0]) / 2)
 
 
