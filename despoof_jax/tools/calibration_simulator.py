@@ -230,6 +230,14 @@ CALIBRATION = cs.Physics(CAL_ATTACKS, cal_radiance, cal_camera)
 SOURCES = ("render", "stored")
 
 
+def _odd_live(live: list, where: str) -> list:
+    """The live record indices, less the last if there is an even number of them (see the module
+    docstring); ValueError below 3."""
+    if len(live) < 3:
+        raise ValueError(f"{where}: {len(live)} live records; need at least 3")
+    return live[:-1] if len(live) % 2 == 0 else live
+
+
 def rendered_live(builder_config: str, split: str, px: int,
                   num_workers: int | None = None) -> list[tuple[str, np.ndarray]]:
     """The live records of `split` (plan order, an odd number) re-rendered at `px` x `px` from
@@ -237,11 +245,7 @@ def rendered_live(builder_config: str, split: str, px: int,
     the time."""
     config = synthetic_spoof.as_config(builder_config)
     plan = synthetic_spoof.example_plan(config, split)
-    live = [i for i, e in enumerate(plan) if e.species == 0]
-    if len(live) < 3:
-        raise ValueError(f"{config.name}/{split}: {len(live)} live records; need at least 3")
-    if len(live) % 2 == 0:
-        live = live[:-1]
+    live = _odd_live([i for i, e in enumerate(plan) if e.species == 0], f"{config.name}/{split}")
     world = {"world": config.world} if config.world != "base" else {}
     jobs = [dict(seed=config.seed, size=px, difficulty=config.difficulty, **world,
                  **plan[i]._asdict()) for i in live]
@@ -258,11 +262,8 @@ def rendered_live(builder_config: str, split: str, px: int,
 def stored_live(builder_config: str, data_dir, split: str) -> list[tuple[str, np.ndarray]]:
     """The stored live records of `split` (record order, an odd number): [(name, uint8 image)]."""
     meta = synthetic_spoof.load_metadata(builder_config, data_dir, split)
-    live = np.flatnonzero(np.asarray(meta["species"]) == 0)
-    if len(live) < 3:
-        raise ValueError(f"{builder_config}/{split}: {len(live)} live records; need at least 3")
-    if len(live) % 2 == 0:
-        live = live[:-1]
+    live = _odd_live(list(np.flatnonzero(np.asarray(meta["species"]) == 0)),
+                     f"{builder_config}/{split}")
     src = synthetic_spoof.load_source(builder_config, data_dir, split)
     return [(f"{split}/{int(i)}", np.asarray(src[int(i)]["image"])) for i in live]
 
