@@ -3,6 +3,7 @@
     despoof calibrate --model pretrained --bona-fide CROPS_DIR [--bpcer 0.05]            # report
     despoof calibrate --model WORKDIR --bona-fide CROPS_DIR --bpcer 0.05 --write          # store
     despoof calibrate --model pretrained --bona-fide CROPS_DIR --out MY_MODEL               # a copy
+    report = threshold_for(despoof_jax.load("pretrained"), crops)                           # library
 
 Why: the shipped threshold comes from the synthetic world. On real photographs the model ranks
 well (AUC 0.95-0.98 on three photo sets) but where live faces land depends on the photo
@@ -84,31 +85,42 @@ def read_captures(paths, *, every: int = 1, allow_gray: bool = False):
     return names, images, failures
 
 
-def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
-              allow_upsample: bool = False, allow_gray: bool = False) -> dict:
-    """Scores the bona fide captures under `paths` with the model -> a JSON-able report
-    (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the current threshold and its BPCER)."""
+def _check(n: int, bpcer: float) -> None:
     if not 0.0 <= bpcer < 1.0:
         raise ValueError(f"bpcer={bpcer}; expected a fraction in [0, 1)")
-    names, images, failures = read_captures(paths, every=every, allow_gray=allow_gray)
-    if failures:
-        raise ValueError("bona fide captures that cannot be read: " + "; ".join(
-            f"{p}: {m}" for p, m in failures))
-    if len(images) < MIN_CAPTURES:
-        raise ValueError(f"{len(images)} bona fide captures; need at least {MIN_CAPTURES} (a "
-                         "threshold set on fewer says little about the BPCER it will have)")
-    model = serving_model.load(model_path)
+    if n < MIN_CAPTURES:
+        raise ValueError(f"{n} bona fide captures; need at least {MIN_CAPTURES} (a threshold set "
+                         "on fewer says little about the BPCER it will have)")
+
+
+def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = False) -> dict:
+    """The library form: a loaded model (`despoof_jax.load`) and bona fide face crops (what
+    `model.score` takes) -> a JSON-able report (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the
+    current threshold and its BPCER). Set `model.threshold = report["threshold"]` to use it."""
     score = np.asarray(model.score(images, allow_upsample=allow_upsample).score, np.float64)
+    _check(score.size, bpcer)
     t = threshold_at_bpcer(score, bpcer)
     n = score.size
     rejected = int((score >= t).sum())
     current = int((score >= model.threshold).sum())
-    return {"model": model_path, "criterion": CRITERION, "fusion": model.fusion,
-            "target_bpcer": bpcer, "threshold": t, "n": n,
-            "bpcer": rejected / n, "bpcer_upper95": bpcer_upper(rejected, n),
+    return {"criterion": CRITERION, "fusion": model.fusion, "target_bpcer": bpcer, "threshold": t,
+            "n": n, "bpcer": rejected / n, "bpcer_upper95": bpcer_upper(rejected, n),
             "current_threshold": float(model.threshold), "bpcer_at_current": current / n,
-            "score_quantiles": {q: float(np.quantile(score, q)) for q in (0.05, 0.5, 0.95)},
-            "captures": names}
+            "score_quantiles": {q: float(np.quantile(score, q)) for q in (0.05, 0.5, 0.95)}}
+
+
+def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
+              allow_upsample: bool = False, allow_gray: bool = False) -> dict:
+    """`threshold_for` on the bona fide captures under `paths` (files or folders), with the model
+    at `model_path`; the report also names the model and the captures."""
+    names, images, failures = read_captures(paths, every=every, allow_gray=allow_gray)
+    if failures:
+        raise ValueError("bona fide captures that cannot be read: " + "; ".join(
+            f"{p}: {m}" for p, m in failures))
+    _check(len(images), bpcer)   # before loading the model
+    report = threshold_for(serving_model.load(model_path), images, bpcer,
+                           allow_upsample=allow_upsample)
+    return {"model": model_path, **report, "captures": names}
 
 
 def store(report: dict, model_json) -> dict:

@@ -69,6 +69,10 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert report["current_threshold"] == pytest.approx(before)
     model = api.load(str(packed))
     assert model.threshold == pytest.approx(report["threshold"])
+    again = bona_fide.threshold_for(model, images, 0.1)   # the library form, from arrays
+    assert again["threshold"] == pytest.approx(report["threshold"]) and again["n"] == 24
+    with pytest.raises(ValueError, match="need at least"):
+        bona_fide.threshold_for(model, images[:5])
     decided = np.asarray(model.score(images).score) >= model.threshold
     assert decided.sum() == int(np.floor(0.1 * len(images))) == round(report["bpcer"] * len(images))
     assert report["bpcer_upper95"] > report["bpcer"]
