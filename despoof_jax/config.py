@@ -82,6 +82,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.batch_size = 6                 # global batch (Sec. 4.1)
     c.train.learning_rate = 3e-5           # Adam (Sec. 4.1)
     c.train.adam_eps = 1e-8                # the paper is silent; TensorFlow's default
+    # Not in the paper: from this update on (0: never), the rate is multiplied by lr_decay_factor
+    # (`state.step_decay`; each stage's optimizers count their own updates).
+    c.train.lr_decay_step = 0
+    c.train.lr_decay_factor = 0.1
     c.train.stage1_steps = 20000           # DQ Net pretraining
     c.train.stage2_steps = 40000           # DS + VQ; each step consumes two batches
     # "separate": VQ update and DS update on two batches, as the paper says (Sec. 3.3);

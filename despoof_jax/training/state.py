@@ -78,8 +78,28 @@ def make_models(config: ml_collections.ConfigDict, axis_name=None, dtype=None):
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam at the paper's learning rate (3e-5, Sec. 4.1) unless the config says otherwise."""
-    return optax.adam(config.train.learning_rate, eps=config.train.adam_eps)
+    """Adam at the paper's learning rate (3e-5, Sec. 4.1) unless the config says otherwise; with
+    `train.lr_decay_step` > 0, the rate is multiplied by `train.lr_decay_factor` from that update
+    on (each optimizer counts its own updates: a stage's steps)."""
+    adam = optax.adam(config.train.learning_rate, eps=config.train.adam_eps)
+    at = int(config.train.get("lr_decay_step", 0))
+    if at <= 0:
+        return adam
+    return step_decay(adam, at, float(config.train.lr_decay_factor))
+
+
+def step_decay(adam: optax.GradientTransformation, at: int, factor: float
+               ) -> optax.GradientTransformation:
+    """`adam` with its updates scaled by `factor` from update `at` on: Adam's update is linear in
+    the learning rate, so this is Adam at the lower rate. The state is Adam's own (its step count
+    decides), so a checkpoint written without the decay resumes with it, and a run stopped at
+    `at` and resumed at the lower rate equals one run with the decay."""
+    def update(updates, state, params=None):
+        count = state[0].count   # ScaleByAdamState of optax.adam's chain: updates done so far
+        new, state = adam.update(updates, state, params)
+        scale = jnp.where(count >= at, jnp.float32(factor), jnp.float32(1.0))
+        return jax.tree.map(lambda u: (u * scale).astype(u.dtype), new), state
+    return optax.GradientTransformation(adam.init, update)
 
 
 def _input_shape(config) -> tuple:

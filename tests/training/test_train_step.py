@@ -2,9 +2,11 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from despoof_jax import config as config_lib
 from despoof_jax.training import losses, parallel
 from despoof_jax.training import state as state_lib
 from despoof_jax.training import steps as train_step
@@ -192,3 +194,34 @@ def test_noise_truth_term_supervises_the_noise_only_when_on(setup):
         lam = (1.0, c.loss.magnitude, c.loss.repetitive, c.loss.dq, c.loss.vq)
         paper = sum(w * float(m[f"J_{n}"]) for w, n in zip(lam, ("z", "m", "r", "dq", "vq")))
         assert float(m["ds_total"]) == pytest.approx(paper + lt * float(m["J_t"]), rel=1e-4)
+
+
+def test_step_decay_is_adam_at_the_lower_rate_from_its_step_on():
+    """`train.lr_decay_step`: Adam's state unchanged (old checkpoints resume with it), and the run
+    equals Adam at the rate up to the step, then Adam at rate x factor resumed from that state."""
+    import optax   # noqa: PLC0415 (lazily: only this test builds optimizers itself)
+    params = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array(0.3)}
+    grads = [jax.tree.map(lambda p, k=k: jnp.sin(p * (k + 1)) + 0.1 * k, params) for k in range(5)]
+
+    def run(tx_at):   # tx_at(k): the transformation of update k; one state throughout
+        q, s = params, tx_at(0).init(params)
+        for k, g in enumerate(grads):
+            u, s = tx_at(k).update(g, s, q)
+            q = optax.apply_updates(q, u)
+        return q
+
+    def close(a, b):
+        jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-8), a, b)
+
+    plain, low = optax.adam(1e-2), optax.adam(1e-3)
+    decayed = state_lib.step_decay(plain, 2, 0.1)
+    assert jax.tree.structure(decayed.init(params)) == jax.tree.structure(plain.init(params))
+    two_phase = run(lambda k: plain if k < 2 else low)
+    close(run(lambda k: decayed), two_phase)
+    assert not np.allclose(two_phase["w"], run(lambda k: plain)["w"])
+    # through the config: off by default (plain Adam), on with train.lr_decay_step
+    c = config_lib.base_config()
+    c.train.learning_rate, c.train.adam_eps = 1e-2, 1e-8
+    close(run(lambda k: state_lib.make_optimizer(c)), run(lambda k: plain))
+    c.train.lr_decay_step = 2
+    close(run(lambda k: state_lib.make_optimizer(c)), two_phase)
