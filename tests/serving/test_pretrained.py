@@ -55,7 +55,15 @@ def test_reproduction_config():
     module = config_module("pretrained")
     full, smoke = module.get_config(), module.get_config("smoke")
     assert (full.data.builder_config, full.data.image_size) == ("wide2_s128", 128)
-    assert (full.model.ds_width, full.train.stage2_steps) == (1.0, 2400)
+    assert (full.model.ds_width, full.train.stage2_steps) == (1.0, 3600)
+    assert (full.train.lr_decay_step, full.train.lr_decay_factor) == (2400, 0.1)
+    # the shipped model was trained with this recipe (its packaged config.json)
+    from despoof_jax.serving import model as serving_model   # noqa: PLC0415
+    shipped = json.loads((serving_model.pretrained_dir() / "config.json").read_text())
+    for group, key in (("train", "stage2_steps"), ("train", "learning_rate"),
+                       ("train", "lr_decay_step"), ("train", "lr_decay_factor"),
+                       ("model", "ds_width"), ("data", "builder_config")):
+        assert shipped[group][key] == full[group][key], (group, key)
     # the shipped run's recipe (model card): input skip, truth term at lambda_1, dev-chosen fusion
     assert (full.model.ds_input_skip, full.loss.noise_truth, full.eval.fusion) == (
         True, 3.0, "dev_eer")
