@@ -273,10 +273,10 @@ def sources(builder_config: str, data_dir, split: str, *, how: str = "render",
     """The live records of `split` as source photographs (an odd number of them: see the module
     docstring), framed by their central 1 / SOURCE_FRAMING. how="render": re-rendered at
     `size` x SS px (`size`: the crop size, default the config's); "stored": the records."""
-    if how == "render":
+    if check_sources(how) == "render":
         px = (size or synthetic_spoof.as_config(builder_config).size) * cs.SS
         images = rendered_live(builder_config, split, px)
-    elif check_sources(how) == "stored":
+    else:
         images = stored_live(builder_config, data_dir, split)
     out = []
     for name, img in images:

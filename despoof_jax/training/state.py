@@ -95,7 +95,7 @@ def step_decay(adam: optax.GradientTransformation, at: int, factor: float
     decides), so a checkpoint written without the decay resumes with it, and a run stopped at
     `at` and resumed at the lower rate equals one run with the decay."""
     def update(updates, state, params=None):
-        count = state[0].count   # ScaleByAdamState of optax.adam's chain: updates done so far
+        count = optax.tree_utils.tree_get(state, "count")   # Adam's updates done so far
         new, state = adam.update(updates, state, params)
         scale = jnp.where(count >= at, jnp.float32(factor), jnp.float32(1.0))
         return jax.tree.map(lambda u: (u * scale).astype(u.dtype), new), state
