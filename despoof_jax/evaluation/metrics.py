@@ -258,16 +258,20 @@ def auc(scores, labels) -> float:
     return float(_trapezoid(tpr, fpr))
 
 
-def _rates_at_scores(bona: np.ndarray, att: np.ndarray):
-    """(candidate thresholds = distinct scores ascending, BPCER, pooled APCER) at each one.
-
-    Any threshold in (s_{k-1}, s_k] makes the same decisions as s_k, so the distinct scores are
-    all the operating points there are (plus +inf, which flags nothing).
-    """
-    cand = np.unique(np.concatenate([bona, att]))
-    bp = _frac_at_or_above(bona, cand)
-    ap = 1.0 - _frac_at_or_above(att, cand)
-    return cand, bp, ap
+def threshold_between(lo, hi=None):
+    """A threshold t (decision: attack iff score >= t) above `lo` and at most `hi`, in float64 and
+    in float32 alike: the midpoint, or the next float32 after `lo` where the midpoint of two
+    adjacent float32 values rounds back onto `lo` (the exported model and numpy 2's comparison
+    of a float32 score array with a Python float both decide in float32). hi=None: just above
+    `lo`, by max(1e-6, 1e-6 |lo|). Elementwise on arrays."""
+    lo = np.asarray(lo, np.float64)
+    above32 = np.nextafter(lo.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+    if hi is None:
+        t = np.maximum(lo + np.maximum(1e-6, 1e-6 * np.abs(lo)), above32)
+    else:
+        mid = (lo + np.asarray(hi, np.float64)) / 2
+        t = np.where(mid.astype(np.float32) > lo.astype(np.float32), mid, above32)
+    return float(t) if t.ndim == 0 else t
 
 
 def eer(scores, labels) -> tuple[float, float]:
@@ -286,12 +290,18 @@ def eer(scores, labels) -> tuple[float, float]:
     if bona.size == 0 or att.size == 0:
         raise ValueError(
             f"EER needs both classes; got {bona.size} bona fide and {att.size} attack samples.")
-    cand, bp, ap = _rates_at_scores(bona, att)
-    gap = np.abs(bp - ap)
-    mean = 0.5 * (bp + ap)
+    cand = np.unique(np.concatenate([bona, att]))
+    nb, na = bona.size, att.size
+    # Counts, not rates: BPCER = kb / nb and APCER = ka / na, so gap and mean are ranked exactly
+    # on integers (|kb na - ka nb| and kb na + ka nb). Rates such as 1 - k/n carry rounding
+    # errors that made two equal gaps unequal and skipped the tie rule.
+    kb = nb - np.searchsorted(np.sort(bona), cand, side="left")   # bona fide >= t: rejected
+    ka = np.searchsorted(np.sort(att), cand, side="left")         # attacks < t: accepted
+    gap = np.abs(kb * na - ka * nb)
+    total = kb * na + ka * nb
     # lexsort: last key is primary -> gap, then mean, then threshold (ascending).
-    best = np.lexsort((cand, mean, gap))[0]
-    return float(mean[best]), float(cand[best])
+    best = np.lexsort((cand, total, gap))[0]
+    return float(0.5 * (kb[best] / nb + ka[best] / na)), float(cand[best])
 
 
 def threshold_at_eer(dev_scores, dev_labels) -> float:

@@ -31,6 +31,7 @@ import sys
 import numpy as np
 from scipy import stats as scipy_stats
 
+from despoof_jax.evaluation import metrics
 from despoof_jax.serving import inputs
 from despoof_jax.serving import model as serving_model
 
@@ -49,20 +50,22 @@ def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
     if not 0.0 <= bpcer < 1.0:
         raise ValueError(f"bpcer={bpcer}; expected a fraction in [0, 1)")
     n = live.size
-    m = int(math.floor(bpcer * n + 1e-9))   # scores that may be rejected
-    top = live[n - m - 1]                     # the highest score that must pass
-    # Just above `top`: a margin that survives float32 (the exported serving program decides in
-    # float32, where a float64 nextafter would round back onto `top`).
-    just_above = top + max(1e-6, 1e-6 * abs(top))
+    m = min(int(math.floor(bpcer * n + 1e-9)), n - 1)   # scores that may be rejected
+    top = live[n - m - 1]                                 # the highest score that must pass
+    # The model decides in float32, so the threshold stays above `top` there too
+    # (metrics.threshold_between).
     nxt = live[n - m:][live[n - m:] > top]
     if m == 0 or nxt.size == 0:   # none may be rejected, or ties at the cut cannot be split
-        return float(just_above)
-    return float((top + nxt[0]) / 2)
+        return metrics.threshold_between(top)
+    return metrics.threshold_between(top, nxt[0])
 
 
 def bpcer_upper(rejected: int, n: int, level: float = 0.95) -> float:
     """One-sided Clopper-Pearson upper bound of a BPCER of `rejected` of `n`."""
-    if rejected >= n:
+    if not 0 <= rejected <= n or n < 1 or not 0.0 < level < 1.0:
+        raise ValueError(f"bpcer_upper({rejected}, {n}, level={level}): expected "
+                         "0 <= rejected <= n, n >= 1 and a level in (0, 1)")
+    if rejected == n:
         return 1.0
     return float(scipy_stats.beta.ppf(level, rejected + 1, n - rejected))
 
@@ -101,8 +104,10 @@ def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = 
     _check(score.size, bpcer)
     t = threshold_at_bpcer(score, bpcer)
     n = score.size
-    rejected = int((score >= t).sum())
-    current = int((score >= model.threshold).sum())
+    # Counted as the model decides, in float32 (see threshold_at_bpcer).
+    score32 = score.astype(np.float32)
+    rejected = int((score32 >= np.float32(t)).sum())
+    current = int((score32 >= np.float32(model.threshold)).sum())
     return {"criterion": CRITERION, "fusion": model.fusion, "target_bpcer": bpcer, "threshold": t,
             "n": n, "bpcer": rejected / n, "bpcer_upper95": bpcer_upper(rejected, n),
             "current_threshold": float(model.threshold), "bpcer_at_current": current / n,

@@ -290,10 +290,17 @@ def min_acer_threshold(score: np.ndarray, species: np.ndarray) -> float:
     """The threshold minimising ACER = (worst attack's APCER + BPCER) / 2 (decision: attack iff
     score >= threshold); among equally good thresholds, the middle one."""
     score, species = np.asarray(score, np.float64), np.asarray(species)
+    if score.ndim != 1 or species.shape != score.shape:
+        raise ValueError(f"scores {score.shape} and species {species.shape}: expected two "
+                         "vectors of one length")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("calibration scores must be finite numbers")
     if not (species == 0).any() or not (species > 0).any():
         raise ValueError("calibration needs live and attack scores")
     u = np.unique(score)
-    cand = np.concatenate([[u[0] - 1.0], (u[:-1] + u[1:]) / 2, [u[-1] + 1.0]])
+    # Midpoints that stay between their neighbours in float32, where the model decides.
+    cand = np.concatenate([[u[0] - 1.0], np.atleast_1d(metrics.threshold_between(u[:-1], u[1:])),
+                           [u[-1] + 1.0]])
     live = np.sort(score[species == 0])
     bpcer = 1 - np.searchsorted(live, cand, side="left") / live.size
     apcer = np.max([np.searchsorted(np.sort(score[species == k]), cand, side="left") / (species == k).sum()

@@ -31,8 +31,10 @@ intervals (resampling photos, then crops within them, since crops of one photo a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
+import math
 import pathlib
 import sys
 
@@ -43,6 +45,7 @@ from scipy import ndimage
 from despoof_jax.data import faces as faces_lib
 from despoof_jax.evaluation import baselines as eval_baselines
 from despoof_jax.evaluation import metrics
+from despoof_jax.serving import inputs
 from despoof_jax.serving import model as serving_model
 from despoof_jax.training import baselines
 
@@ -51,6 +54,7 @@ SPECIES_NAMES: tuple[str, ...] = ("live",) + ATTACKS
 SS = 3                  # supersampling of the rendered scene (resolves sub-pixel lattices)
 CENTRAL_FRACTION = 0.6  # fallback face box: this fraction of the shorter side, centred
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CROPS_VERSION = 2       # make_crops' assignment of photos and media (part of the cache key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,16 +76,24 @@ def _detector():
         return None
 
 
-def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE) -> list[Face]:
+def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE,
+               min_side: float = 0.0) -> list[Face]:
     """Every image of `folder` with a face (sorted by name): the face box from the detector, else
-    the central square; images where the detector runs but finds no face are left out."""
+    the central square. Left out, each with a message on stderr: images the serving input
+    policy refuses (`inputs.read_image`: grayscale, corrupt, out-of-range 16-bit), images where
+    the detector runs but finds no face, and faces whose crop square is under `min_side` source
+    pixels (a crop of the model's size would be upsampled from them)."""
     paths = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"{folder}: no {'/'.join(IMAGE_SUFFIXES)} images")
     det = _detector()
     out = []
     for p in paths:
-        rgb = np.asarray(Image.open(p).convert("RGB"))
+        try:
+            rgb = inputs.read_image(str(p))
+        except inputs.InputError as e:
+            print(f"cross_simulator: {p.name}: skipped: {e}", file=sys.stderr)
+            continue
         if det is not None:
             box = det.detect(rgb)
             if box is None:
@@ -91,6 +103,10 @@ def load_faces(folder, crop_scale: float = faces_lib.CROP_SCALE) -> list[Face]:
         else:
             h, w = rgb.shape[:2]
             cx, cy, side, how = w / 2, h / 2, CENTRAL_FRACTION * min(h, w), "central"
+        if side < min_side:
+            print(f"cross_simulator: {p.name}: face crop {side:.0f} px < {min_side:.0f} px, "
+                  "skipped (it would be upsampled)", file=sys.stderr)
+            continue
         # Keep only the neighbourhood of the face (room for jitter and the attacker's margin).
         half = int(np.ceil(0.8 * side))
         x0, y0 = max(0, int(cx) - half), max(0, int(cy) - half)
@@ -306,20 +322,28 @@ CROSS = Physics(ATTACKS, attack_radiance, cross_camera)
 def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0,
                physics: Physics | None = None):
     """-> (crops uint8 [N, size, size, 3], species int [N] (0 live, k = attacks[k - 1]),
-    photo index int [N]); live and spoof crops cycle through the photos. `physics`: default the
-    cross simulator's (ATTACKS, attack_radiance, cross_camera)."""
+    photo index int [N]); photo and medium are crossed: every photo meets every medium. Live
+    crops, and spoof crops when the numbers of photos and media are coprime, cycle through the
+    photos while spoof crops cycle through the media; otherwise spoof crops come in blocks of one
+    photo on every medium, the blocks cycling through the photos. `physics`: default the cross
+    simulator's (ATTACKS, attack_radiance, cross_camera)."""
     physics = physics or CROSS
+    n_att, n_faces = len(physics.attacks), len(faces)
+    # Before CROPS_VERSION 2 spoof crops always cycled, so with, e.g., 8 photos and 4 media each
+    # photo met one medium only. Coprime counts (the calibration simulator's odd source count,
+    # 7 photos) keep their crops byte for byte.
+    blocks = math.gcd(n_faces, n_att) > 1
     rng = np.random.default_rng(seed)
     crops, species, photo = [], [], []
     for k in range(n_live + n_spoof):
-        f = k % len(faces)
+        f = ((k - n_live) // n_att) % n_faces if blocks and k >= n_live else k % n_faces
         face = faces[f]
         if k < n_live:
             scene = _region(face, size * SS, rng, jitter=True)
             scene = scene * np.exp(rng.normal(0, 0.08, 3)).astype(np.float32)   # white balance
             sp = 0
         else:
-            sp = 1 + (k - n_live) % len(physics.attacks)
+            sp = 1 + (k - n_live) % n_att
             # The attacker's photo covers 1.15 x the crop so the tilted medium fills the view.
             photo_img = _region(face, int(size * 1.15 * 1.25), rng, jitter=True, extent=1.15)
             scene = physics.radiance(physics.attacks[sp - 1], photo_img, size, rng)
@@ -332,7 +356,17 @@ def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: in
 def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, threshold: float, *,
               draws: int = 1000, seed: int = 0, attacks: tuple = ATTACKS) -> dict:
     """AUC, APCER (worst attack), BPCER, ACER at `threshold`, each with a 95 % percentile bootstrap
-    interval over photos then crops (hierarchical resampling), and per-attack APCER."""
+    interval over photos then crops (hierarchical resampling), and per-attack APCER. A resample
+    that lacks live or attack crops is drawn again (as `metrics.bootstrap_intervals` does); an
+    attack without crops, or a photo without live crops, reports None."""
+    score, species, photo = np.asarray(score, np.float64), np.asarray(species), np.asarray(photo)
+    if not score.ndim == 1 or species.shape != score.shape or photo.shape != score.shape:
+        raise ValueError(f"scores {score.shape}, species {species.shape}, photos {photo.shape}: "
+                         "expected three vectors of one length")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("cross-simulator scores must be finite numbers")
+    if not (species == 0).any() or not (species > 0).any():
+        raise ValueError("the check needs live and attack crops")
     labels = (species > 0).astype(np.int64)
 
     def stats(idx):
@@ -348,20 +382,29 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
     rng = np.random.default_rng(seed)
     photos = np.unique(photo)
     members = [np.flatnonzero(photo == p) for p in photos]
-    boot = []
-    for _ in range(draws):
+    boot, redrawn = [], 0
+    while len(boot) < draws:
         chosen = rng.choice(len(photos), len(photos))
         idx = np.concatenate([rng.choice(members[c], len(members[c])) for c in chosen])
         r = stats(idx)
         if r is not None:
             boot.append(r)
+        else:
+            redrawn += 1
+            if redrawn > 10 * draws:
+                raise ValueError("bootstrap: almost no resample of the photos has both live and "
+                                 "attack crops; use more photos")
     out = {k: {"value": float(v), "ci95": [float(np.percentile([b[k] for b in boot], 2.5)),
                                             float(np.percentile([b[k] for b in boot], 97.5))]}
            for k, v in point.items()}
-    out["apcer_per_attack"] = {
-        name: float(np.mean(score[species == k + 1] < threshold)) for k, name in enumerate(attacks)}
-    out["bpcer_per_photo"] = {int(p): float(np.mean(score[(photo == p) & (species == 0)] >= threshold))
+    def share(x):
+        return float(np.mean(x)) if x.size else None
+
+    out["apcer_per_attack"] = {name: share(score[species == k + 1] < threshold)
+                               for k, name in enumerate(attacks)}
+    out["bpcer_per_photo"] = {int(p): share(score[(photo == p) & (species == 0)] >= threshold)
                               for p in photos}
+    out["draws"] = {"kept": len(boot), "redrawn": redrawn}
     out["n"] = {"live": int((species == 0).sum()), "spoof": int((species > 0).sum()),
                 "photos": int(len(photos))}
     out["threshold"] = float(threshold)
@@ -414,21 +457,32 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     for the crops (read when it exists and matches the settings, else written): the crops are a
     deterministic function of the photos and the settings, and rendering them is the slow part."""
     model = scorer(model_path)
-    faces = load_faces(faces_dir)
-    if not faces:
-        raise ValueError(f"{faces_dir}: no face found in any image")
     size = size or model.image_size
-    key = np.array([size, n_live, n_spoof, seed])
-    cached = pathlib.Path(cache) if cache else None
+    faces = load_faces(faces_dir, min_side=size)
+    if not faces:
+        raise ValueError(f"{faces_dir}: no usable face in any image (see the messages above)")
+    # The crops are a function of the photos' pixels and face squares, the settings and the
+    # crop assignment's version: all of them are in the key.
+    digest = hashlib.sha256()
+    for f in faces:
+        digest.update(f.name.encode() + np.float64([f.cx, f.cy, f.side]).tobytes())
+        digest.update(np.ascontiguousarray(f.linear).tobytes())
+    key = np.array([CROPS_VERSION, size, n_live, n_spoof, seed])
+    cached = None
+    if cache:   # np.savez adds ".npz" to a name without it: read where it writes
+        cached = pathlib.Path(cache if cache.endswith(".npz") else cache + ".npz")
+    hit = False
     if cached is not None and cached.exists():
         with np.load(cached) as z:
-            hit = np.array_equal(z["key"], key) and list(z["names"]) == [f.name for f in faces]
+            hit = ("digest" in z and str(z["digest"]) == digest.hexdigest()
+                   and np.array_equal(z["key"], key))
             if hit:
                 crops, species, photo = z["crops"], z["species"], z["photo"]
-    if cached is None or not cached.exists() or not hit:
+    if not hit:
         crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed)
         if cached is not None:
             np.savez_compressed(cached, crops=crops, species=species, photo=photo, key=key,
+                                digest=np.array(digest.hexdigest()),
                                 names=np.array([f.name for f in faces]))
     score = model.score(crops)
     report = summarise(score, species, photo, model.threshold, draws=draws, seed=seed)
@@ -450,8 +504,8 @@ def check(args) -> int:
     if args.json:
         pathlib.Path(args.json).write_text(text + "\n")
     if args.save_crops:
-        faces = load_faces(args.faces_dir)
-        crops, _, _ = make_crops(faces, args.size or 128, 10, 10, args.seed)
+        faces = load_faces(args.faces_dir, min_side=report["crop_size"])
+        crops, _, _ = make_crops(faces, report["crop_size"], 10, 10, args.seed)
         Image.fromarray(np.concatenate([np.concatenate(list(crops[:10]), 1),
                                         np.concatenate(list(crops[10:20]), 1)], 0)).save(args.save_crops)
     return 0

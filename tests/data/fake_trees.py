@@ -144,6 +144,13 @@ def oulu_protocol_lists(names: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def _oulu_label(rel: str, name: str) -> str:
+    """As the published lists: +1 live, -1 attack; Test lists write -2 for display attacks."""
+    if name.endswith("_1"):
+        return "+1"
+    return "-2" if os.path.basename(rel).startswith("Test") and name[-1] in "45" else "-1"
+
+
 def oulu_tree(root: str, videos: Sequence[tuple[int, int, int, int]], n_frames: int = 5) -> dict:
     """Writes an Oulu-NPU tree with `videos` = [(phone, session, user, file)] and the protocol
     files by the published rules; returns {name: frames} with the true face positions."""
@@ -159,7 +166,7 @@ def oulu_tree(root: str, videos: Sequence[tuple[int, int, int, int]], n_frames: 
         written[name] = fr
     for rel, listed in oulu_protocol_lists(names).items():
         _write_lines(os.path.join(root, "Protocols", rel),
-                     (f"{'+1' if n.endswith('_1') else '-1'},{n}" for n in listed))
+                     (f"{_oulu_label(rel, n)},{n}" for n in listed))
     return written
 
 

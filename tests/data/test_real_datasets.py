@@ -5,6 +5,7 @@ through configs/protocol_oulu.py."""
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,6 +84,8 @@ def oulu(tmp_path_factory):
     p1_train = root / "Protocols" / "Protocol_1" / "Train.txt"
     lines = p1_train.read_text().splitlines()
     assert "-1,2_1_01_5" in lines
+    # the published Test lists write -2 for display attacks (files 4, 5): the build must take it
+    assert "-2,2_3_36_5" in (root / "Protocols" / "Protocol_1" / "Test.txt").read_text().split()
     p1_train.write_text("\n".join(line for line in lines if line != "-1,2_1_01_5") + "\n")
     return {"manual": str(manual), "root": str(root), "written": written}
 
@@ -341,6 +344,23 @@ def test_missing_annotation_file(small_oulu, tmp_path):
     with pytest.raises(ValueError, match="no 'dev' records: all its videos were left out"):
         real_common.data_source(builder, "dev")
     assert len(real_common.data_source(builder, "test")) == 3
+
+
+@pytest.mark.parametrize("stem, label, kind", [("1_3_36_2", "-2", "a print attack"),
+                                               ("1_3_36_1", "-1", "live"),
+                                               ("1_3_36_4", "+1", "a display attack")])
+def test_protocol_label_that_contradicts_its_file(tmp_path, stem, label, kind):
+    root = tmp_path / "oulu"
+    fake_trees.oulu_tree(str(root), [(1, 1, 1, 1), (1, 1, 21, 1), (1, 3, 36, 1), (1, 3, 36, 2),
+                                     (1, 3, 36, 4)], n_frames=2)
+    listing = root / "Protocols" / "Protocol_1" / "Test.txt"
+    lines = listing.read_text().splitlines()
+    number = [line.split(",")[1] for line in lines].index(stem) + 1
+    lines[number - 1] = f"{label},{stem}"
+    listing.write_text("\n".join(lines) + "\n")
+    with pytest.raises(real_common.BadInputError, match=rf"Test\.txt line {number}: label "
+                       rf"{re.escape(label)} contradicts {stem} \(file {stem[-1]} is {kind}\)"):
+        _build("oulu_npu", root, tmp_path / "tfds")
 
 
 def test_protocol_line_naming_a_missing_video(small_oulu, tmp_path):

@@ -94,6 +94,10 @@ def test_eer_known_answers():
     # Fully reversed scores: the error curves only meet where both are 1 (t = 0.8).
     e, t = M.eer(np.array([0.8, 0.9, 0.1, 0.2]), np.array([0, 0, 1, 1]))
     assert (e, t) == (1.0, 0.8)
+    # Two operating points with the same gap, 2/3 (t = 1: BPCER 2/3, APCER 0; t = 2: BPCER
+    # 1/3, APCER 1): the smaller mean wins, exactly, though 1 - k/n rounds the two gaps apart.
+    e, t = M.eer([0, 1, 2, 1], [0, 0, 0, 1])
+    assert (e, t) == (pytest.approx(1 / 3), 1.0)
 
 
 def test_eer_random_is_near_the_crossing():

@@ -3,6 +3,7 @@ operating-point rule, its bound, and the command end to end on a trained model."
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -28,6 +29,14 @@ def test_threshold_rejects_at_most_the_allowed_share_and_is_the_lowest_that_does
     live = np.array([0.0, 1.0, 2.0, 2.0, 2.0])
     t = bona_fide.threshold_at_bpcer(live, 0.2)
     assert (live >= t).sum() == 0 and np.float32(t) > np.float32(2.0)
+    # adjacent float32 scores at the cut: their float64 midpoint rounds onto the kept one in
+    # float32, where the model decides; the threshold must still keep it
+    one = np.float32(1.0)
+    live = np.array([0.0] * 19 + [one, np.nextafter(one, np.float32(2))], np.float32)
+    t = bona_fide.threshold_at_bpcer(live, 0.05)
+    assert (live >= np.float32(t)).sum() == 1 and (live.astype(np.float64) >= t).sum() == 1
+    # a share so close to 1 that every score but one may go: the lowest must still pass
+    assert bona_fide.threshold_at_bpcer(np.arange(1000.0), 1 - 1e-12) == 0.5
     for bad in (np.array([]), np.array([0.0, np.nan])):
         with pytest.raises(ValueError, match="finite"):
             bona_fide.threshold_at_bpcer(bad, 0.05)
@@ -40,6 +49,16 @@ def test_bpcer_bound_is_clopper_pearson():
     assert bona_fide.bpcer_upper(0, 20) > bona_fide.bpcer_upper(0, 200)
     assert bona_fide.bpcer_upper(1, 20) > bona_fide.bpcer_upper(0, 20)
     assert bona_fide.bpcer_upper(20, 20) == 1.0
+    # in between, by definition: the BPCER p at which seeing <= k rejections has probability
+    # 1 - level; (1 - p)^20 + 20 p (1 - p)^19 = 0.05 at p = 0.2161
+    assert bona_fide.bpcer_upper(1, 20) == pytest.approx(0.2161, abs=1e-4)
+    for k, n, level in ((3, 60, 0.9), (7, 45, 0.95)):
+        p = bona_fide.bpcer_upper(k, n, level=level)
+        assert sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k + 1)) == \
+            pytest.approx(1 - level, abs=1e-9)
+    for bad in ((-1, 20), (21, 20), (0, 0)):
+        with pytest.raises(ValueError, match="bpcer_upper"):
+            bona_fide.bpcer_upper(*bad)
 
 
 def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, synthetic_data_dir,

@@ -30,6 +30,18 @@ def test_min_acer_threshold_is_the_minimum_and_the_middle_of_ties():
     # separable scores: every threshold in the gap is perfect; the middle one is chosen
     sp = np.array([0, 0, 1, 2])
     assert cal.min_acer_threshold(np.array([0.0, 1.0, 3.0, 5.0]), sp) == pytest.approx(2.0)
+    # three equally good thresholds (ACER 1/3 at 0.5, 2.5 and 4.5): the middle one
+    sp = np.array([0, 0, 0, 1, 1, 1])
+    assert cal.min_acer_threshold(np.array([0.0, 2.0, 4.0, 1.0, 3.0, 5.0]), sp) == 2.5
+    # adjacent float32 scores at the cut: the threshold separates them in float32 too
+    one = np.float32(1.0)
+    score = np.array([0.0, one, np.nextafter(one, np.float32(2)), 2.0], np.float32)
+    t = cal.min_acer_threshold(score, np.array([0, 0, 1, 2]))
+    assert list(score >= np.float32(t)) == [False, False, True, True]
+    with pytest.raises(ValueError, match="finite"):
+        cal.min_acer_threshold(np.array([0.0, np.nan, 1.0]), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="one length"):
+        cal.min_acer_threshold(np.array([0.0, 1.0, 2.0]), np.array([0, 1]))
     with pytest.raises(ValueError, match="live and attack"):
         cal.min_acer_threshold(np.array([0.0, 1.0]), np.array([1, 2]))
 

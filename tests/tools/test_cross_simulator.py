@@ -1,7 +1,10 @@
 """The cross-simulator check (`despoof_jax.tools.cross_simulator`): its crops, its camera and its
 summary. Plumbing only: the photos here are procedural (the synthetic world's live render), and
 the detector is replaced by the documented central-crop fallback."""
+import json
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from despoof_jax.data.synthetic import make_example
@@ -20,6 +23,42 @@ def test_crops_labels_and_photos(tmp_path, monkeypatch):
     assert list(species) == [0, 0, 0, 0, 1, 2, 3, 4] and set(photo) == {0, 1}
     again, _, _ = cs.make_crops(faces, 32, n_live=4, n_spoof=4, seed=0)
     np.testing.assert_array_equal(crops, again)                       # seeded: reproducible
+
+
+def _flat_faces(n):
+    return [cs.Face(f"p{i}", np.full((48, 48, 3), 0.2 + 0.05 * i, np.float32), 24, 24, 30, "x")
+            for i in range(n)]
+
+
+def test_every_photo_meets_every_medium_whatever_the_number_of_photos():
+    for n in (2, 6, 7, 8):
+        _, species, photo = cs.make_crops(_flat_faces(n), 8, n_live=n, n_spoof=4 * n, seed=0)
+        pairs = {(int(p), int(k)) for p, k in zip(photo[n:], species[n:])}
+        assert pairs == {(p, k) for p in range(n) for k in range(1, 5)}, n
+        assert list(photo[:n]) == list(range(n))
+    # coprime counts keep the plain cycle (the calibration simulator's odd source counts, whose
+    # crops must not change): photo k % F, medium k % 4
+    _, species, photo = cs.make_crops(_flat_faces(7), 8, n_live=7, n_spoof=28, seed=0)
+    k = np.arange(7, 35)
+    assert list(photo[7:]) == list(k % 7) and list(species[7:]) == list(1 + (k - 7) % 4)
+
+
+def test_photos_the_input_policy_refuses_or_too_small_are_left_out(tmp_path, monkeypatch, capsys):
+    ex = make_example(seed=1, identity=0, species=0, device=0, video=0, frame=0, size=160)
+    Image.fromarray(ex["image"]).save(tmp_path / "a_colour.png")
+    Image.fromarray(ex["image"][..., 1]).save(tmp_path / "b_gray.png")
+    deep = (ex["image"][..., 0].astype(np.uint16) * 257)        # 16-bit grayscale PNG
+    Image.fromarray(deep).save(tmp_path / "c_deep.png")
+    Image.fromarray(ex["image"][:40, :40]).save(tmp_path / "d_small.png")
+    monkeypatch.setattr(cs, "_detector", lambda: None)
+    faces = cs.load_faces(tmp_path, min_side=32)
+    assert [f.name for f in faces] == ["a_colour.png"]
+    err = capsys.readouterr().err
+    assert "b_gray.png: skipped" in err and "grayscale" in err and "c_deep.png: skipped" in err
+    assert "d_small.png: face crop 24 px < 32 px" in err
+    # the linear image is the photo's, not a saturated or rescaled one
+    np.testing.assert_allclose(faces[0].linear, (ex["image"][3:157, 3:157] / 255.0) ** 2.2,
+                               atol=1e-6)   # the face's neighbourhood: 80 -+ ceil(0.8 * 96)
 
 
 def test_malvar_demosaic_keeps_a_flat_colour():
@@ -41,6 +80,21 @@ def test_summary_at_the_threshold():
     lo, hi = s["acer"]["ci95"]
     assert lo <= s["acer"]["value"] <= hi
     assert s["n"] == {"live": 6, "spoof": 8, "photos": 3}
+    assert s["draws"]["kept"] == 50
+    # two photos, one all live, one all attack: half the resamples lack a class and are drawn
+    # again, not dropped; an attack without crops and a photo without live crops report None
+    species = np.array([0, 0, 0, 1, 1, 2])
+    photo = np.array([0, 0, 0, 1, 1, 1])
+    s = cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, draws=40)
+    assert s["draws"]["kept"] == 40 and s["draws"]["redrawn"] > 0
+    assert s["apcer_per_attack"]["rgbw_quad"] is None and s["bpcer_per_photo"][1] is None
+    json.dumps(s, allow_nan=False)                   # valid JSON
+    with pytest.raises(ValueError, match="live and attack"):
+        cs.summarise(np.zeros(3), np.ones(3, int), np.zeros(3, int), 0.0)
+    with pytest.raises(ValueError, match="one length"):
+        cs.summarise(np.zeros(3), np.zeros(2, int), np.zeros(3, int), 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        cs.summarise(np.array([0.0, np.nan]), np.array([0, 1]), np.zeros(2, int), 0.0)
 
 
 def _photos(folder):
@@ -66,6 +120,12 @@ def test_run_decides_with_the_models_own_threshold(tmp_path, monkeypatch, traine
     assert report["threshold"] == model.threshold and report["fusion"] == model.fusion
     crops, species, _ = cs.make_crops(cs.load_faces(tmp_path / "faces"), model.image_size, 4, 4)
     _expected(report, np.asarray(model.score(list(crops)).score), species)
+    # --cache without ".npz": written where np.savez writes it, and read back the second time
+    cache = str(tmp_path / "crops")
+    first = cs.run(tmp_path / "faces", trained_workdir, n_live=4, n_spoof=4, draws=20, cache=cache)
+    monkeypatch.setattr(cs, "make_crops", lambda *a, **k: pytest.fail("cache not used"))
+    second = cs.run(tmp_path / "faces", trained_workdir, n_live=4, n_spoof=4, draws=20, cache=cache)
+    assert (tmp_path / "crops.npz").exists() and first == second == report
 
 
 def test_run_judges_the_binary_cnn_by_the_same_crops_and_rule(tmp_path, monkeypatch,

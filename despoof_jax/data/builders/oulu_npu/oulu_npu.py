@@ -54,7 +54,8 @@ def protocol_file(root: str, protocol: int, fold: int | None, split: str) -> str
 
 
 def read_protocol_file(path: str) -> list[tuple[int, str, int]]:
-    """[(label sign +1 live / -1 attack, video name, line number)] of one protocol list file."""
+    """[(label, video name, line number)] of one protocol list file: +1 live, -1 attack; the
+    published Test lists write -2 for display (replay) attacks, files 4 and 5."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: Oulu-NPU protocol file is missing.\n{_INSTRUCTIONS}")
     out = []
@@ -62,11 +63,11 @@ def read_protocol_file(path: str) -> list[tuple[int, str, int]]:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            m = re.fullmatch(r"\s*([+-]?1)\s*,\s*(\S+)\s*", line)
+            m = re.fullmatch(r"\s*(\+?1|-1|-2)\s*,\s*(\S+)\s*", line)
             if not m or not NAME.fullmatch(m.group(2)):
                 raise real_common.BadInputError(
-                    f"{path} line {number}: expected '+1,P_S_U_F' or '-1,P_S_U_F', got "
-                    f"{line.strip()!r}")
+                    f"{path} line {number}: expected '+1,P_S_U_F' (live), '-1,P_S_U_F' (attack) "
+                    f"or '-2,P_S_U_F' (display attack), got {line.strip()!r}")
             out.append((int(m.group(1)), m.group(2), number))
     return out
 
@@ -99,10 +100,12 @@ class OuluNpu(real_common.RealDatasetBuilder):
                 rel_list = os.path.relpath(path, root)
                 for sign, stem, number in read_protocol_file(path):
                     live = stem.endswith("_1")
-                    if (sign == 1) != live:
+                    replay = stem[-1] in "45"
+                    if (sign == 1) != live or (sign == -2 and not replay):
+                        kind = "live" if live else "a display attack" if replay else "a print attack"
                         raise real_common.BadInputError(
                             f"{path} line {number}: label {sign:+d} contradicts {stem} (file "
-                            f"{stem[-1]} is {'live' if live else 'an attack'})")
+                            f"{stem[-1]} is {kind})")
                     if stem not in member[split]:
                         problems.report(split, f"{SPLIT_FOLDERS[split]}/{stem}.avi",
                                         f"listed in {rel_list} line {number} but the video does "
