@@ -2,8 +2,11 @@
 
 Layout: `{train,test}_release/<subject>/<video>.avi`, 12 videos per subject: 1, 2, HR_1 live;
 3, 4, HR_2 warped photo; 5, 6, HR_3 cut photo; 7, 8, HR_4 video replay (odd numbers low quality,
-even numbers normal quality, HR_* high quality). No face annotations ship with it: every crop comes
-from the offline face detector (`faces.FaceDetector`).
+even numbers normal quality, HR_* high quality). The low/normal order follows the paper's listing
+(low, normal, high) as most loaders do; Idiap's `bob.db.casia_fasd` reads 1, 3, 5, 7 as normal
+and 2, 4, 6, 8 as low. Nothing here depends on it (no protocol splits CASIA by quality; it is
+the `device` column only), so a user who knows otherwise can swap the two codes. No face
+annotations ship with it: every crop comes from the offline face detector (`faces.FaceDetector`).
 
 Splits: test = test_release. CASIA-FASD has no development set, so the last `dev_subjects`
 subjects of train_release (by number; 5 of 20 in the named configs) form "dev", on which the

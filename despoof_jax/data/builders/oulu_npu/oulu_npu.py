@@ -39,7 +39,8 @@ Oulu-NPU: request it at https://sites.google.com/site/oulunpudatabase/ and extra
     Protocols/Protocol_1/{Train,Dev,Test}.txt
     Protocols/Protocol_2/{Train,Dev,Test}.txt
     Protocols/Protocol_3/{Train,Dev,Test}_{1..6}.txt
-    Protocols/Protocol_4/{Train,Dev,Test}_{1..6}.txt   (lines like `+1,1_1_01_1`, `-1,1_1_01_2`)
+    Protocols/Protocol_4/{Train,Dev,Test}_{1..6}.txt   (lines like `+1,1_1_01_1`, `-1,1_1_01_2`;
+                                                     Test lists: `-2,1_3_36_4` for replays)
 Build: import despoof_jax.data.builders.oulu_npu, then
     tfds.builder("oulu_npu", data_dir=D).download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=M))
