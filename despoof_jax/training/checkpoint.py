@@ -104,13 +104,19 @@ class Checkpointer:
     run loses nothing it had finished.
     """
 
-    def __init__(self, directory, *, every: int, keep: int = 3):
+    def __init__(self, directory, *, every: int, keep: int = 3, read_only: bool = False):
         self.directory = absolute(directory)
-        self.every = every
+        if not read_only and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"train.checkpoint_every={every!r}; expected a positive number of "
+                             "steps (stops and the end of a stage save anyway)")
+        self.every, self.read_only = every, read_only
         # The interval is ours (`should_save`); orbax's own would also save the first step.
+        # Only a trainer cleans up what a save killed half-way left behind: a reader (`read_only`:
+        # evaluation, serving, stage 2's frozen DQ Net) may look at a workdir while its trainer
+        # is writing a step, and must not delete that step's temporary folder.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=True, create=True,
-            cleanup_tmp_directories=True)   # what a save killed half-way left behind
+            max_to_keep=keep, enable_async_checkpointing=not read_only, create=not read_only,
+            cleanup_tmp_directories=not read_only, read_only=read_only)
         self.manager = _Manager(self.directory, options=options, item_names=ITEMS)
 
     def latest_step(self) -> Optional[int]:
@@ -206,7 +212,7 @@ def restore_state_only(directory, abstract_state: PyTree, sharding: NamedShardin
                        step: Optional[int] = None) -> tuple[PyTree, int]:
     """Restores the `state` item of a stage directory (the latest readable step by default)
     without the input position; for readers (evaluation, serving), so nothing is set aside."""
-    ckpt = Checkpointer(directory, every=1, keep=1_000_000)
+    ckpt = Checkpointer(directory, every=1, keep=1_000_000, read_only=True)
     try:
         r = ckpt.restore(abstract_state, sharding, step=step)
     finally:

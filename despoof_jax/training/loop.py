@@ -275,11 +275,19 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
             flush()
             if saved != total_steps:
                 save(total_steps)
+            # Inside the stop request: a signal while the last save is written (close waits for
+            # it) is only recorded, not the default kill that would leave it half written.
+            ckpt.close()
+            if stop.signum is not None and not stop.jax_owns_sigterm:
+                # Asked after the last step's check: the stage is complete and saved, but the
+                # next stage must not start. (Several processes: JAX's notifier keeps the notice
+                # for the next stage's sync point.)
+                signum, how = stop.describe()
+                raise Interrupted(name, total_steps, ckpt.directory, signum, how)
     finally:
         profiler.stop()
         log.close()
         events.close()
-    ckpt.close()
     return dict(last, step=total_steps)
 
 
@@ -306,6 +314,11 @@ def load_frozen_dq(config, workdir, sharding) -> state_lib.FrozenNet:
     except FileNotFoundError as e:
         raise FileNotFoundError(f"stage 2 needs a pretrained DQ Net in {directory}; run stage 1 "
                                 "first (--config.mode=dq, or mode=all)") from e
+    if step != config.train.stage1_steps:
+        raise ValueError(
+            f"stage 2 needs stage 1's final DQ Net (step {config.train.stage1_steps}), but the "
+            f"latest checkpoint in {directory} is step {step}: stage 1 was stopped before its "
+            "end. Finish it first (--config.mode=dq, or mode=all resumes it)")
     logging.info("ds: frozen DQ Net from step %d of %s", step, directory)
     return state_lib.frozen_dq_from_stage1(st)
 

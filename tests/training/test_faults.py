@@ -69,6 +69,40 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(synthetic_da
     assert _metric_steps(tmp_path) == [1, 2, 3]
 
 
+def test_a_signal_during_the_last_save_is_kept_and_stage2_wants_stage1_finished(
+        synthetic_data_dir, tmp_path, monkeypatch):
+    import pytest  # noqa: PLC0415
+
+    from despoof_jax.training import checkpoint, state as state_lib  # noqa: PLC0415
+    close = checkpoint.Checkpointer.close
+
+    def close_under_a_signal(self):
+        if not self.read_only:      # the trainer's close waits for the last save: SIGTERM now
+            os.kill(os.getpid(), signal.SIGTERM)
+        close(self)
+
+    monkeypatch.setattr(checkpoint.Checkpointer, "close", close_under_a_signal)
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
+                                                 "train.checkpoint_every": 5})
+    # The stage ends and saves its last step; the signal is neither a kill mid-save nor lost:
+    # the stage reports the stop, so `mode=all` does not go on to stage 2.
+    with pytest.raises(loop.Interrupted, match="dq: stopped by SIGTERM at step 2"):
+        loop.train_dq(config, str(tmp_path), parallel.DataParallel("pmap"))
+    monkeypatch.setattr(checkpoint.Checkpointer, "close", close)
+    ckpts = tmp_path / "dq" / "checkpoints"
+    assert _listing(ckpts) == ["2"]
+    # A reader (here stage 2's frozen DQ Net) leaves a trainer's half-written step alone.
+    (ckpts / "3.orbax-checkpoint-tmp-1").mkdir()
+    sharding = parallel.DataParallel("pmap").replicated
+    frozen = loop.load_frozen_dq(config, str(tmp_path), sharding)
+    assert isinstance(frozen, state_lib.FrozenNet)
+    assert "3.orbax-checkpoint-tmp-1" in _listing(ckpts)
+    # Stage 2 refuses a DQ Net whose stage was stopped before its end.
+    config.train.stage1_steps = 3
+    with pytest.raises(ValueError, match="latest checkpoint .* is step 2: stage 1 was stopped"):
+        loop.load_frozen_dq(config, str(tmp_path), sharding)
+
+
 def test_an_unwritable_or_full_workdir_is_reported_before_training(synthetic_data_dir, tmp_path,
                                                                   monkeypatch, capsys):
     args = ["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
