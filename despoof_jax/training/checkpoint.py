@@ -13,6 +13,8 @@ When the process count changed since the save, this process's file does not exis
 then says so (`Restored.data_note`) and the loop starts the pipeline at a fresh deterministic
 position (`loop`).
 
+A checkpoint with no input positions at all, or with those of this process count but not this
+process's, was cut short (a half copy): it counts as unreadable (`IncompleteCheckpoint`).
 A checkpoint that cannot be read (a corrupt or half-written latest step) is set aside as
 `<dir>/corrupt-<step>-<time>/` with a warning naming it, and the previous one is restored.
 Saves are asynchronous; orbax writes into a temporary folder and renames it when complete, so a
@@ -65,6 +67,10 @@ def checkpoint_bytes(abstract_state: PyTree) -> int:
     arrays = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
                  for s in jax.tree.leaves(abstract_state))
     return int(arrays * 1.1) + 2**20
+
+
+class IncompleteCheckpoint(FileNotFoundError):
+    """A checkpoint whose state restores but whose input positions are missing."""
 
 
 def data_file(process_index: int, process_count: int) -> str:
@@ -159,11 +165,17 @@ class Checkpointer:
                     raise
                 failed.append((s, e))
                 continue
-            for bad, error in failed:
-                self._report_unreadable(bad, error, fallback=s, set_aside=set_aside)
             restored = Restored(out["state"], s)
             if iterator is not None:
-                restored.data, restored.data_note = self._restore_data(s, iterator)
+                try:
+                    restored.data, restored.data_note = self._restore_data(s, iterator)
+                except IncompleteCheckpoint as e:
+                    if step is not None:
+                        raise
+                    failed.append((s, e))
+                    continue
+            for bad, error in failed:
+                self._report_unreadable(bad, error, fallback=s, set_aside=set_aside)
             return restored
         raise failed[0][1]
 
@@ -191,8 +203,15 @@ class Checkpointer:
         if not (folder / mine).exists():
             saved = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
             saved = [n for n in saved if n.startswith("process_")]
+            # A trainer's checkpoint always has input positions, one per process. None at all,
+            # or those of this very process count without this process's, is a checkpoint cut
+            # short (a half copy), not a changed process count: the previous one is used.
+            if not saved or any(n.endswith(f"-of-{jax.process_count()}.json") for n in saved):
+                raise IncompleteCheckpoint(
+                    f"{folder} lacks this process's input position {mine} (found: "
+                    f"{', '.join(saved) or 'none'})")
             return False, (f"no input position for this process ({mine}) in {folder}; saved: "
-                           f"{', '.join(saved) or 'none'} (the process count changed?)")
+                           f"{', '.join(saved)} (the process count changed)")
         try:
             self.manager.restore(step, args=ocp.args.Composite(
                 data=grain_checkpoint.CheckpointRestore(iterator)))

@@ -103,6 +103,27 @@ def test_a_signal_during_the_last_save_is_kept_and_stage2_wants_stage1_finished(
         loop.load_frozen_dq(config, str(tmp_path), sharding)
 
 
+def test_a_checkpoint_without_its_input_positions_falls_back_to_the_previous_one(
+        synthetic_data_dir, tmp_path, caplog):
+    import shutil  # noqa: PLC0415
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
+                                                 "train.checkpoint_every": 1})
+    dp = parallel.DataParallel("pmap")
+    loop.train_dq(config, str(tmp_path), dp)
+    ckpts = tmp_path / "dq" / "checkpoints"
+    # A half copy: step 2's state is whole but its input positions are missing. Resuming there
+    # with a fresh input position (as after a process-count change) would differ from an
+    # uninterrupted run; step 1 is whole.
+    shutil.rmtree(ckpts / "2" / "data")
+    config.train.stage1_steps = 3
+    with caplog.at_level(logging.INFO):
+        assert loop.train_dq(config, str(tmp_path), dp)["step"] == 3
+    assert f"checkpoint {ckpts}/2 cannot be read (IncompleteCheckpoint" in caplog.text
+    assert "dq: resumed at step 1" in caplog.text
+    assert [p for p in _listing(ckpts) if p.isdigit()] == ["1", "2", "3"]
+    assert _metric_steps(tmp_path) == [1, 2, 3]
+
+
 def test_an_unwritable_or_full_workdir_is_reported_before_training(synthetic_data_dir, tmp_path,
                                                                   monkeypatch, capsys):
     args = ["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
