@@ -33,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Real datasets: leave bad videos/frames out (listed in the dataset's metadata) instead of
     # stopping at the first one; a dataset built that way is refused while this is False.
     c.data.skip_bad = False
+    # Real datasets: build from a download with fewer videos than the published dataset (refused
+    # while this is False, so a partial download is never taken for the whole).
+    c.data.partial_download = False
     c.data.image_size = 256                # the network input, H = W (multiple of 8)
     c.data.protocol = "intra"
     c.data.fold = 0                        # -1 = every fold of the protocol (mean +- std)

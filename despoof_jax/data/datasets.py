@@ -82,7 +82,8 @@ def _load_real(data_config: ml_collections.ConfigDict, split: str):
     builder = real_common.prepare(
         data_config.dataset, data_config.builder_config, data_dir(data_config),
         manual_dir=data_config.get("manual_dir", "") or None,
-        skip_bad=bool(data_config.get("skip_bad", False)))
+        skip_bad=bool(data_config.get("skip_bad", False)),
+        partial=bool(data_config.get("partial_download", False)))
     size = builder.builder_config.size
     if size != data_config.image_size:
         raise ValueError(

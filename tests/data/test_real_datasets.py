@@ -32,6 +32,7 @@ OULU_VIDEOS = [(p, s, u, f) for u in (1, 21, 36) for p in (1, 2) for s in (1, 3)
 
 def _build(name, root, data_dir, config=T64, **kwargs):
     kwargs.setdefault("num_workers", 1)
+    kwargs.setdefault("partial", True)   # the miniature trees hold a few of the videos
     return real_common.prepare(name, config, data_dir, manual_dir=root, **kwargs)
 
 
@@ -160,7 +161,8 @@ def test_oulu_builds_the_tfds_way_and_resumes_after_a_kill(oulu, tmp_path):
     config; a preparation killed half-way keeps the videos it finished."""
     data_dir = str(tmp_path / "tfds")
     script = ("import despoof_jax.data.builders.oulu_npu, tensorflow_datasets as tfds; "
-              f"b = tfds.builder('oulu_npu', data_dir={data_dir!r}, num_workers=1); "
+              f"b = tfds.builder('oulu_npu', data_dir={data_dir!r}, num_workers=1, "
+              "partial=True); "
               "b.download_and_prepare(download_config=tfds.download.DownloadConfig("
               f"manual_dir={oulu['manual']!r}))")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
@@ -175,7 +177,7 @@ def test_oulu_builds_the_tfds_way_and_resumes_after_a_kill(oulu, tmp_path):
     assert 5 <= done < len(OULU_VIDEOS), "the preparation was not stopped half-way"
 
     import despoof_jax.data.builders.oulu_npu  # noqa: F401 (registers the builder)
-    builder = tfds.builder("oulu_npu", data_dir=data_dir, num_workers=1)
+    builder = tfds.builder("oulu_npu", data_dir=data_dir, num_workers=1, partial=True)
     assert builder.builder_config.name == "default"
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=oulu["manual"]))
@@ -191,6 +193,7 @@ def _oulu_config(variant, oulu, data_dir):
     c = protocol_oulu.get_config(variant)
     c.data.data_dir = str(data_dir)
     c.data.manual_dir = oulu["manual"]
+    c.data.partial_download = True
     return c
 
 
@@ -363,6 +366,20 @@ def test_protocol_label_that_contradicts_its_file(tmp_path, stem, label, kind):
         _build("oulu_npu", root, tmp_path / "tfds")
 
 
+def test_an_incomplete_download_is_refused_unless_partial(small_oulu, tmp_path):
+    # 3 of the published 4950 videos: refused before any video is decoded
+    with pytest.raises(real_common.BadInputError, match=r"holds 3 of the 4950 videos of the "
+                       r"published dataset: the download looks incomplete"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict", partial=False)
+    assert not glob.glob(str(tmp_path / "strict" / "downloads" / "despoof_frames" / "**" / "*.npz"),
+                         recursive=True)
+    builder = _build("oulu_npu", small_oulu, tmp_path / "partial")
+    assert builder.info.metadata["videos"] == {"found": 3, "published": 4950}
+    # once built that way, a load that does not say partial is refused, naming the setting
+    with pytest.raises(real_common.BadInputError, match="data.partial_download=True"):
+        _build("oulu_npu", small_oulu, tmp_path / "partial", partial=False)
+
+
 def test_protocol_line_naming_a_missing_video(small_oulu, tmp_path):
     listing = small_oulu / "Protocols" / "Protocol_3" / "Test_1.txt"
     lines = listing.read_text().splitlines() + ["+1,2_3_36_1"]
@@ -433,6 +450,7 @@ def test_cross_config_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
                                                            "test": [3, 4]}, n_frames=1)
     c = protocol_cross.get_config("casia_to_replay,smoke")
     c.data.data_dir, c.data.manual_dir = str(tmp_path / "tfds"), str(manual)
+    c.data.partial_download = True
     want = {"train": ("train_release/", {1}), "dev": ("train_release/", {2, 3, 4, 5, 6}),
             "test": ("test/", {3, 4})}
     for split, (prefix, identities) in want.items():

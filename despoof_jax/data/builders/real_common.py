@@ -24,7 +24,11 @@ video, a frame without a face, an annotation file shorter than its video each ra
 (`data.skip_bad=True`): then the video or frames are left out, logged, and listed in the dataset's
 metadata (`skipped(builder)`, `metadata.json` beside the records), and a dataset built that way is
 refused by a later `skip_bad=False` load, so a smaller dataset is never silent. Missing top-level
-folders and protocol files are always errors.
+folders and protocol files are always errors. So is a download with fewer videos than the
+published dataset (`PUBLISHED_VIDEOS`: an archive not extracted, a folder left out), unless the
+builder is made with `partial=True` (`data.partial_download=True`): then it is built from what is
+there, with a warning, its counts are in the metadata (`videos`), and a later load without
+`partial` refuses it.
 
 Resumability: each video's frames are cached under `<download_dir>/despoof_frames/` (by default
 `<data_dir>/downloads/`) as soon as a worker finishes them; a preparation that is killed and started
@@ -394,9 +398,12 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     HOMEPAGE = ""
     # Top-level entries of the dataset root, used to tell `<manual_dir>/<name>/` from the root.
     ROOT_ENTRIES: tuple[str, ...] = ()
+    # Videos of the published dataset that the builder reads (all splits); fewer found is an
+    # incomplete download (see `partial`).
+    PUBLISHED_VIDEOS: Optional[int] = None
 
     def __init__(self, *, num_workers: Optional[int] = None, skip_bad: bool = False,
-                 keep_cache: bool = False, file_format=None, **kwargs):
+                 keep_cache: bool = False, file_format=None, partial: bool = False, **kwargs):
         """Like any TFDS builder, plus
 
         Args:
@@ -404,16 +411,18 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
           skip_bad: leave bad videos/frames out and list them in the metadata instead of raising.
           keep_cache: keep the per-video frame cache after a successful build.
           file_format: defaults to "array_record" (the format `as_data_source` reads).
+          partial: build from a download with fewer videos than the published dataset.
         """
         super().__init__(file_format=file_format or "array_record", **kwargs)
         self._num_workers = num_workers
         self._skip_bad = skip_bad
+        self._partial = partial
         self._keep_cache = keep_cache
         self._cache_dir: Optional[str] = None
         self.stats = {"videos": 0, "cached": 0}
         # TFDS re-creates a builder from `_original_state` when it is unpickled.
         self._original_state.update(num_workers=num_workers, skip_bad=skip_bad,
-                                    keep_cache=keep_cache)
+                                    keep_cache=keep_cache, partial=partial)
 
     @classmethod
     def metadata_keys(cls) -> tuple[str, ...]:
@@ -477,6 +486,17 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                     f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         problems = Problems(root, self._skip_bad)
         plan = self._plan(root, problems)
+        found = sum(len(jobs) for jobs in plan.values())
+        self.info.metadata["videos"] = {"found": found, "published": self.PUBLISHED_VIDEOS}
+        if self.PUBLISHED_VIDEOS and found < self.PUBLISHED_VIDEOS:
+            message = (f"{self.name}: {root} holds {found} of the {self.PUBLISHED_VIDEOS} "
+                       "videos of the published dataset: the download looks incomplete (an "
+                       "archive not extracted, a folder left out?).")
+            if not self._partial:
+                raise BadInputError(
+                    f"{message} Complete it, or build from what is there with partial=True "
+                    f"(data.partial_download=True).\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            logging.warning("%s Building from what is there (partial=True).", message)
         self._cache_dir = os.fspath(epath.Path(dl_manager.download_dir) / "despoof_frames" /
                                     self.name / f"{self.builder_config.name}-{self.version}-"
                                     f"{self.builder_config.frames_key()}")
@@ -566,12 +586,13 @@ def builder_class(name: str) -> type[RealDatasetBuilder]:
 
 def prepare(name: str, config: str | RealConfig, data_dir: epath.PathLike, *,
             manual_dir: epath.PathLike | None = None, skip_bad: bool = False,
-            num_workers: Optional[int] = None) -> RealDatasetBuilder:
+            num_workers: Optional[int] = None, partial: bool = False) -> RealDatasetBuilder:
     """Builds dataset `name` with `config` under `data_dir` unless it is there; returns the builder.
 
     `manual_dir`: where the manual download lies (its root, or a folder holding `<name>/`);
     default `<data_dir>/downloads/manual`. A dataset built with skipped inputs is refused unless
-    `skip_bad` (see the module docstring).
+    `skip_bad`, one built from an incomplete download unless `partial` (see the module
+    docstring).
     """
     cls = builder_class(name)
     names = [c.name for c in cls.BUILDER_CONFIGS]
@@ -579,12 +600,26 @@ def prepare(name: str, config: str | RealConfig, data_dir: epath.PathLike, *,
         raise ValueError(f"Unknown {name} builder config {config!r}; valid names: {names}, or "
                          "pass a RealConfig.")
     builder = cls(config=config, data_dir=os.fspath(data_dir), skip_bad=skip_bad,
-                  num_workers=num_workers)
+                  num_workers=num_workers, partial=partial)
     download_config = tfds.download.DownloadConfig(
         manual_dir=os.fspath(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=download_config)   # no-op when built
     check_skipped(builder, skip_bad)
+    check_partial(builder, partial)
     return builder
+
+
+def check_partial(builder: RealDatasetBuilder, partial: bool) -> None:
+    """Refuses a dataset built from an incomplete download unless `partial`."""
+    videos = builder.info.metadata.get("videos") or {}
+    found, published = videos.get("found"), videos.get("published")
+    if found is None or not published or found >= published or partial:
+        return
+    raise BadInputError(
+        f"{builder.name}/{builder.builder_config.name} in {builder.data_dir} was built with "
+        f"partial=True from {found} of the {published} published videos. Set "
+        "data.partial_download=True to use it anyway, or complete the download and delete that "
+        "directory to rebuild.")
 
 
 def skipped(builder: RealDatasetBuilder) -> list[dict]:

@@ -55,6 +55,7 @@ class CasiaFasd(real_common.RealDatasetBuilder):
     SPECIES_NAMES = SPECIES_NAMES
     HOMEPAGE = "http://www.cbsr.ia.ac.cn/english/FASDB_Agreement/Agreement.pdf"
     ROOT_ENTRIES = tuple(RELEASES.values())
+    PUBLISHED_VIDEOS = 600   # 50 subjects x 12 videos
 
     def _plan(self, root, problems):
         plan = {"train": [], "dev": [], "test": []}

@@ -73,6 +73,7 @@ class MsuMfsd(real_common.RealDatasetBuilder):
     SPECIES_NAMES = SPECIES_NAMES
     HOMEPAGE = "https://biometrics.cse.msu.edu/Publications/Databases/MSUMobileFaceSpoofing/"
     ROOT_ENTRIES = ("real", "attack") + tuple(SUBJECT_LISTS.values())
+    PUBLISHED_VIDEOS = 280   # 35 clients x 8 videos
 
     def _plan(self, root, problems):
         lists = {s: read_subject_list(os.path.join(root, f)) for s, f in SUBJECT_LISTS.items()}

@@ -81,6 +81,7 @@ class OuluNpu(real_common.RealDatasetBuilder):
     EXTRA_COLUMNS = ("session",) + tuple(PROTOCOL_COLUMNS.values())
     HOMEPAGE = "https://sites.google.com/site/oulunpudatabase/"
     ROOT_ENTRIES = tuple(SPLIT_FOLDERS.values()) + ("Protocols",)
+    PUBLISHED_VIDEOS = 4950   # 55 users x 6 phones x 3 sessions x 5 files
 
     def _plan(self, root, problems):
         plan, names = {}, {}

@@ -50,6 +50,7 @@ class ReplayAttack(real_common.RealDatasetBuilder):
     EXTRA_COLUMNS = ("light", "support")
     HOMEPAGE = "https://www.idiap.ch/en/dataset/replayattack"
     ROOT_ENTRIES = tuple(SPLIT_FOLDERS.values()) + ("face-locations",)
+    PUBLISHED_VIDEOS = 1200   # train 360, devel 360, test 480; enroll/ is not read
 
     def _plan(self, root, problems):
         plan, video_id = {}, 0
