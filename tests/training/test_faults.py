@@ -1,4 +1,5 @@
-"""Faults: a save cut by SIGKILL, a corrupt latest checkpoint, an unwritable or full workdir, and
+"""Faults: a save cut by SIGKILL, a corrupt latest checkpoint, a signal during the last save, a
+half-copied checkpoint, a reader beside a trainer, an unwritable or full workdir, and
 what `despoof train` prints and returns when a signal or a NaN loss stops it. (The loop's NaN
 stop: test_train.test_nan_loss_stops_loudly; SIGTERM on two processes: test_multihost.)"""
 import collections
@@ -69,8 +70,10 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(synthetic_da
     assert _metric_steps(tmp_path) == [1, 2, 3]
 
 
-def test_a_signal_during_the_last_save_is_kept_and_stage2_wants_stage1_finished(
-        synthetic_data_dir, tmp_path, monkeypatch):
+def test_a_signal_in_the_last_save_a_half_copied_step_a_reader_and_an_unfinished_stage1(
+        synthetic_data_dir, tmp_path, monkeypatch, caplog):
+    import shutil  # noqa: PLC0415
+
     import pytest  # noqa: PLC0415
 
     from despoof_jax.training import checkpoint, state as state_lib  # noqa: PLC0415
@@ -83,37 +86,18 @@ def test_a_signal_during_the_last_save_is_kept_and_stage2_wants_stage1_finished(
 
     monkeypatch.setattr(checkpoint.Checkpointer, "close", close_under_a_signal)
     config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
-                                                 "train.checkpoint_every": 5})
-    # The stage ends and saves its last step; the signal is neither a kill mid-save nor lost:
-    # the stage reports the stop, so `mode=all` does not go on to stage 2.
-    with pytest.raises(loop.Interrupted, match="dq: stopped by SIGTERM at step 2"):
-        loop.train_dq(config, str(tmp_path), parallel.DataParallel("pmap"))
-    monkeypatch.setattr(checkpoint.Checkpointer, "close", close)
-    ckpts = tmp_path / "dq" / "checkpoints"
-    assert _listing(ckpts) == ["2"]
-    # A reader (here stage 2's frozen DQ Net) leaves a trainer's half-written step alone.
-    (ckpts / "3.orbax-checkpoint-tmp-1").mkdir()
-    sharding = parallel.DataParallel("pmap").replicated
-    frozen = loop.load_frozen_dq(config, str(tmp_path), sharding)
-    assert isinstance(frozen, state_lib.FrozenNet)
-    assert "3.orbax-checkpoint-tmp-1" in _listing(ckpts)
-    # Stage 2 refuses a DQ Net whose stage was stopped before its end.
-    config.train.stage1_steps = 3
-    with pytest.raises(ValueError, match="latest checkpoint .* is step 2: stage 1 was stopped"):
-        loop.load_frozen_dq(config, str(tmp_path), sharding)
-
-
-def test_a_checkpoint_without_its_input_positions_falls_back_to_the_previous_one(
-        synthetic_data_dir, tmp_path, caplog):
-    import shutil  # noqa: PLC0415
-    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
                                                  "train.checkpoint_every": 1})
     dp = parallel.DataParallel("pmap")
-    loop.train_dq(config, str(tmp_path), dp)
+    # 1. The stage ends and saves its last step; the signal is neither a kill mid-save nor lost:
+    # the stage reports the stop, so `mode=all` does not go on to stage 2.
+    with pytest.raises(loop.Interrupted, match="dq: stopped by SIGTERM at step 2"):
+        loop.train_dq(config, str(tmp_path), dp)
+    monkeypatch.setattr(checkpoint.Checkpointer, "close", close)
     ckpts = tmp_path / "dq" / "checkpoints"
-    # A half copy: step 2's state is whole but its input positions are missing. Resuming there
-    # with a fresh input position (as after a process-count change) would differ from an
-    # uninterrupted run; step 1 is whole.
+    assert _listing(ckpts) == ["1", "2"]
+    # 2. A half copy: step 2's state is whole but its input positions are missing. Resuming
+    # there with a fresh input position (as after a process-count change) would differ from an
+    # uninterrupted run: step 1 is used instead.
     shutil.rmtree(ckpts / "2" / "data")
     config.train.stage1_steps = 3
     with caplog.at_level(logging.INFO):
@@ -122,6 +106,15 @@ def test_a_checkpoint_without_its_input_positions_falls_back_to_the_previous_one
     assert "dq: resumed at step 1" in caplog.text
     assert [p for p in _listing(ckpts) if p.isdigit()] == ["1", "2", "3"]
     assert _metric_steps(tmp_path) == [1, 2, 3]
+    # 3. A reader (here stage 2's frozen DQ Net) leaves a trainer's half-written step alone.
+    (ckpts / "4.orbax-checkpoint-tmp-1").mkdir()
+    frozen = loop.load_frozen_dq(config, str(tmp_path), dp.replicated)
+    assert isinstance(frozen, state_lib.FrozenNet)
+    assert "4.orbax-checkpoint-tmp-1" in _listing(ckpts)
+    # 4. Stage 2 refuses a DQ Net whose stage was stopped before its end.
+    config.train.stage1_steps = 4
+    with pytest.raises(ValueError, match="latest checkpoint .* is step 3: stage 1 was stopped"):
+        loop.load_frozen_dq(config, str(tmp_path), dp.replicated)
 
 
 def test_an_unwritable_or_full_workdir_is_reported_before_training(synthetic_data_dir, tmp_path,
