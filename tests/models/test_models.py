@@ -69,14 +69,29 @@ def test_table1_parameter_counts_and_shapes_at_256():
     assert out.shape == (2, 2)
 
 
+def _half(c):
+    return max(1, round(c * 0.5))
+
+
 @pytest.mark.parametrize("size", [32, 64])
 def test_shapes_follow_resolution_and_width(size):
-    _, out = _shapes(DSNet(width=0.5), size)
+    v, out = _shapes(DSNet(width=0.5), size)
     assert out["map"].shape == (2, size // 8, size // 8, 1)
     assert out["noise"].shape == (2, size, size, 6)
+    # Every hidden layer of Table 1 at half its channels; the input (6), the outputs (the 0\1
+    # map's 1, the noise's 6) and the short-cut's three concatenated 20s follow from them.
+    body, out1, dec, out2 = DS_CONVS
+    half = [(IN if a == IN else 3 * _half(20) if a == 60 else _half(a), _half(b)) for a, b in body]
+    half_dec = [(3 * _half(20) if a == 60 else _half(a), _half(b)) for a, b in dec]
+    assert count_params(v["params"]) == (
+        sum(conv_params(a, b) for a, b in half + half_dec)
+        + sum(conv_params(_half(a), b, bn=False) for a, b in out1 + out2))
     v, out = _shapes(VQNet(width=0.5), size)
     assert out.shape == (2, 2)
-    assert count_params(v["params"]) < expected_vq(size)
+    # conv4-6 keeps its 6 channels (the flattened feature the dense layer reads)
+    vq = [(IN if a == IN else _half(a), b if b == 6 else _half(b)) for a, b in VQ_CONVS]
+    assert count_params(v["params"]) == (sum(conv_params(a, b) for a, b in vq)
+                                         + (size // 8) ** 2 * 6 * 100 + 100 + 100 * 2 + 2)
 
 
 def test_live_is_input_minus_noise():

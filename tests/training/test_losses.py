@@ -81,6 +81,13 @@ def test_dq_targets_and_gan_losses():
 
 
 def test_total_loss_weights():
+    # Distinct term values, so that a weight on the wrong term shows (Sec. 4.1: lambda_1..4 =
+    # 3, 0.005, 0.1, 0.016 on J_m, J_r, J_DQ, J_VQ in Eq. 7; J_z has no weight).
+    distinct = dict(z=1.0, m=10.0, r=100.0, dq=1e3, vq=1e4)
+    assert losses.total_ds_loss(distinct, (3, 0.005, 0.1, 0.016)) == \
+        pytest.approx(1 + 30 + 0.5 + 100 + 160)
+    assert losses.total_ds_loss(distinct, (2, 3, 0.005, 0.1, 0.016)) == \
+        pytest.approx(2 + 30 + 0.5 + 100 + 160)
     parts = dict(z=1.0, m=1.0, r=1.0, dq=1.0, vq=1.0)
     assert losses.total_ds_loss(parts, (3, 0.005, 0.1, 0.016)) == pytest.approx(4.121)
     assert losses.total_ds_loss(parts, (0, 0, 0, 0)) == 1.0
