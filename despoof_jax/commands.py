@@ -236,7 +236,7 @@ def score(args) -> int:
     """`despoof score`: every input scored, failures reported, outputs written."""
     try:
         model = api.load(args.model, max_batch=args.max_batch)
-    except api.ModelLoadError as e:
+    except (api.ModelLoadError, ValueError) as e:   # ValueError: --max-batch < 1
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.visualize:

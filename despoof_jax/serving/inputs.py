@@ -13,7 +13,9 @@ message names the file and says what was expected. The policy for unusual files:
   16-bit / 32-bit integer      scaled to 8 bits (value * 255 / max of the bit depth, rounded)
   float ("F")                  must hold values in [0, 1] or [0, 255]; scaled to 8 bits
   palette, CMYK, YCbCr, ...    converted to RGB by PIL
-Videos: animated GIF / WebP / PNG (APNG) are read with PIL; other containers (.mp4, .avi, ...)
+  EXIF orientation             applied (a phone photo stored sideways is scored upright)
+Videos: animated GIF / WebP / PNG (APNG) are read with PIL, frame by frame; a grayscale video
+(every channel equal) is refused like a grayscale image; other containers (.mp4, .avi, ...)
 need OpenCV (`pip install opencv-python-headless`) or imageio with a video plugin
 (`pip install "imageio[pyav]"`), and say so when neither is installed.
 """
@@ -24,7 +26,7 @@ import warnings
 from typing import Iterator, Optional
 
 import numpy as np
-from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                     ".pnm")
@@ -84,7 +86,7 @@ def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
     try:
         with img:
             img.load()     # decoding happens here: a truncated file fails now, not later
-            return _to_rgb8(img, path, allow_gray)
+            return _to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError) as e:
@@ -112,7 +114,19 @@ def _read_animated(path: str, every: int, allow_gray: bool) -> Iterator[tuple[in
             raise InputError(f"{path}: truncated or corrupt animation ({e})") from e
 
 
-def _read_video(path: str, every: int) -> Iterator[tuple[int, np.ndarray]]:
+def _check_colour_frame(frame: np.ndarray, path: str, i: int, allow_gray: bool) -> np.ndarray:
+    """A decoded RGB frame, refused when it is grayscale (R = G = B, with content: a black or
+    flat frame says nothing) unless `allow_gray`; decoders return 3 channels for gray videos."""
+    if (not allow_gray and frame.std() > 1.0 and np.array_equal(frame[..., 0], frame[..., 1])
+            and np.array_equal(frame[..., 1], frame[..., 2])):
+        raise InputError(f"{path} frame {i}: grayscale video (R = G = B); expected colour: the "
+                         "model reads RGB + HSV and was trained on colour faces (pass "
+                         "allow_gray=True / --allow-gray to score it anyway)")
+    return frame
+
+
+def _read_video(path: str, every: int, allow_gray: bool = False
+                ) -> Iterator[tuple[int, np.ndarray]]:
     try:
         import cv2  # noqa: PLC0415 (optional dependency)
     except ImportError:
@@ -128,7 +142,8 @@ def _read_video(path: str, every: int) -> Iterator[tuple[int, np.ndarray]]:
                 if not ok:
                     break
                 if i % every == 0:
-                    yield i, np.ascontiguousarray(bgr[..., ::-1])
+                    yield i, _check_colour_frame(np.ascontiguousarray(bgr[..., ::-1]), path, i,
+                                                 allow_gray)
                 i += 1
         finally:
             cap.release()
@@ -154,12 +169,30 @@ def _read_video(path: str, every: int) -> Iterator[tuple[int, np.ndarray]]:
             f = np.asarray(f)
             if f.ndim == 2:
                 f = np.repeat(f[..., None], 3, axis=-1)
-            yield i, np.ascontiguousarray(f[..., :3]).astype(np.uint8)
+            if f.dtype == np.uint16:      # 16-bit frames: scaled to 8 bits, not wrapped around
+                f = np.round(f / 257.0)
+            elif f.dtype != np.uint8:
+                raise InputError(f"{path} frame {i}: {f.dtype} frames; expected 8- or 16-bit")
+            yield i, _check_colour_frame(np.ascontiguousarray(f[..., :3]).astype(np.uint8), path,
+                                         i, allow_gray)
+
+
+MAYBE_ANIMATED = (".webp", ".png")   # images, unless they hold several frames (WebP, APNG)
 
 
 def is_video(path: str) -> bool:
-    """True for files read frame by frame: videos and animated GIFs."""
-    return path.lower().endswith(ANIMATED_EXTENSIONS + VIDEO_EXTENSIONS)
+    """True for files read frame by frame: videos, animated GIFs, and WebP / PNG files with more
+    than one frame."""
+    lower = path.lower()
+    if lower.endswith(ANIMATED_EXTENSIONS + VIDEO_EXTENSIONS):
+        return True
+    if lower.endswith(MAYBE_ANIMATED) and os.path.isfile(path):
+        try:
+            with Image.open(path) as img:
+                return getattr(img, "n_frames", 1) > 1
+        except (UnidentifiedImageError, OSError):
+            return False   # read_image says what is wrong with it
+    return False
 
 
 def read_frames(path: str, *, every: int = 1,
@@ -172,7 +205,7 @@ def read_frames(path: str, *, every: int = 1,
     if path.lower().endswith(VIDEO_EXTENSIONS):
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such file")
-        gen = _read_video(path, every)
+        gen = _read_video(path, every, allow_gray)
     else:
         gen = _read_animated(path, every, allow_gray)
     for item in gen:

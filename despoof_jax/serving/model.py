@@ -13,9 +13,10 @@ the spoof noise is averaged rather than aliased. Crops smaller than S are reject
 upsampling interpolates away the high-frequency noise the model measures, so the score would not
 mean what it means on the evaluation data; `allow_upsample=True` upsamples with a warning.
 
-Batches are compiled once per (bucket, dtype): a batch of n images is padded to the next power of
-two up to `max_batch` (default 32) and longer inputs run in chunks of `max_batch`, so a stream of
-varied batch sizes compiles at most log2(max_batch) + 1 programs per input dtype (uint8, float32).
+Batches are compiled once per bucket: a batch of n images is padded to the next power of two up
+to `max_batch` (default 32) and longer inputs run in chunks of `max_batch`, so a stream of varied
+batch sizes compiles at most log2(max_batch) + 1 programs (every crop enters as uint8: a float
+image is scored as the 8-bit image it rounds to).
 Padding is harmless: both nets run BatchNorm with running statistics, so samples do not interact.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from PIL import Image
 
 from despoof_jax.data.color import model_input
 from despoof_jax.evaluation import evaluate, scores
+from despoof_jax.serving import inputs
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir, WorkdirError
@@ -123,24 +125,30 @@ def _infer(ds, dq, rgb, *, ds_model, dq_model):
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    """uint8 or float32 [h, w, 3] -> [size, size, 3] of the same dtype, PIL bilinear."""
+    """uint8 [h, w, 3] -> uint8 [size, size, 3], PIL bilinear (as the datasets' crops were made)."""
     if img.shape[:2] == (size, size):
         return img
-    if img.dtype == np.uint8:
-        return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), "F").resize(
-        (size, size), Image.BILINEAR)) for c in range(3)]
-    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+    return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
 
 
 def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False
                   ) -> np.ndarray:
-    """One crop -> [size, size, 3], uint8 (from uint8) or float32 in [0, 1] (from float).
+    """One crop -> uint8 [size, size, 3].
 
-    Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (converted to
-    RGB). Raises `InputError` naming `name` for anything else."""
+    Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (read by the
+    file readers' policy, `inputs`: grayscale refused, 16-bit scaled, alpha dropped with a
+    warning). A float image is scored as the 8-bit image it rounds to (round(255 x)): the model
+    was trained on 8-bit crops, resized in 8 bits, and so a float and a uint8 copy of one picture
+    score the same. Raises `InputError` naming `name` for anything else."""
     if isinstance(img, Image.Image):
-        img = np.asarray(img.convert("RGB"))
+        try:
+            img = inputs._to_rgb8(img, name, allow_gray=False)
+        except InputError as e:
+            if "grayscale" not in str(e):
+                raise
+            raise InputError(f"{name}: grayscale PIL image (mode {img.mode}); expected a colour "
+                             "RGB face crop: the model reads RGB + HSV and was trained on colour "
+                             "faces (img.convert('RGB') scores it anyway)") from None
     a = np.asarray(img)
     if a.ndim != 3 or a.shape[-1] != 3:
         hint = (" (grayscale: repeat it into 3 channels, or read files with "
@@ -154,7 +162,7 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
             raise InputError(f"{name}: float image with values in [{np.nanmin(a):.4g}, "
                              f"{np.nanmax(a):.4g}]; expected [0, 1] (divide 8-bit values by "
                              "255, or pass uint8)")
-        a = a.astype(np.float32)
+        a = np.round(a.astype(np.float64) * 255.0).astype(np.uint8)
     else:
         raise InputError(f"{name}: dtype {a.dtype}; expected uint8 [0, 255] or float in [0, 1] "
                          "(convert 16-bit images with (img / 257).round().astype(np.uint8))")
@@ -230,9 +238,7 @@ class DespoofModel:
         out = [prepare_image(im, self.image_size, allow_upsample=allow_upsample,
                              name=names[i] if names is not None else f"images[{i}]")
                for i, im in enumerate(items)]
-        if any(o.dtype != np.uint8 for o in out):
-            out = [o.astype(np.float32) / 255.0 if o.dtype == np.uint8 else o for o in out]
-        return np.stack(out)
+        return np.stack(out)   # uint8 (prepare_image)
 
     def _run(self, batch: np.ndarray, keep: Sequence[str]) -> dict:
         """Runs a prepared batch [N, S, S, 3] in bucketed chunks; numpy outputs `keep`."""
@@ -295,11 +301,68 @@ def _read_model_json(wd: Workdir) -> dict:
             f"{wd.root} was never evaluated: {path} is missing, and it holds the fusion "
             "statistics and the dev threshold that turn scores into decisions. Run "
             f"`despoof train --config=<its config> --config.mode=eval --workdir={wd.root}` first")
-    info = json.loads(path.read_text())
+    return _check_info(_read_json(path, "decision rule"), path)
+
+
+def _read_json(path, what: str) -> dict:
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path}: cannot read the model's {what} ({e})") from e
+    if not isinstance(out, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(out).__name__}")
+    return out
+
+
+def _check_info(info: dict, path, config=None) -> dict:
+    """model.json's decision rule, checked: the keys, a fusion the library knows, statistics for
+    every component it standardises, a finite threshold, and (with `config`) the image size."""
     missing = {"fusion", "fusion_stats", "threshold", "image_size"} - set(info)
     if missing:
         raise ModelLoadError(f"{path}: missing {sorted(missing)}; re-run the evaluation")
+    if info["fusion"] not in scores.FUSIONS:
+        raise ModelLoadError(f"{path}: fusion {info['fusion']!r} is not a decision score the "
+                             f"library computes ({', '.join(scores.FUSIONS)}); re-run the "
+                             "evaluation, which resolves a rule such as 'dev_eer' to one of them")
+    stats = info["fusion_stats"]
+    try:
+        bad = [c for c in scores.COMPONENTS
+               if len(stats[c]) != 2 or not all(np.isfinite(float(x)) for x in stats[c])
+               or float(stats[c][1]) <= 0]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{path}: fusion_stats must give (mean, std > 0) for each of "
+                             f"{scores.COMPONENTS} ({type(e).__name__}: {e})") from e
+    if bad:
+        raise ModelLoadError(f"{path}: fusion_stats of {bad} are not (mean, std > 0)")
+    try:
+        threshold = float(info["threshold"])
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not np.isfinite(threshold):
+        raise ModelLoadError(f"{path}: threshold {info['threshold']!r}; expected a finite number")
+    if config is not None and int(info["image_size"]) != int(config.data.image_size):
+        raise ModelLoadError(f"{path} was written for image_size {info['image_size']} but the "
+                             f"model's config.json says {config.data.image_size}")
     return info
+
+
+def _check_weights(config, nets: dict, path) -> None:
+    """The packaged arrays against the shapes `config` builds (names, shapes), so a weights file
+    or a config.json that do not belong together fail at load, naming the first difference."""
+    s = int(config.data.image_size)
+    x = jax.ShapeDtypeStruct((1, s, s, 6), np.float32)
+    ds_model, dq_model = state_lib.make_models(config)[:2]
+    for net, module in (("ds", ds_model), ("dq", dq_model)):
+        want = jax.eval_shape(lambda v: module.init({"params": jax.random.key(0)}, v,
+                                                    train=False), x)
+        got = {"params": nets[net].params, "batch_stats": nets[net].batch_stats}
+        want_flat = {k: v.shape for k, v in traverse_util.flatten_dict(want).items()}
+        got_flat = {k: np.shape(v) for k, v in traverse_util.flatten_dict(got).items()}
+        if want_flat != got_flat:
+            diff = sorted(set(want_flat.items()) ^ set(got_flat.items()), key=str)[:3]
+            raise ModelLoadError(
+                f"{path}: the {net.upper()} Net arrays do not fit config.json "
+                f"({_describe(config)}); first differences (name, shape): {diff}")
 
 
 def _describe(config) -> str:
@@ -344,18 +407,26 @@ def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
         raise ModelLoadError(f"{p}: not a packaged model; expected the files {PACKAGED_FILES} "
                              "(reinstall despoof_jax, or pack one with "
                              "`python -m despoof_jax.serving.pretrained WORKDIR`)")
-    config = ml_collections.ConfigDict(json.loads((p / "config.json").read_text()))
-    info = json.loads((p / "model.json").read_text())
-    with np.load(p / "weights.npz") as z:
-        flat = {tuple(k.split("/")): np.asarray(z[k], np.float32) for k in z.files}
+    try:
+        config = ml_collections.ConfigDict(_read_json(p / "config.json", "config"))
+        config.data.image_size, config.model.ds_width, config.model.dq_width   # noqa: B018
+    except (AttributeError, KeyError) as e:
+        raise ModelLoadError(f"{p / 'config.json'}: not a despoof_jax run config ({e})") from e
+    info = _check_info(_read_json(p / "model.json", "decision rule"), p / "model.json", config)
+    try:
+        with np.load(p / "weights.npz") as z:
+            flat = {tuple(k.split("/")): np.asarray(z[k], np.float32) for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{p / 'weights.npz'}: cannot read the weights ({e})") from e
     tree = traverse_util.unflatten_dict(flat)
     device = jax.local_devices()[0]
     nets = {}
     for net in ("ds", "dq"):
-        if net not in tree:
-            raise ModelLoadError(f"{p / 'weights.npz'}: no {net}/ arrays")
+        if net not in tree or "params" not in tree[net]:
+            raise ModelLoadError(f"{p / 'weights.npz'}: no {net}/params arrays")
         t = jax.device_put(tree[net], device)
         nets[net] = state_lib.FrozenNet(t["params"], t.get("batch_stats", {}))
+    _check_weights(config, nets, p / "weights.npz")
     return DespoofModel(config, nets["ds"], nets["dq"], fusion=info["fusion"],
                         fusion_stats=info["fusion_stats"], threshold=info["threshold"],
                         max_batch=max_batch, workdir=str(p))

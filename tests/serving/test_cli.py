@@ -21,6 +21,11 @@ def workdir(trained_workdir):
     return trained_workdir
 
 
+@pytest.fixture(scope="module")
+def model(workdir):
+    return api.load(workdir)
+
+
 def _write_inputs(root, size):
     r = np.random.default_rng(0)
     rgb = lambda h, w: r.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
@@ -116,3 +121,57 @@ def test_reading_policy(tmp_path):
     assert imageio.read_image(str(opaque)).shape == (4, 4, 3)
     with pytest.raises(imageio.InputError, match="video.mp4: no such file"):
         list(imageio.read_frames(str(tmp_path / "video.mp4")))
+    # EXIF orientation 6 (stored sideways, shown rotated 90 degrees clockwise) is applied
+    photo = r.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).save(tmp_path / "sideways.png", exif=exif)
+    upright = imageio.read_image(str(tmp_path / "sideways.png"))
+    np.testing.assert_array_equal(upright, np.rot90(photo, k=-1))
+    # an animated WebP is a video (every frame scored), a one-frame WebP an image
+    frames = [Image.fromarray(np.full((8, 8, 3), 60 * k, np.uint8)) for k in range(3)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:],
+                   lossless=True)
+    frames[0].save(tmp_path / "still.webp", lossless=True)
+    assert imageio.is_video(str(tmp_path / "anim.webp"))
+    assert not imageio.is_video(str(tmp_path / "still.webp"))
+    got = list(imageio.iter_inputs(str(tmp_path / "anim.webp")))
+    assert [i for _, i, _ in got] == [0, 1, 2] and got[2][2][0, 0, 0] == 120
+
+
+def test_grayscale_videos_are_refused_like_grayscale_images(tmp_path):
+    av = pytest.importorskip("av")
+    r = np.random.default_rng(2)
+    path = str(tmp_path / "gray.avi")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("ffv1", rate=5)       # lossless: R = G = B survives
+        stream.width = stream.height = 16
+        stream.pix_fmt = "bgr0"
+        for _ in range(2):
+            g = r.integers(0, 256, (16, 16, 1), dtype=np.uint8)
+            rgb = np.repeat(g, 3, axis=-1)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    with pytest.raises(imageio.InputError, match="gray.avi frame 0: grayscale video"):
+        list(imageio.read_frames(path))
+    frames = list(imageio.read_frames(path, allow_gray=True))
+    assert len(frames) == 2 and frames[0][1].shape == (16, 16, 3)
+
+
+def test_pil_images_follow_the_file_policy_and_floats_score_as_their_8_bit_image(model):
+    s = model.image_size
+    r = np.random.default_rng(3)
+    rgb = r.integers(0, 256, (s + 20, s + 12, 3), dtype=np.uint8)
+    # 16-bit and float PIL modes were scored as all-white / all-black images before
+    for img in (Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+                Image.fromarray(rgb[..., 0]).convert("L"),
+                Image.fromarray(rgb[..., 0].astype(np.float32) / 255.0, "F")):
+        with pytest.raises(api.InputError, match="grayscale PIL image"):
+            model.score(img)
+    with pytest.warns(UserWarning, match="transparent pixels"):
+        alpha = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+        from_rgba = model.score(Image.fromarray(alpha, "RGBA")).score
+    np.testing.assert_array_equal(from_rgba, model.score(rgb).score)
+    # a float copy of a picture that needs resizing scores as the picture itself
+    np.testing.assert_array_equal(model.score(rgb.astype(np.float32) / 255.0).score,
+                                  model.score(rgb).score)

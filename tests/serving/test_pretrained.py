@@ -51,6 +51,50 @@ def test_pretrained_loads_from_the_package_and_exports(tmp_path):
     np.testing.assert_array_equal(served["is_attack"], out.is_attack)
 
 
+def test_a_packaged_model_that_does_not_hold_together_is_refused_at_load(tmp_path):
+    import shutil  # noqa: PLC0415
+
+    from despoof_jax import cli  # noqa: PLC0415
+
+    def copy(name):
+        d = tmp_path / name
+        shutil.copytree(api.pretrained_dir(), d)
+        return d
+
+    def edit(d, file, change):
+        data = json.loads((d / file).read_text())
+        change(data)
+        (d / file).write_text(json.dumps(data))
+        return str(d)
+
+    cases = {
+        # weights trained at 128 px under a config edited to 64: scored at 64 before, silently
+        "config.json was edited": (lambda d: edit(d, "config.json", lambda c: c["data"].update(
+            image_size=64)), r"model.json was written for image_size 128 but .* says 64"),
+        "ds width": (lambda d: edit(d, "config.json", lambda c: c["model"].update(
+            ds_width=0.5)), r"the DS Net arrays do not fit config.json"),
+        "no threshold": (lambda d: edit(d, "model.json", lambda m: m.pop("threshold")),
+                         r"missing \['threshold'\]"),
+        "null threshold": (lambda d: edit(d, "model.json", lambda m: m.update(threshold=None)),
+                           "expected a finite number"),
+        "a rule, not a score": (lambda d: edit(d, "model.json", lambda m: m.update(
+            fusion="dev_eer")), "'dev_eer' is not a decision score"),
+        "stats": (lambda d: edit(d, "model.json", lambda m: m["fusion_stats"].pop("depth")),
+                  "fusion_stats must give"),
+        "bad json": (lambda d: (d / "model.json").write_text("{") and str(d),
+                     "cannot read the model's decision rule"),
+    }
+    for k, (make, match) in enumerate(cases.values()):
+        path = make(copy(f"m{k}"))
+        with pytest.raises(api.ModelLoadError, match=match):
+            api.load(path)
+    # the command line says so in one line and exits 2 (a traceback and 1 before)
+    face = tmp_path / "face.npy"
+    np.save(face, np.zeros((128, 128, 3), np.uint8))
+    assert cli.main(["score", str(face), "--model", str(tmp_path / "m4")]) == 2
+    assert cli.main(["score", str(face), "--model", "pretrained", "--max-batch", "0"]) == 2
+
+
 def test_reproduction_config():
     module = config_module("pretrained")
     full, smoke = module.get_config(), module.get_config("smoke")
