@@ -70,8 +70,10 @@ def evaluate_baseline(config, workdir) -> dict:
     dev, test = score_split(config, score_fn, "dev"), score_split(config, score_fn, "test")
     name = baselines.SCORE_NAME[config.method]
     criterion = evaluate.threshold_criterion(config.eval.threshold)
-    names = datasets.species_names(datasets.for_split(config.data, "test"))
-    d, t = (evaluate.scoreset(x, x[f"score_{name}"], names) for x in (dev, test))
+    # Each split named by its own dataset (a cross-dataset protocol's dev is the source's).
+    d, t = (evaluate.scoreset(x, x[f"score_{name}"],
+                              datasets.species_names(datasets.for_split(config.data, split)))
+            for x, split in ((dev, "dev"), (test, "test")))
     table = {"fusions": {name: {
         "frame": metrics.evaluate_protocol(d, t, criterion),
         "video": metrics.evaluate_protocol(metrics.video_level(d),

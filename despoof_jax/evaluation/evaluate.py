@@ -146,12 +146,16 @@ def read_csv(path) -> dict:
             for i, name in enumerate(rows[0])}
 
 
-def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECIES) -> dict:
-    """metrics per fusion (paper Table 2), frame- and video-level, thresholds from dev."""
+def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECIES,
+                 dev_species_names=None) -> dict:
+    """metrics per fusion (paper Table 2), frame- and video-level, thresholds from dev.
+    `dev_species_names`: the dev split's own names where it comes from another dataset than the
+    test split (cross-dataset protocols); default `species_names`."""
     stats = scores.fusion_stats(dev)
+    dev_names = species_names if dev_species_names is None else dev_species_names
     results = {}
     for how in scores.FUSIONS:
-        d = scoreset(dev, scores.fuse(dev, stats, how), species_names)
+        d = scoreset(dev, scores.fuse(dev, stats, how), dev_names)
         t = scoreset(test, scores.fuse(test, stats, how), species_names)
         results[how] = {
             "frame": metrics.evaluate_protocol(d, t, criterion),
@@ -246,7 +250,18 @@ def write_fold_summary(fold_tables: list, workdir, **info) -> dict:
         fusions[how] = {level: metrics.aggregate_folds([t["fusions"][how][level]
                                                         for t in fold_tables])
                         for level in ("frame", "video")}
-    summary = dict(info, n_folds=len(fold_tables), fusions=fusions)
+    # Each fold decides with its own score (`eval.fusion = "dev_eer"` picks one per fold on its
+    # dev set). When they differ, the summary's decision row is the folds' own decisions,
+    # aggregated ("decision"), not one fold's choice applied to all.
+    chosen = [t.get("default_fusion") for t in fold_tables]
+    if None not in chosen and len(set(chosen)) > 1:
+        fusions["decision"] = {level: metrics.aggregate_folds(
+            [t["fusions"][c][level] for t, c in zip(fold_tables, chosen)])
+            for level in ("frame", "video")}
+        info = dict(info, default_fusion="decision")
+    elif None not in chosen:
+        info = dict(info, default_fusion=chosen[0])
+    summary = dict(info, n_folds=len(fold_tables), fusions=fusions, fold_fusions=chosen)
     if jax.process_index() == 0:
         wd = as_workdir(workdir)
         wd.eval_dir.mkdir(parents=True, exist_ok=True)
@@ -310,7 +325,8 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     truth = decomposition.Accumulator()
     test = score_split(config, ds, dq, "test", predict, truth=truth)
     table = fusion_table(dev, test, criterion,
-                         datasets.species_names(datasets.for_split(config.data, "test")))
+                         datasets.species_names(datasets.for_split(config.data, "test")),
+                         datasets.species_names(datasets.for_split(config.data, "dev")))
     how = choose_fusion(config.eval.fusion, table)
     table.update(protocol=config.data.protocol, fold=config.data.fold,
                  criterion=config.eval.threshold, default_fusion=how,

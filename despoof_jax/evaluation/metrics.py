@@ -588,6 +588,8 @@ def aggregate_folds(fold_results: Sequence[dict], ddof: int = 1) -> dict:
         out = {}
         keys = list(dict.fromkeys(k for d in dicts for k in d))
         for k in keys:
+            if k == "ci95":   # a fold's bootstrap interval says nothing about the fold mean
+                continue
             vals = [d.get(k) for d in dicts]
             present = [v for v in vals if v is not None]
             if present and all(isinstance(v, Mapping) for v in present):

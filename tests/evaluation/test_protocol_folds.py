@@ -40,6 +40,17 @@ def test_fold_summary_is_mean_and_sample_std_of_the_folds(tmp_path):
     md = open(tmp_path / "eval" / "table2.md").read()
     assert "±" in md and "video level" in md and "3 folds" in md
     assert json.load(open(tmp_path / "eval" / "metrics_folds.json"))["n_folds"] == 3
+    # Folds that decided with different scores (eval.fusion = "dev_eer"): the decision row is
+    # each fold's own score, aggregated, not fold 0's choice applied to every fold.
+    for t, how in zip(tables, ("noise", "map", "noise")):
+        t["default_fusion"] = how
+        t["fusions"]["noise"]["frame"]["ci95"] = {"acer": [0.0, 0.0]}   # as add_intervals puts
+    summary = evaluate.write_fold_summary(tables, str(tmp_path / "mixed"), default_fusion="x")
+    assert summary["default_fusion"] == "decision"
+    assert summary["fold_fusions"] == ["noise", "map", "noise"]
+    own = [t["fusions"][h]["frame"]["acer"] for t, h in zip(tables, ("noise", "map", "noise"))]
+    assert summary["fusions"]["decision"]["frame"]["acer"]["mean"] == pytest.approx(np.mean(own))
+    assert "ci95" not in summary["fusions"]["noise"]["frame"]   # a fold's interval is no mean's
 
 
 def test_fold_minus_one_runs_every_fold_in_its_own_workdir(tmp_path, monkeypatch):
@@ -65,24 +76,57 @@ def test_fold_minus_one_runs_every_fold_in_its_own_workdir(tmp_path, monkeypatch
 
 
 def test_oulu_protocols_hold_out_what_the_paper_holds_out():
+    """Every split of every protocol and fold against the Oulu-NPU table (Boulkenafet et al.,
+    FG 2017): sessions 0-2, phones 0-5, species 0 live, 1/2 print1/2, 3/4 display1/2."""
     meta = {"species": np.tile(np.arange(5), 18 * 6), "device": np.repeat(np.arange(6), 5 * 18),
             "session": np.tile(np.repeat(np.arange(3), 5), 36)}
+    everything = {"species": set(range(5)), "session": {0, 1, 2}, "device": set(range(6))}
+
+    def held(p, split, fold=None):
+        idx = protocols.select_indices(meta, p, split, *(() if fold is None else (fold,)))
+        return {k: set(meta[k][idx]) for k in everything}
+
     p1 = protocols.get_protocol("oulu_p1", "oulu_npu")
-    assert set(meta["session"][protocols.select_indices(meta, p1, "train")]) == {0, 1}
-    assert set(meta["session"][protocols.select_indices(meta, p1, "test")]) == {2}
+    for split in ("train", "dev"):
+        assert held(p1, split) == dict(everything, session={0, 1}), split
+    assert held(p1, "test") == dict(everything, session={2})
     p2 = protocols.get_protocol("oulu_p2", "oulu_npu")
-    assert set(meta["species"][protocols.select_indices(meta, p2, "test")]) == {0, 2, 4}
-    for name in ("oulu_p3", "oulu_p4"):
-        p = protocols.get_protocol(name, "oulu_npu")
-        assert len(p.folds) == 6
-        for k in range(6):
-            tr = protocols.select_indices(meta, p, "train", k)
-            te = protocols.select_indices(meta, p, "test", k)
-            assert k not in set(meta["device"][tr]) and set(meta["device"][te]) == {k}
-    p4 = protocols.get_protocol("oulu_p4", "oulu_npu")
-    te = protocols.select_indices(meta, p4, "test", 0)
-    assert set(meta["species"][te]) == {0, 2, 4} and set(meta["session"][te]) == {2}
+    for split in ("train", "dev"):
+        assert held(p2, split) == dict(everything, species={0, 1, 3}), split
+    assert held(p2, "test") == dict(everything, species={0, 2, 4})
+    p3, p4 = (protocols.get_protocol(n, "oulu_npu") for n in ("oulu_p3", "oulu_p4"))
+    assert len(p3.folds) == len(p4.folds) == 6
+    for k in range(6):
+        others = set(range(6)) - {k}
+        for split in ("train", "dev"):
+            assert held(p3, split, k) == dict(everything, device=others), (k, split)
+            assert held(p4, split, k) == dict(everything, device=others, session={0, 1},
+                                              species={0, 1, 3}), (k, split)
+        assert held(p3, "test", k) == dict(everything, device={k})
+        assert held(p4, "test", k) == dict(everything, device={k}, session={2},
+                                           species={0, 2, 4})
     assert metrics.OULU_SPECIES_NAMES == synthetic.SPECIES
+
+
+def test_a_cross_dataset_dev_is_named_by_its_own_dataset():
+    """replay_to_casia: dev scores carry Replay-Attack's species ids (1, 3, 4), test CASIA-FASD's
+    (1, 2, 3); an APCER-based threshold on dev needs dev's own names."""
+    from despoof_jax.data.builders.casia_fasd import casia_fasd  # noqa: PLC0415
+    from despoof_jax.data.builders.replay_attack import replay_attack  # noqa: PLC0415
+    r = np.random.RandomState(0)
+
+    def split(ids):
+        labels = np.repeat([0, 1], 30)
+        species = np.where(labels == 1, np.array(ids)[np.arange(60) % len(ids)], 0)
+        comps = {f"score_{c}": r.randn(60) + 2.0 * labels for c in ("noise", "map", "depth")}
+        return dict(comps, label=labels, species=species, video=np.arange(60))
+    dev, test = split([1, 3, 4]), split([1, 2, 3])
+    t = evaluate.fusion_table(dev, test, ("apcer", 0.1), casia_fasd.SPECIES_NAMES,
+                              replay_attack.SPECIES_NAMES)
+    frame = t["fusions"]["average"]["frame"]
+    assert set(frame["apcer_per_species"]) == {"warped_photo", "cut_photo", "video_replay"}
+    with pytest.raises(ValueError, match="not named"):
+        evaluate.fusion_table(dev, test, ("apcer", 0.1), casia_fasd.SPECIES_NAMES)
 
 
 def test_dev_eer_fusion_rule_looks_at_dev_only():
