@@ -113,6 +113,9 @@ def base_config() -> ml_collections.ConfigDict:
     # fusion of lowest EER on the dev split (`evaluate.choose_fusion`).
     c.eval.fusion = "average"
     c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
+    # APCER (and so ACER) per "species" (each printer or screen) or per "medium" (print vs
+    # display: Oulu-NPU's attack types, which its published Test lists label -1 and -2).
+    c.eval.apcer_per = "species"
     # "" or "calibration_simulator": after the evaluation, move the decision threshold to the one
     # of lowest ACER on a held-out simulator's attacks (`tools/calibration_simulator.py`; synthetic
     # datasets only); the dev threshold stays in eval/model.json as `dev_threshold`.

@@ -71,9 +71,13 @@ def evaluate_baseline(config, workdir) -> dict:
     name = baselines.SCORE_NAME[config.method]
     criterion = evaluate.threshold_criterion(config.eval.threshold)
     # Each split named by its own dataset (a cross-dataset protocol's dev is the source's).
-    d, t = (evaluate.scoreset(x, x[f"score_{name}"],
-                              datasets.species_names(datasets.for_split(config.data, split)))
-            for x, split in ((dev, "dev"), (test, "test")))
+    named = []
+    for x, split in ((dev, "dev"), (test, "test")):
+        names = datasets.species_names(datasets.for_split(config.data, split))
+        if config.eval.get("apcer_per", "species") == "medium":
+            x, names = evaluate.by_medium(x, names)
+        named.append(evaluate.scoreset(x, x[f"score_{name}"], names))
+    d, t = named
     table = {"fusions": {name: {
         "frame": metrics.evaluate_protocol(d, t, criterion),
         "video": metrics.evaluate_protocol(metrics.video_level(d),

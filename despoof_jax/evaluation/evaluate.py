@@ -146,13 +146,39 @@ def read_csv(path) -> dict:
             for i, name in enumerate(rows[0])}
 
 
+APCER_PER = ("species", "medium")
+
+
+def by_medium(split_scores: dict, species_names) -> tuple[dict, dict]:
+    """`eval.apcer_per = "medium"`: a split's species ids replaced by their medium (1, 2 -> 1
+    print; 3, 4 -> 3 display; ids keep the synthetic meaning in every dataset), and the names of
+    the media present, so that APCER is per attack type (Oulu-NPU's print and display: its
+    published Test lists label them -1 and -2) instead of per instrument (printer, screen)."""
+    medium = analysis.species_to_medium(np.asarray(split_scores["species"]).astype(np.int64))
+    species = np.where(medium == 2, 3, medium)
+    ids = (range(len(species_names)) if isinstance(species_names, (tuple, list))
+           else species_names)
+    names = {0: "live"}
+    for i in map(int, ids):
+        if i in (1, 2):
+            names[1] = "print"
+        elif i in (3, 4):
+            names[3] = "display"
+    return dict(split_scores, species=species), names
+
+
 def fusion_table(dev: dict, test: dict, criterion, species_names=synthetic.SPECIES,
-                 dev_species_names=None) -> dict:
+                 dev_species_names=None, apcer_per: str = "species") -> dict:
     """metrics per fusion (paper Table 2), frame- and video-level, thresholds from dev.
     `dev_species_names`: the dev split's own names where it comes from another dataset than the
     test split (cross-dataset protocols); default `species_names`."""
     stats = scores.fusion_stats(dev)
     dev_names = species_names if dev_species_names is None else dev_species_names
+    if apcer_per not in APCER_PER:
+        raise ValueError(f"eval.apcer_per={apcer_per!r}; expected one of {APCER_PER}")
+    if apcer_per == "medium":
+        dev, dev_names = by_medium(dev, dev_names)
+        test, species_names = by_medium(test, species_names)
     results = {}
     for how in scores.FUSIONS:
         d = scoreset(dev, scores.fuse(dev, stats, how), dev_names)
@@ -326,7 +352,8 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     test = score_split(config, ds, dq, "test", predict, truth=truth)
     table = fusion_table(dev, test, criterion,
                          datasets.species_names(datasets.for_split(config.data, "test")),
-                         datasets.species_names(datasets.for_split(config.data, "dev")))
+                         datasets.species_names(datasets.for_split(config.data, "dev")),
+                         apcer_per=config.eval.get("apcer_per", "species"))
     how = choose_fusion(config.eval.fusion, table)
     table.update(protocol=config.data.protocol, fold=config.data.fold,
                  criterion=config.eval.threshold, default_fusion=how,

@@ -108,6 +108,31 @@ def test_oulu_protocols_hold_out_what_the_paper_holds_out():
     assert metrics.OULU_SPECIES_NAMES == synthetic.SPECIES
 
 
+def test_apcer_per_medium_pools_the_instruments_of_each_attack_type():
+    r = np.random.RandomState(1)
+
+    def split():
+        labels = np.repeat([0, 1], 40)
+        species = np.where(labels == 1, 1 + np.arange(80) % 4, 0)
+        comps = {f"score_{c}": r.randn(80) + 1.5 * labels for c in ("noise", "map", "depth")}
+        return dict(comps, label=labels, species=species, video=np.arange(80))
+    dev, test = split(), split()
+    per_species = evaluate.fusion_table(dev, test, "eer")["fusions"]["map"]["frame"]
+    per_medium = evaluate.fusion_table(dev, test, "eer", apcer_per="medium")["fusions"]["map"]
+    frame = per_medium["frame"]
+    assert set(frame["apcer_per_species"]) == {"print", "display"}
+    thr = frame["threshold"]
+    assert thr == per_species["threshold"]          # the dev EER does not look at species
+    s, sp = test["score_map"], test["species"]
+    z = (s - dev["score_map"].mean()) / dev["score_map"].std()
+    for name, ids in (("print", (1, 2)), ("display", (3, 4))):
+        attack = np.isin(sp, ids)
+        assert frame["apcer_per_species"][name] == pytest.approx(np.mean(z[attack] < thr))
+    assert frame["apcer"] <= per_species["apcer"]   # pooled instruments: never a worse worst
+    with pytest.raises(ValueError, match="apcer_per"):
+        evaluate.fusion_table(dev, test, "eer", apcer_per="printer")
+
+
 def test_a_cross_dataset_dev_is_named_by_its_own_dataset():
     """replay_to_casia: dev scores carry Replay-Attack's species ids (1, 3, 4), test CASIA-FASD's
     (1, 2, 3); an APCER-based threshold on dev needs dev's own names."""
