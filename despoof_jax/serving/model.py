@@ -176,6 +176,10 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
             raise InputError(msg + " (pass a larger face crop, or allow_upsample=True / "
                              "--allow-upsample to score it anyway)")
         warnings.warn(msg + "; upsampled anyway (allow_upsample=True)", stacklevel=3)
+    if max(h, w) > 1.1 * min(h, w):
+        warnings.warn(f"{name}: {h}x{w} is not square; it is stretched to {size}x{size}, but the "
+                      "model was trained on square face crops (cut a square around the face "
+                      "first)", stacklevel=3)
     return _resize(a, size)
 
 

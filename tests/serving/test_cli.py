@@ -172,6 +172,8 @@ def test_pil_images_follow_the_file_policy_and_floats_score_as_their_8_bit_image
         alpha = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
         from_rgba = model.score(Image.fromarray(alpha, "RGBA")).score
     np.testing.assert_array_equal(from_rgba, model.score(rgb).score)
+    with pytest.warns(UserWarning, match="not square; it is stretched"):
+        model.score(rgb[:, : s + 1])
     # a float copy of a picture that needs resizing scores as the picture itself
     np.testing.assert_array_equal(model.score(rgb.astype(np.float32) / 255.0).score,
                                   model.score(rgb).score)
