@@ -53,8 +53,15 @@ def train(args) -> int:
     logging.get_absl_handler().addFilter(QuietLibraries())
     try:
         config = config_lib.load_file(args.config, args.overrides)
-    except (FileNotFoundError, KeyError, ValueError) as e:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    given = [f for f, v in (("--coordinator", args.coordinator),
+                            ("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id)) if v is not None]
+    if given and not args.multihost:
+        print(f"error: {', '.join(given)} given without --multihost: each process would train "
+              "alone into the same workdir", file=sys.stderr)
         return 2
     if args.multihost:
         jax.distributed.initialize(coordinator_address=args.coordinator,
@@ -80,7 +87,7 @@ def run_training(config, workdir) -> int:
     except loop.NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NON_FINITE
-    except WorkdirNotWritable as e:
+    except (WorkdirNotWritable, config_lib.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     if "eval" in out and jax.process_index() == 0:

@@ -18,6 +18,11 @@ from typing import Sequence
 import ml_collections
 
 
+class ConfigError(ValueError):
+    """A config the run cannot take (an unknown mode or method, a batch that does not split over
+    the devices): the entry points print it in one line and exit 2 (`commands.EXIT_USAGE`)."""
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every field of an experiment config, at the paper's values where the paper gives one."""
     c = ml_collections.ConfigDict()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from despoof_jax import config as config_lib
 from despoof_jax.data import datasets
 from despoof_jax.evaluation import baselines as baseline_eval
 from despoof_jax.evaluation import evaluate
@@ -51,7 +52,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     """Runs `config.mode` in `workdir` (a local path or a URL); returns what each part reported
     ({"dq": ..., "ds": ..., "eval": metrics}). Resumes whatever a killed run had finished."""
     if config.mode not in MODES:
-        raise ValueError(f"config.mode={config.mode!r}; expected one of {MODES}")
+        raise config_lib.ConfigError(f"config.mode={config.mode!r}; expected one of {MODES}")
     preflight(config, workdir)
     if config.data.fold == ALL_FOLDS:
         return train_all_folds(config, workdir)
@@ -78,11 +79,11 @@ def train_and_evaluate_baseline(config, workdir, dp: DataParallel) -> dict:
     """`train_and_evaluate` for `config.method` in `baselines.METHODS` (modes all | train |
     eval, and dq for depth_only)."""
     if config.method not in baselines.METHODS:
-        raise ValueError(f"config.method={config.method!r}; expected 'despoof' or one of "
+        raise config_lib.ConfigError(f"config.method={config.method!r}; expected 'despoof' or one of "
                          f"{baselines.METHODS}")
     allowed = ("all", "train", "eval") + (("dq",) if config.method == "depth_only" else ())
     if config.mode not in allowed:
-        raise ValueError(f"config.mode={config.mode!r} does not apply to method "
+        raise config_lib.ConfigError(f"config.mode={config.mode!r} does not apply to method "
                          f"{config.method!r}; expected one of {allowed}")
     out = {}
     if config.mode in ("all", "train", "dq"):

@@ -37,6 +37,12 @@ def main(argv):
     del argv
     use_cpu_kernels(FLAGS.cpu_kernels)   # before the backend starts
     import jax  # noqa: PLC0415 (after the XLA flags: XLA reads them once, when JAX starts)
+    given = [f"--{n}" for n in ("coordinator", "num_processes", "process_id")
+             if FLAGS[n].value is not None]
+    if given and not FLAGS.multihost:
+        print(f"error: {', '.join(given)} given without --multihost: each process would train "
+              "alone into the same workdir", file=sys.stderr)
+        return 2
     if FLAGS.multihost:
         jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
                                    num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)

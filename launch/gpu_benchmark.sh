@@ -29,6 +29,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/nvi
 # GPUs need no XLA:CPU kernel choice; device memory is preallocated by default, so ask JAX not to
 # (the benchmark reports the peak it actually used).
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# One GPU (the figures are per chip, and batch 6 divides over 1, 2, 3 or 6 devices only):
+# the first one unless the caller chose.
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 run() {   # name, then benchmark arguments
   local name=$1; shift
   timeout 1200 "$py" -m despoof_jax.cli --cpu-kernels default benchmark --json "$out/$name.json" "$@" \

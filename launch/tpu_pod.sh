@@ -3,7 +3,10 @@
 # worker, run the same command on every worker, wait, and collect each worker's log and status.
 #
 #   TPU_NAME=despoof-v4-32 ZONE=us-central2-b WORKDIR=gs://my-bucket/despoof/run1 \
-#     launch/tpu_pod.sh --config=configs/default.py [--config.field=value ...]
+#     launch/tpu_pod.sh --config=configs/default.py --config.train.batch_size=16 [--config.x=y ...]
+#
+# The global batch must divide over every chip of the slice (16 on a v4-32): the paper's 6 fits
+# 1, 2, 3 or 6 devices only, so a pod run picks a multiple of its device count.
 #
 # Expects: gcloud, authenticated, with a project set (or PROJECT); TPU quota in ZONE; a bucket the
 # TPU's service account can write. Every worker needs the same run directory, so WORKDIR must be
@@ -42,9 +45,17 @@ where=(--zone "$ZONE")
 on_all() { "${gc[@]}" ssh "$TPU_NAME" "${where[@]}" --worker=all --command "$1"; }
 
 create() {
-  if "${gc[@]}" describe "$TPU_NAME" "${where[@]}" --format='value(state)' >/dev/null 2>&1; then
-    echo "reusing TPU slice $TPU_NAME"
-    return
+  local state
+  if state=$("${gc[@]}" describe "$TPU_NAME" "${where[@]}" --format='value(state)' 2>/dev/null); then
+    if [[ $state == PREEMPTED || $state == TERMINATED ]]; then
+      # A preempted Spot slice cannot run anything: delete it and create it again (the run
+      # resumes from the checkpoints in $WORKDIR).
+      echo "TPU slice $TPU_NAME is $state: deleting and recreating it"
+      "${gc[@]}" delete "$TPU_NAME" "${where[@]}" --quiet
+    else
+      echo "reusing TPU slice $TPU_NAME ($state)"
+      return
+    fi
   fi
   local extra=()
   [[ ${SPOT:-0} == 1 ]] && extra+=(--spot)

@@ -4,7 +4,10 @@
 # TPU environment by itself.
 #
 #   CLUSTER=my-cluster TPU_TYPE=v5litepod-16 WORKDIR=gs://my-bucket/despoof/run1 \
-#     launch/xpk.sh --config=configs/default.py [--config.field=value ...]
+#     launch/xpk.sh --config=configs/default.py --config.train.batch_size=16 [--config.x=y ...]
+#
+# The global batch must divide over every chip (16 on a v5litepod-16): the paper's 6 fits 1, 2,
+# 3 or 6 devices only.
 #
 # Expects: the `xpk` command (pip install xpk), gcloud authenticated with a project and zone set
 # (or PROJECT and ZONE), kubectl and docker (xpk builds the image from this checkout), and a

@@ -65,3 +65,13 @@ def test_train_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
     assert "nowhere.py" in capsys.readouterr().err
     assert cli.main(["--cpu-kernels=default", "score", "x.png", "--model", str(tmp_path),
                      "--config.train.stage1_steps=3"]) == 2
+    # A value the run refuses (here an unknown mode) exits 2 with one line, as does a multi-host
+    # flag without --multihost (each process would train alone into the same workdir).
+    capsys.readouterr()
+    assert cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                     f"--workdir={tmp_path}/m", "--config.mode=evaluate"]) == 2
+    err = capsys.readouterr().err
+    assert "config.mode='evaluate'" in err and "Traceback" not in err
+    assert cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                     f"--workdir={tmp_path}/p", "--num-processes=2", "--process-id=1"]) == 2
+    assert "given without --multihost" in capsys.readouterr().err

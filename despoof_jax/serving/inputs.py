@@ -39,7 +39,7 @@ class InputError(ValueError):
     """A file or array that cannot be scored; the message names it and what was expected."""
 
 
-def _to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
+def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
     """A decoded PIL image (one frame) -> uint8 [H, W, 3], following the module's policy."""
     mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
@@ -86,7 +86,7 @@ def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
     try:
         with img:
             img.load()     # decoding happens here: a truncated file fails now, not later
-            return _to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
+            return to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError) as e:
@@ -107,7 +107,7 @@ def _read_animated(path: str, every: int, allow_gray: bool) -> Iterator[tuple[in
             for i, frame in enumerate(ImageSequence.Iterator(img)):
                 if i % every == 0:
                     frame.load()
-                    yield i, _to_rgb8(frame, f"{path} frame {i}", allow_gray)
+                    yield i, to_rgb8(frame, f"{path} frame {i}", allow_gray)
         except InputError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError) as e:

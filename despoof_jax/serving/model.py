@@ -142,7 +142,7 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
     score the same. Raises `InputError` naming `name` for anything else."""
     if isinstance(img, Image.Image):
         try:
-            img = inputs._to_rgb8(img, name, allow_gray=False)
+            img = inputs.to_rgb8(img, name, allow_gray=False)
         except InputError as e:
             if "grayscale" not in str(e):
                 raise

@@ -22,6 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from despoof_jax import config as config_lib
+
 AXIS = "batch"
 MODES = ("pmap", "shard_map")
 
@@ -51,8 +53,10 @@ class DataParallel:
     def check_batch_size(self, global_batch: int) -> int:
         """Per-host batch for a global batch; errors when it does not split evenly."""
         if global_batch % self.n_devices:
-            raise ValueError(f"global batch {global_batch} does not divide over {self.n_devices} "
-                             f"devices; pick a multiple of {self.n_devices} (train.batch_size)")
+            raise config_lib.ConfigError(
+                f"global batch {global_batch} does not divide over {self.n_devices} devices; pick "
+                f"a multiple of {self.n_devices} (train.batch_size; the paper's 6 fits 1, 2, 3 or "
+                "6 devices)")
         return global_batch // jax.process_count()
 
     # ----------------------------------------------------------------- state layout

@@ -69,7 +69,7 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         devices_per_cell: capture devices recorded per (identity, species), 1..N_CAPTURE_DEVICES.
         videos: videos per (identity, species, device).
         frames: frames per video.
-        difficulty: generator difficulty (strength of the spoof cues' disguise), >= 0.
+        difficulty: generator difficulty (strength of the spoof cues' disguise), > 0.
         seed: generator seed; the whole dataset is a function of the config.
         world: "base" (the base world), "wide" (`synthetic.wide`: randomised physics families,
             recorded per example in the WIDE_FIELDS columns) or "wide2" (wide, plus photo sources
@@ -109,6 +109,9 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
                     f"on all {n_dev} devices; need identities + devices_per_cell - 1 >= {n_dev}.")
         if self.videos < 1 or self.frames < 1:
             raise ValueError(f"SyntheticSpoofConfig {self.name!r}: videos and frames must be >= 1.")
+        if not self.difficulty > 0:   # the generator divides by it: refused here, not in a worker
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: difficulty must be > 0, got "
+                             f"{self.difficulty}.")
 
     @property
     def metadata_keys(self) -> tuple[str, ...]:
