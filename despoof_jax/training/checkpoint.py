@@ -69,6 +69,14 @@ def checkpoint_bytes(abstract_state: PyTree) -> int:
     return int(arrays * 1.1) + 2**20
 
 
+def all_processes_agree(ok: bool) -> bool:
+    """True iff `ok` on every process (one process: `ok`); a collective every process calls."""
+    if jax.process_count() == 1:
+        return bool(ok)
+    flags = multihost_utils.process_allgather(np.array([int(bool(ok))], np.int32))
+    return bool(np.all(np.asarray(flags)))
+
+
 class IncompleteCheckpoint(FileNotFoundError):
     """A checkpoint whose state restores but whose input positions are missing."""
 
@@ -157,23 +165,24 @@ class Checkpointer:
         target = with_sharding(abstract_state, sharding)
         failed = []
         for s in steps:
+            error, restored = None, None
             try:
                 out = self.manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(target)))
-            except Exception as e:  # noqa: BLE001 (any unreadable checkpoint: try the previous)
-                if step is not None:
-                    raise
-                failed.append((s, e))
-                continue
-            restored = Restored(out["state"], s)
-            if iterator is not None:
-                try:
+                restored = Restored(out["state"], s)
+                if iterator is not None:
                     restored.data, restored.data_note = self._restore_data(s, iterator)
-                except IncompleteCheckpoint as e:
-                    if step is not None:
-                        raise
-                    failed.append((s, e))
-                    continue
+            except Exception as e:  # noqa: BLE001 (any unreadable checkpoint: try the previous)
+                error = e
+            # Every process must resume from the same step: one that could not read it (a
+            # transient error on one host, its own input position missing) sends all of them on
+            # to the previous step together.
+            if not all_processes_agree(error is None):
+                if step is not None:
+                    raise error or RuntimeError(f"checkpoint {s}: another process could not "
+                                                "read it")
+                failed.append((s, error or RuntimeError("another process could not read it")))
+                continue
             for bad, error in failed:
                 self._report_unreadable(bad, error, fallback=s, set_aside=set_aside)
             return restored

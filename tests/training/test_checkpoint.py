@@ -77,3 +77,31 @@ def test_saved_on_2x2_resumes_on_other_device_counts_and_saves_again(two_process
     assert f"frozen DQ Net from step {_last_step(workdir / 'dq' / 'checkpoints')}" in out.stderr
     assert "input position not restored" in out.stderr
     assert "process_0-of-2.json, process_1-of-2.json" in out.stderr
+
+
+def test_processes_resume_from_a_step_every_one_of_them_can_read(tmp_path, monkeypatch, caplog):
+    """One process's failure to read the latest step (a transient error on its host) sends every
+    process to the previous step, so they never resume from different steps."""
+    import logging  # noqa: PLC0415
+    ckpt = checkpoint.Checkpointer(tmp_path / "c", every=1)
+    for step in (1, 2):
+        ckpt.save(step, {"w": np.full(3, float(step), np.float32)})
+    ckpt.close()
+    sharding = parallel.DataParallel("pmap").replicated
+    abstract = {"w": jax.ShapeDtypeStruct((3,), np.float32)}
+    votes = []
+
+    def another_process_fails_first(ok):   # this process reads step 2; another one cannot
+        votes.append(ok)
+        return ok and len(votes) > 1
+
+    monkeypatch.setattr(checkpoint, "all_processes_agree", another_process_fails_first)
+    reader = checkpoint.Checkpointer(tmp_path / "c", every=1)
+    with caplog.at_level(logging.WARNING):
+        r = reader.restore(abstract, sharding)
+    reader.close()
+    assert r.step == 1 and np.all(np.asarray(r.state["w"]) == 1.0) and votes == [True, True]
+    assert "another process could not read it" in caplog.text
+    with pytest.raises(RuntimeError, match="checkpoint 2: another process could not read it"):
+        votes.clear()
+        checkpoint.Checkpointer(tmp_path / "c", every=1).restore(abstract, sharding, step=2)
