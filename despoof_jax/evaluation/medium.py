@@ -85,7 +85,11 @@ def analyze(config, workdir, out_dir=None, max_per_species: int = 40,
     indices = datasets.protocol_indices(config.data, "test", meta)
     picked = _one_frame_per_video(meta, indices, max_per_species)
     out = _predict(config, ds, dq, source, picked)
-    names = synthetic.SPECIES
+    # Species ids keep the synthetic meaning in every dataset (0 live, 1-2 print, 3-4 display);
+    # the names are the dataset's, "unused<i>" for an id it does not have.
+    given = datasets.species_names(test_data)
+    names = (tuple(given) if isinstance(given, (tuple, list))
+             else tuple(given.get(i, f"unused{i}") for i in range(len(synthetic.SPECIES))))
     k = losses.repetitive_kernel_size(config.data.image_size, config.loss.repetitive_k_at_256)
     noise = out["noise"].reshape(len(picked), -1)
     high = analysis.high_pass(out["noise"], k).reshape(len(picked), -1)

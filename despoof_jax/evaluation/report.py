@@ -22,7 +22,7 @@ import json
 import numpy as np
 from etils import epath
 
-from despoof_jax.data import synthetic
+from despoof_jax.data import datasets, synthetic
 from despoof_jax.evaluation import decomposition, evaluate, metrics, plots, scores
 from despoof_jax.evaluation import medium as medium_lib
 from despoof_jax.training.workdir import Workdir
@@ -32,9 +32,11 @@ def _load_json(path):
     return json.loads(epath.Path(path).read_text())
 
 
-def scoreset(table: dict, split_scores: dict, how: str) -> metrics.ScoreSet:
+def scoreset(table: dict, split_scores: dict, how: str,
+             species_names=synthetic.SPECIES) -> metrics.ScoreSet:
     """The test (or dev) ScoreSet of score `how`: a fusion of the de-spoofing components with the
-    dev statistics in `table`, or a baseline's own score column."""
+    dev statistics in `table`, or a baseline's own score column; `species_names` are the
+    dataset's (`datasets.species_names`)."""
     if "fusion_stats" in table:
         values = scores.fuse(split_scores, table["fusion_stats"], how)
     else:
@@ -42,7 +44,13 @@ def scoreset(table: dict, split_scores: dict, how: str) -> metrics.ScoreSet:
     return metrics.ScoreSet(scores=values, labels=split_scores["label"].astype(np.int64),
                             species=split_scores["species"].astype(np.int64),
                             video=split_scores["video"].astype(np.int64),
-                            species_names=synthetic.SPECIES)
+                            species_names=species_names)
+
+
+def _names(workdir: str, split: str = "test"):
+    """The species names of a workdir's `split` (its dataset's, not the synthetic world's)."""
+    config = Workdir(workdir).read_config()
+    return datasets.species_names(datasets.for_split(config.data, split))
 
 
 def _fmt(value, scale=100) -> str:
@@ -95,14 +103,16 @@ def _single(rep: _Report, label: str, workdir: str, table: dict, curves: dict):
     dev = evaluate.read_csv(wd.scores_csv("dev"))
     test = evaluate.read_csv(wd.scores_csv("test"))
     how = table.get("default_fusion", next(iter(table["fusions"])))
-    sets = {h: scoreset(table, test, h) for h in table["fusions"]}
+    names = _names(workdir)
+    sets = {h: scoreset(table, test, h, names) for h in table["fusions"]}
     rep.image(plots.plot_roc_det(sets, rep.images / f"{label}_roc_det.png"),
               f"{label}: ROC and DET on test")
     threshold = table["fusions"][how]["frame"]["threshold"]
     rep.image(plots.plot_score_histograms(sets[how], threshold,
                                           rep.images / f"{label}_hist_test.png"),
               f"{label}: test scores ({how}) and the dev threshold")
-    rep.image(plots.plot_score_histograms(scoreset(table, dev, how), threshold,
+    rep.image(plots.plot_score_histograms(scoreset(table, dev, how, _names(workdir, "dev")),
+                                          threshold,
                                           rep.images / f"{label}_hist_dev.png"),
               f"{label}: dev scores ({how}) and the threshold chosen on them")
     curves[label] = sets[how]
@@ -134,12 +144,17 @@ def _folds(rep: _Report, label: str, workdir: str, summary: dict, curves: dict):
     rep.add(f"Mean ± std over {summary['n_folds']} folds, each with its own dev threshold.", "")
     rep.add(evaluate.markdown_tables(summary))
     how = summary.get("default_fusion", next(iter(summary["fusions"])))
+    # "decision": the folds decided with different scores; each fold's curve is its own score's.
+    own = summary.get("fold_fusions") or [how] * summary["n_folds"]
     sets = {}
     for k in range(summary["n_folds"]):
         fold = Workdir(workdir).fold(k)
         if fold.metrics_json.exists():
             t = _load_json(fold.metrics_json)
-            sets[f"fold {k}"] = scoreset(t, evaluate.read_csv(fold.scores_csv("test")), how)
+            fold_how = own[k] if how == "decision" else how
+            sets[f"fold {k} ({fold_how})" if how == "decision" else f"fold {k}"] = scoreset(
+                t, evaluate.read_csv(fold.scores_csv("test")), fold_how,
+                _names(str(fold.root)))
     if sets:
         rep.image(plots.plot_roc_det(sets, rep.images / f"{label}_folds_roc.png"),
                   f"{label}: ROC and DET of {how} on each fold's test set")

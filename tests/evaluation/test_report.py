@@ -36,3 +36,38 @@ def test_report_renders_tables_curves_and_figures(smoke_workdirs, tmp_path):
         assert len(r["confusion"]) == k
         assert sum(map(sum, r["confusion"])) == medium["n_videos"]   # each video once
         assert 0.0 <= r["accuracy"] <= 1.0
+
+
+def test_report_of_folds_that_decided_with_different_scores(tmp_path):
+    """eval.fusion = "dev_eer" over folds: the summary's "decision" row is each fold's own score,
+    and the report draws each fold's curve with that score (it crashed on "decision" before)."""
+    import numpy as np  # noqa: PLC0415
+
+    from despoof_jax import config as config_lib  # noqa: PLC0415
+    from despoof_jax.evaluation import evaluate, report  # noqa: PLC0415
+    from despoof_jax.training.workdir import Workdir  # noqa: PLC0415
+    r = np.random.RandomState(0)
+
+    def split():
+        labels = np.repeat([0, 1], 40)
+        species = np.where(labels == 1, 1 + np.arange(80) % 4, 0)
+        comps = {f"score_{c}": r.randn(80) + 2.0 * labels for c in ("noise", "map", "depth")}
+        return dict(comps, label=labels, species=species, video=np.arange(80),
+                    identity=np.arange(80) % 8)
+    root, config, tables = tmp_path / "run", config_lib.base_config(), []
+    for k, how in enumerate(("noise", "map")):
+        wd = Workdir(root / f"fold{k}")
+        wd.root.mkdir(parents=True)
+        wd.write_config(config)
+        dev, test = split(), split()
+        table = evaluate.fusion_table(dev, test, "eer")
+        table["default_fusion"] = how
+        evaluate.write_tables(wd, dev, test, table)
+        tables.append(table)
+    config.data.fold = -1
+    Workdir(root).write_config(config)
+    summary = evaluate.write_fold_summary(tables, root, protocol="intra")
+    assert summary["default_fusion"] == "decision"
+    md = open(report.build([str(root)], tmp_path / "rep")).read()
+    assert "| decision |" in md and "ROC and DET of decision" in md
+    assert (tmp_path / "rep" / "images" / "run_folds_roc.png").stat().st_size > 0
