@@ -87,6 +87,8 @@ def peak_rss_mib() -> float:
 
 
 def device_peak_mib():
+    """Device 0's peak since the process started (JAX has no reset): a row's figure includes every
+    earlier row's, as peak RSS does."""
     stats = jax.local_devices()[0].memory_stats()
     if not stats or "peak_bytes_in_use" not in stats:
         return None   # the CPU backend keeps no statistics
@@ -179,8 +181,10 @@ def _summary(times, other, images, gflop) -> dict:
 def _peer(args, kind: str, size: int) -> dict:
     python = args.peer_python or sys.executable
     if kind == "infer":
+        # Our first call (trace + compile) is never timed, and --warmup calls after it: the peer
+        # skips as many (as for training).
         mode = ["infer", "--batch", str(args.infer_batch), "--iters", str(args.steps),
-                "--warmup", str(args.warmup)]
+                "--warmup", str(args.warmup + 1)]
     else:
         mode = ["train", "--steps", str(args.steps), "--warmup", str(args.warmup + 1)]
     cmd = [python, args.peer_script or str(DEFAULT_PEER), *mode, "--size", str(size), "--feature", "concat",
@@ -297,6 +301,11 @@ def run(args) -> dict:
     """Runs the benchmark of parsed `args`; the caller has chosen the XLA:CPU kernels already
     (`despoof --cpu-kernels ... benchmark`), before JAX started."""
     widths = tuple(float(w) for w in args.widths.split(","))
+    if args.vs_peer and (args.batch != 6 or args.dtype != "float32" or widths != (1.0, 1.0, 1.0)):
+        # The peer script always trains batch 6 in float32 at Table 1's widths: another setting
+        # here would compare different work.
+        raise SystemExit("--vs-peer compares like with like: it needs --batch 6, --dtype float32 "
+                         "and --widths 1,1,1 (the peer's fixed setting)")
     env = environment()
     print(f"# despoof_jax benchmark {env['date']}: {env['backend']} x{env['devices']} "
           f"({env['device_kind']}; {env['cpu']}, {env['cpus']} CPUs), jax {env['jax']}, "

@@ -71,6 +71,10 @@ def test_benchmark_main_runs_on_a_tiny_config(tmp_path):
     shared = runs["stage2_shared"]["gflop_per_call"]
     assert shared == pytest.approx(2 * (count["total MACs"] - count["DS fwd (VQ batch)"]) / 1e9)
     assert 0 < shared < 2 * count["total MACs"] / 1e9
+    # the peer always trains batch 6, float32, Table 1 widths: another setting is refused
+    with pytest.raises(SystemExit, match="compares like with like"):
+        cli.main(["--cpu-kernels", "default", "benchmark", "--sizes", "32", "--batch", "8",
+                  "--vs-peer"])
 
 
 def test_strided_max_pool_equals_reduce_window_pool():
