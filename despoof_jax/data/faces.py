@@ -16,8 +16,10 @@ frame (zero padding where it leaves the frame) and resized to S x S. The face bo
 
 Pseudo-depth (the paper fits a dense 3-D face [41] and renders its depth with a z-buffer): the
 478-point 3-D face mesh of MediaPipe (`FaceMesher`, Apache-2.0, weights in the wheel) is fitted to
-the crop; the mesh is triangulated by Delaunay on the landmarks' image positions (the wheel ships no
-triangle list) and rasterised with a z-buffer, nearest surface winning (`zbuffer`). The depth is
+the crop; its own surface triangles (the 3-cycles of the wheel's `FACEMESH_TESSELATION` edges,
+`mesh_triangles`) are rasterised with a z-buffer, nearest surface winning (`zbuffer`), so a
+turned face keeps its near side; a Delaunay triangulation of the landmarks' image positions fills
+only what the mesh leaves open (eyes, mouth). The depth is
 normalised per face like the synthetic world's (`synthetic.faces.depth_label`): 0 off the face,
 0.1 at the farthest face point, 1 at the nearest, stored as uint8 0..255. Spoof faces get the same
 face-shaped target (the zero map of a spoof is formed in the loss, see `pipeline`).
@@ -252,6 +254,25 @@ def triangulate(xy: np.ndarray) -> np.ndarray:
     return Delaunay(np.asarray(xy, np.float64)).simplices.astype(np.int32)
 
 
+@functools.lru_cache(maxsize=None)
+def mesh_triangles() -> np.ndarray:
+    """int32 [T, 3] triangles of MediaPipe's face mesh surface: the 3-cycles of its tessellation
+    edges (`FACEMESH_TESSELATION`, in the wheel; vertices 0..467). It is the face's own surface,
+    so on a turned face the z-buffer has the near and the far side to choose from; the eyes and
+    the mouth are holes in it. Empty without MediaPipe."""
+    try:
+        from mediapipe.python.solutions import face_mesh_connections  # noqa: PLC0415
+    except ImportError:
+        return np.zeros((0, 3), np.int32)
+    adjacent = {}
+    for a, b in face_mesh_connections.FACEMESH_TESSELATION:
+        adjacent.setdefault(a, set()).add(b)
+        adjacent.setdefault(b, set()).add(a)
+    tris = {tuple(sorted((a, b, c))) for a in adjacent for b in adjacent[a] if b > a
+            for c in adjacent[a] & adjacent[b] if c > b}
+    return np.array(sorted(tris), np.int32).reshape(-1, 3)
+
+
 def _raster_group(buf, size, p0, p1, p2, area, j0, j1, i0, i1) -> None:
     """z-buffers triangles p0, p1, p2 ([T, 3] each) into buf [size * size] (see `zbuffer`)."""
     bw, bh = int((j1 - j0).max()) + 1, int((i1 - i0).max()) + 1
@@ -328,7 +349,15 @@ def depth_map(landmarks: np.ndarray, size: int) -> np.ndarray:
       The face's depth, 0 off the face, 0.1 * 255 at its farthest point, 255 at its nearest.
     """
     lm = np.asarray(landmarks, np.float64)
-    height, covered = zbuffer(np.c_[lm[:, :2], -lm[:, 2]], triangulate(lm[:, :2]), size)
+    vertices = np.c_[lm[:, :2], -lm[:, 2]]
+    # The mesh's own triangles, z-buffered: on a turned face a landmark hidden behind the nose or
+    # the far cheek stays on the far surface. A Delaunay triangulation of the image positions
+    # (each pixel in exactly one triangle) would join hidden landmarks to visible ones and cut
+    # notches into the near side. Delaunay only fills what the mesh leaves open (eyes, mouth).
+    height, covered = zbuffer(vertices, mesh_triangles(), size)
+    fill, fill_covered = zbuffer(vertices, triangulate(lm[:, :2]), size)
+    height = np.where(covered, height, fill)
+    covered = covered | fill_covered
     d = depth_label(height, covered.astype(np.float32))
     return np.clip(np.round(d * 255), 0, 255).astype(np.uint8)[..., None]
 

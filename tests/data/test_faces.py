@@ -50,6 +50,29 @@ def test_depth_of_a_real_face_is_face_shaped_and_follows_it():
     assert np.abs(shifted.astype(int) - maps[1])[overlap].mean() < 12
 
 
+def test_a_turned_face_keeps_its_near_side():
+    """The mesh's own triangles, z-buffered: turned 40 degrees, the face keeps a near nose. A
+    Delaunay triangulation of the image positions joined landmarks hidden behind the nose to
+    visible ones and cut dark notches into the near side."""
+    from despoof_jax.data.synthetic import faces as synthetic_faces  # noqa: PLC0415
+    size = 128
+    lm = faces.mesher().landmarks(_photo_window(0, 0, size)).astype(np.float64)
+    assert faces.mesh_triangles().shape[0] > 800 and faces.mesh_triangles().max() < 468
+    c, yaw = lm.mean(0), np.deg2rad(40)
+    x, z = lm[:, 0] - c[0], lm[:, 2] - c[2]
+    turned = lm.copy()
+    turned[:, 0] = c[0] + x * np.cos(yaw) + z * np.sin(yaw)
+    turned[:, 2] = c[2] - x * np.sin(yaw) + z * np.cos(yaw)
+    new = faces.depth_map(turned, size)[..., 0].astype(int)
+    height, covered = faces.zbuffer(np.c_[turned[:, :2], -turned[:, 2]],
+                                    faces.triangulate(turned[:, :2]), size)
+    old = np.round(synthetic_faces.depth_label(height, covered.astype(np.float32)) * 255)
+    assert np.array_equal(new > 0, covered)           # the same outline
+    nose = (int(turned[NOSE_TIP, 1]), int(turned[NOSE_TIP, 0]))
+    assert new[nose] > old[nose] + 10, (new[nose], old[nose])
+    assert ((new - old) > 40).sum() > 20 and ((old - new) > 40).sum() < ((new - old) > 40).sum()
+
+
 def test_face_sample_crops_around_the_box_at_any_size():
     frame = fake_trees.frames(1)[0]
     box = faces.FaceBox(*frame.centre, fake_trees.FACE_SIDE)

@@ -59,7 +59,7 @@ SPLITS = ("train", "dev", "test")
 COMMON_INT_KEYS = ("label", "species", "device", "identity", "video", "frame", "frame_index")
 # Bump when a change to the face crop or the depth labeler changes what a video yields: the frame
 # cache of an interrupted preparation is keyed by it.
-FRAMES_VERSION = 1
+FRAMES_VERSION = 2   # 2: depth from the face mesh's own triangles (faces.mesh_triangles)
 
 
 class BadInputError(ValueError):
