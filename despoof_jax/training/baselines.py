@@ -37,7 +37,8 @@ class CNNState:
 
 def make_cnn(config, axis_name=None) -> BinaryCNN:
     return BinaryCNN(width=config.model.ds_width, axis_name=axis_name,
-                     bn_momentum=config.model.bn_momentum)
+                     bn_momentum=config.model.bn_momentum,
+                     dtype=state_lib.compute_dtype(config))   # as the de-spoofing nets
 
 
 def init_cnn(config, rng) -> CNNState:
@@ -64,7 +65,7 @@ def cnn_step(state: CNNState, batch, rng, *, model, tx, axis_name=None):
     grads = steps.pmean(grads, axis_name)
     cnn = steps.apply_update(state.cnn, grads, stats, tx)
     metrics = steps.pmean({"cross_entropy": loss, "accuracy": acc}, axis_name)
-    return CNNState(state.step + 1, cnn), steps.check_finite(metrics)
+    return CNNState(state.step + 1, cnn), steps.check_finite(metrics, cnn.params)
 
 
 def baseline_steps(config) -> int:

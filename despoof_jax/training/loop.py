@@ -226,7 +226,8 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                                        if k not in ("step", "finite")})
         events.flush()
         if bad:
-            raise NonFiniteLoss(f"{name}: non-finite loss at step {bad[0]['step']}: {bad[0]} "
+            raise NonFiniteLoss(f"{name}: non-finite loss or parameters at step "
+                                f"{bad[0]['step']}: {bad[0]} "
                                 f"(metrics in {log.path}); the last good checkpoint is kept in "
                                 f"{ckpt.directory}; lower train.learning_rate or check the data")
 

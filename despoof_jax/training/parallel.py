@@ -1,6 +1,6 @@
 """The only module that names devices, meshes and axes.
 
-`DataParallel` runs the per-device steps of `train_step.py` over all devices, either with
+`DataParallel` runs the per-device steps of `steps.py` over all devices, either with
 `jax.pmap` (the default) or with `jax.jit(jax.shard_map(...))` (config `parallel = "shard_map"`).
 Both see the same per-device function with the same `AXIS`; they differ only in how state and
 batches are laid out:

@@ -48,10 +48,13 @@ def apply_update(net: NetState, grads, new_stats, tx: optax.GradientTransformati
     return NetState(optax.apply_updates(net.params, updates), new_stats, opt_state)
 
 
-def check_finite(metrics: dict) -> dict:
-    """Adds `finite`: 1.0 iff every loss is finite, so the host can stop loudly on NaN."""
-    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
-    return dict(metrics, finite=ok.astype(jnp.float32))
+def check_finite(metrics: dict, *updated) -> dict:
+    """Adds `finite`: 1.0 iff every loss is finite and so is every leaf of the `updated` trees
+    (the parameters after the update: finite losses with non-finite gradients would otherwise
+    save NaN parameters as the last good checkpoint), so the host can stop loudly on NaN."""
+    checks = [jnp.all(jnp.isfinite(v)) for v in metrics.values()]
+    checks += [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(updated)]
+    return dict(metrics, finite=jnp.all(jnp.stack(checks)).astype(jnp.float32))
 
 
 def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None,
@@ -80,7 +83,7 @@ def stage1_step(state: Stage1State, batch, rng, *, dq_model, tx, axis_name=None,
     grads = pmean(grads, axis_name)
     dq = apply_update(state.dq, grads, stats, tx)
     metrics = pmean({"dq_pretrain": loss}, axis_name)
-    return Stage1State(state.step + 1, dq), check_finite(metrics)
+    return Stage1State(state.step + 1, dq), check_finite(metrics, dq.params)
 
 
 def vq_update(state: Stage2State, batch, rng, *, ds_model, vq_model, tx, axis_name=None):
@@ -170,7 +173,8 @@ def ds_update(state: Stage2State, dq: FrozenNet, batch, rng, *, ds_model, dq_mod
 def _stage2_metrics(state: Stage2State, ds_loss, vq_loss, parts, axis_name):
     metrics = {"ds_total": ds_loss, "vq_disc": vq_loss}
     metrics.update({f"J_{name}": v for name, v in parts.items()})
-    return state.replace(step=state.step + 1), check_finite(pmean(metrics, axis_name))
+    return state.replace(step=state.step + 1), check_finite(pmean(metrics, axis_name),
+                                                            state.ds.params, state.vq.params)
 
 
 def stage2_step(state: Stage2State, dq: FrozenNet, batch_vq, batch_ds, rng, *, ds_model,
@@ -197,7 +201,7 @@ def stage2_step_one_batch(state: Stage2State, dq: FrozenNet, batch, rng, *, ds_m
     DS Net's forward runs once: its reconstruction feeds the VQ update, then the DS loss through
     the updated VQ Net and the frozen DQ Net is pulled back through the same forward (`jax.vjp`).
     This is what `stage2_step(state, dq, batch, batch, rng)` computes, minus one DS forward
-    (tests/test_train_step.py checks the equality), and what the PyTorch peer in
+    (tests/training/test_train_step.py checks the equality), and what the PyTorch peer in
     ../shared/bench does. The paper uses two batches; this mode trades that for one DS forward
     per iteration (about 7 % of the step at 256 px on CPU) and half the data per step.
     """

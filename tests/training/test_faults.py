@@ -171,5 +171,5 @@ def test_despoof_train_exits_3_with_one_line_on_a_nan_loss(synthetic_data_dir, t
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: dq: non-finite loss at step 2")
+    assert len(errors) == 1 and errors[0].startswith("error: dq: non-finite loss or parameters at step 1")
 

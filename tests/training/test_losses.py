@@ -137,3 +137,14 @@ def test_batch_mean_over_devices_equals_global_masked_mean():
     grad = jax.pmap(jax.grad(functools.partial(losses.batch_mean, axis_name="i")),
                     axis_name="i")(values, weights)
     np.testing.assert_allclose(np.asarray(grad) / n, weights / weights.sum(), atol=1e-7)
+
+
+def test_a_step_is_finite_only_if_its_losses_and_its_new_parameters_are():
+    from despoof_jax.training import steps  # noqa: PLC0415
+    losses_ok = {"a": jnp.float32(1.0), "b": jnp.ones(3)}
+    params = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
+    assert steps.check_finite(losses_ok, params)["finite"] == 1.0
+    # finite losses, but the update (non-finite gradients) left NaN parameters: not finite
+    bad = {"w": jnp.ones((2, 2)).at[0, 1].set(jnp.nan), "b": jnp.zeros(2)}
+    assert steps.check_finite(losses_ok, params, bad)["finite"] == 0.0
+    assert steps.check_finite(dict(losses_ok, c=jnp.float32(jnp.inf)))["finite"] == 0.0
