@@ -261,7 +261,7 @@ def mesh_triangles() -> np.ndarray:
     so on a turned face the z-buffer has the near and the far side to choose from; the eyes and
     the mouth are holes in it. Empty without MediaPipe."""
     try:
-        from mediapipe.python.solutions import face_mesh_connections  # noqa: PLC0415
+        from mediapipe.python.solutions import face_mesh_connections  # noqa: PLC0415 (optional dependency)
     except ImportError:
         return np.zeros((0, 3), np.int32)
     adjacent = {}
