@@ -179,7 +179,9 @@ class _Graph:
 
 
 class FaceDetector:
-    """MediaPipe's short-range face detector: `detect(rgb)` -> the best FaceBox, or None."""
+    """MediaPipe's short-range face detector: `detect(rgb)` -> the best FaceBox, or None;
+    `detect(rgb, near=box)` -> the detected face nearest `box` (another person in the frame is
+    not taken for the annotated one)."""
 
     GRAPH = "mediapipe/modules/face_detection/face_detection_short_range_cpu.binarypb"
 
@@ -187,19 +189,21 @@ class FaceDetector:
         self._graph = _Graph(self.GRAPH, "detections")
         self.min_score = min_score
 
-    def detect(self, rgb: np.ndarray) -> Optional[FaceBox]:
+    def detect(self, rgb: np.ndarray, near: Optional[FaceBox] = None) -> Optional[FaceBox]:
         h, w = rgb.shape[:2]
-        best, best_score = None, self.min_score
+        found = []   # (score, box) of every detection above min_score
         for det in self._graph(rgb):
             score = max(det.score) if len(det.score) else 0.0
-            if score < best_score:
-                continue
             b = det.location_data.relative_bounding_box
-            if b.width <= 0 or b.height <= 0:
+            if score < self.min_score or b.width <= 0 or b.height <= 0:
                 continue
-            best, best_score = box_from_rect(b.xmin * w, b.ymin * h, b.width * w,
-                                             b.height * h), score
-        return best
+            found.append((score, box_from_rect(b.xmin * w, b.ymin * h, b.width * w,
+                                               b.height * h)))
+        if not found:
+            return None
+        if near is None:
+            return max(found, key=lambda f: f[0])[1]
+        return min(found, key=lambda f: np.hypot(f[1].cx - near.cx, f[1].cy - near.cy))[1]
 
 
 class FaceMesher:

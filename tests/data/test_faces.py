@@ -73,6 +73,22 @@ def test_a_turned_face_keeps_its_near_side():
     assert ((new - old) > 40).sum() > 20 and ((old - new) > 40).sum() < ((new - old) > 40).sum()
 
 
+def test_the_detector_fallback_takes_the_face_nearest_the_annotation():
+    from types import SimpleNamespace as NS  # noqa: PLC0415
+
+    def det(score, xmin):
+        return NS(score=[score], location_data=NS(relative_bounding_box=NS(
+            xmin=xmin, ymin=0.2, width=0.2, height=0.2)))
+    d = faces.FaceDetector.__new__(faces.FaceDetector)
+    d.min_score = 0.5
+    d._graph = lambda rgb: [det(0.95, 0.05), det(0.7, 0.7), det(0.3, 0.4)]
+    rgb = np.zeros((100, 100, 3), np.uint8)
+    assert d.detect(rgb).cx == 15.0                                    # the best score
+    assert d.detect(rgb, near=faces.FaceBox(78.0, 30.0, 20.0)).cx == 80.0   # the nearest
+    d._graph = lambda rgb: [det(0.3, 0.4)]
+    assert d.detect(rgb) is None and d.detect(rgb, near=faces.FaceBox(50, 30, 20)) is None
+
+
 def test_face_sample_crops_around_the_box_at_any_size():
     frame = fake_trees.frames(1)[0]
     box = faces.FaceBox(*frame.centre, fake_trees.FACE_SIDE)

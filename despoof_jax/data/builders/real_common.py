@@ -59,7 +59,7 @@ SPLITS = ("train", "dev", "test")
 COMMON_INT_KEYS = ("label", "species", "device", "identity", "video", "frame", "frame_index")
 # Bump when a change to the face crop or the depth labeler changes what a video yields: the frame
 # cache of an interrupted preparation is keyed by it.
-FRAMES_VERSION = 2   # 2: depth from the face mesh's own triangles (faces.mesh_triangles)
+FRAMES_VERSION = 2   # 2: depth from the mesh's own triangles; the fallback detector takes the face nearest the annotation
 
 
 class BadInputError(ValueError):
@@ -364,7 +364,7 @@ def _face(rgb: np.ndarray, box: Optional[faces.FaceBox], config: RealConfig
         sample = faces.face_sample(rgb, box, size=config.size, crop_scale=config.crop_scale)
         if sample is not None:
             return sample
-    detected = faces.detector().detect(rgb)
+    detected = faces.detector().detect(rgb, near=box)   # the annotated face, not another one
     if detected is None:
         return None
     return faces.face_sample(rgb, detected, size=config.size, crop_scale=config.crop_scale)
