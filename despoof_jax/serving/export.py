@@ -70,6 +70,11 @@ def export_model(model, out_dir, *, platforms: Sequence[str] = ("cpu",),
     local folder or a URL, written through etils.epath); returns the manifest. `model` is a
     `DespoofModel` or a workdir path. `batch_sizes=None` exports one program with a symbolic
     batch; a list exports one program per size."""
+    if batch_sizes is not None and (
+            not len(batch_sizes)
+            or any(isinstance(b, bool) or int(b) != b or int(b) < 1 for b in batch_sizes)):
+        raise ValueError(f"batch_sizes={list(batch_sizes)!r}; expected None (a symbolic batch) or "
+                         "a non-empty list of positive batch sizes")
     if not isinstance(model, api.DespoofModel):
         model = api.load(model)
     out = epath.Path(out_dir)

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import jax
 import numpy as np
@@ -35,19 +38,36 @@ def check_crops(size: int, n: int = 16, seed: int = 0) -> np.ndarray:
     """uint8 [n, size, size, 3]: smooth random colour fields with fine noise, a fixed probe set."""
     rng = np.random.default_rng(seed)
     low = rng.uniform(0, 255, (n, 4, 4, 3))
-    big = np.repeat(np.repeat(low, size // 4, 1), size // 4, 2)
+    cell = -(-size // 4)   # the 4 x 4 fields cover the crop at any size, then cut to it
+    big = np.repeat(np.repeat(low, cell, 1), cell, 2)[:, :size, :size]
     return np.clip(big + rng.normal(0, 12, big.shape), 0, 255).astype(np.uint8)
 
 
 def pack(workdir: str, out_dir=None, *, dtype: str = "float16") -> dict:
     """Writes the packaged form of `workdir` to `out_dir` (default: the package's pretrained/);
     returns the model.json written."""
-    out = pathlib.Path(out_dir) if out_dir else model_lib.pretrained_dir()
+    final = pathlib.Path(out_dir) if out_dir else model_lib.pretrained_dir()
     source = model_lib.load(workdir)
     wd = model_lib.find_workdir(workdir)
-    out.mkdir(parents=True, exist_ok=True)
+    if final.resolve() == pathlib.Path(wd.root).resolve():
+        raise ValueError(f"--out {final} is the workdir itself; pack into another folder")
+    # Written into a sibling folder and moved into place once checked: a failure leaves the
+    # previous package whole, never new weights beside old metadata.
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}-packing-", dir=final.parent))
+    try:
+        return _pack_into(source, wd, out, final, dtype)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str) -> dict:
     arrays = {f"{net}/{k}": v.astype(dtype) for net, tree in (("ds", source.ds), ("dq", source.dq))
               for k, v in _flat(tree).items()}
+    bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
+    if bad:
+        raise ValueError(f"{dtype} cannot hold these arrays (values overflow): {bad[:5]}; pack "
+                         "with --dtype float32")
     with (out / "weights.npz").open("wb") as f:
         np.savez_compressed(f, **arrays)
     config = json.loads(wd.config_path.read_text())
@@ -64,6 +84,11 @@ def pack(workdir: str, out_dir=None, *, dtype: str = "float16") -> dict:
                       "decisions_changed": int(np.sum(a.is_attack != b.is_attack)),
                       "probe": "serving.pretrained.check_crops(image_size), 16 crops"}
     (out / "model.json").write_text(json.dumps(info, indent=1) + "\n")
+    if final.exists():   # the package folder holds other files too: replace ours one by one
+        for name in model_lib.PACKAGED_FILES:
+            os.replace(out / name, final / name)
+    else:
+        out.rename(final)
     return info
 
 

@@ -167,3 +167,22 @@ def test_tsne_colours_follow_fig4():
     assert P.species_color(3, "display1") == "magenta"
     assert P.species_color(4, "display2") == "red"
     np.testing.assert_allclose(P.noise_to_image(np.zeros(3)), 128 / 255)
+
+
+def test_the_medium_svm_never_drops_the_identity_grouping():
+    """Features that carry a per-person signature and nothing of the medium: grouped by identity
+    the SVM is near chance; with too few people per class it is skipped, not run ungrouped
+    (which scored 100 % on the same features)."""
+    from despoof_jax.evaluation import medium  # noqa: PLC0415
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(12), 6)
+    classes = np.tile(np.arange(3), 24)
+    person = rng.normal(size=(12, 40))
+    feats = person[ids] * 3 + 0.1 * rng.normal(size=(72, 40))
+    names = ("live", "print", "replay")
+    r = medium._svm(feats, classes, names, ids, seed=0)
+    assert r["grouped_by_identity"] and r["n_classes"] == 3 and r["chance_uniform"] == 1 / 3
+    assert r["accuracy"] < 0.6, r["accuracy"]
+    one_person = np.where(classes == 2, 0, ids)   # every replay video from one person
+    skipped = medium._svm(feats, classes, names, one_person, seed=0)
+    assert "skipped" in skipped and "1 person" in skipped["skipped"]

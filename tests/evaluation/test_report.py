@@ -36,6 +36,8 @@ def test_report_renders_tables_curves_and_figures(smoke_workdirs, tmp_path):
         assert len(r["confusion"]) == k
         assert sum(map(sum, r["confusion"])) == medium["n_videos"]   # each video once
         assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["grouped_by_identity"] and r["chance_uniform"] == 1 / k
+        assert 1 / k <= r["chance_majority"] < 1
 
 
 def test_report_of_folds_that_decided_with_different_scores(tmp_path):

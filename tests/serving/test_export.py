@@ -99,6 +99,9 @@ def test_fresh_process_without_training_code_matches_the_api(exported, model, tm
 
 def test_bucketed_export_and_bad_inputs(model, tmp_path):
     out = str(tmp_path / "bucketed")
+    for bad in ([], [0], [-1], [2.5]):   # an export no call could use
+        with pytest.raises(ValueError, match="batch_sizes"):
+            export.export_model(model, str(tmp_path / "bad"), batch_sizes=bad)
     manifest = export.export_model(model, out, batch_sizes=[2])
     assert manifest["batch_sizes"] == [2] and manifest["batch_mode"] == "bucketed"
     served = serving_loader.load(out)

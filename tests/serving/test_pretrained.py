@@ -33,6 +33,27 @@ def test_pack_round_trip_float16(trained_workdir, tmp_path):
     assert (tmp_path / "packed" / "weights.npz").stat().st_size < 10e6
     with pytest.raises(api.ModelLoadError, match="not a packaged model"):
         api.load_packaged(tmp_path)
+    # Packing again over it replaces the three files together, or leaves them as they were: a
+    # failing check (here the probe's scoring) keeps the previous package whole.
+    before = (tmp_path / "packed" / "model.json").read_text()
+    original = api.DespoofModel.score
+    calls = []
+
+    def fail_second(self, *a, **k):   # the first score is the source's, the second the copy's
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("probe failed")
+        return original(self, *a, **k)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(api.DespoofModel, "score", fail_second)
+        with pytest.raises(RuntimeError, match="probe failed"):
+            pretrained.pack(trained_workdir, tmp_path / "packed", dtype="float32")
+    assert (tmp_path / "packed" / "model.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed"]   # no temporary folder left
+    with pytest.raises(ValueError, match="is the workdir itself"):
+        pretrained.pack(trained_workdir, trained_workdir)
+    # probe crops of any size, not only multiples of 4
+    assert pretrained.check_crops(130, n=2).shape == (2, 130, 130, 3)
 
 
 def test_pretrained_loads_from_the_package_and_exports(tmp_path):
