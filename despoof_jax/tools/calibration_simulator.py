@@ -289,14 +289,7 @@ def sources(builder_config: str, data_dir, split: str, *, how: str = "render",
 def min_acer_threshold(score: np.ndarray, species: np.ndarray) -> float:
     """The threshold minimising ACER = (worst attack's APCER + BPCER) / 2 (decision: attack iff
     score >= threshold); among equally good thresholds, the middle one."""
-    score, species = np.asarray(score, np.float64), np.asarray(species)
-    if score.ndim != 1 or species.shape != score.shape:
-        raise ValueError(f"scores {score.shape} and species {species.shape}: expected two "
-                         "vectors of one length")
-    if not np.all(np.isfinite(score)):
-        raise ValueError("calibration scores must be finite numbers")
-    if not (species == 0).any() or not (species > 0).any():
-        raise ValueError("calibration needs live and attack scores")
+    score, species = cs.checked_scores(score, species, what="calibration")
     u = np.unique(score)
     # Midpoints that stay between their neighbours in float32, where the model decides.
     cand = np.concatenate([[u[0] - 1.0], np.atleast_1d(metrics.threshold_between(u[:-1], u[1:])),

@@ -353,20 +353,29 @@ def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: in
     return np.stack(crops), np.asarray(species), np.asarray(photo)
 
 
+def checked_scores(score, species, *more, what: str):
+    """(float64 scores, species, *more) as arrays, refused unless they are vectors of one length,
+    the scores finite, and both live (species 0) and attacks present."""
+    score, species = np.asarray(score, np.float64), np.asarray(species)
+    more = [np.asarray(m) for m in more]
+    if score.ndim != 1 or any(a.shape != score.shape for a in (species, *more)):
+        raise ValueError(f"{what}: scores {score.shape}, species {species.shape}"
+                         + "".join(f", {m.shape}" for m in more)
+                         + ": expected vectors of one length")
+    if not np.all(np.isfinite(score)):
+        raise ValueError(f"{what}: scores must be finite numbers")
+    if not (species == 0).any() or not (species > 0).any():
+        raise ValueError(f"{what} needs live and attack scores")
+    return (score, species, *more)
+
+
 def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, threshold: float, *,
               draws: int = 1000, seed: int = 0, attacks: tuple = ATTACKS) -> dict:
     """AUC, APCER (worst attack), BPCER, ACER at `threshold`, each with a 95 % percentile bootstrap
     interval over photos then crops (hierarchical resampling), and per-attack APCER. A resample
     that lacks live or attack crops is drawn again (as `metrics.bootstrap_intervals` does); an
     attack without crops, or a photo without live crops, reports None."""
-    score, species, photo = np.asarray(score, np.float64), np.asarray(species), np.asarray(photo)
-    if not score.ndim == 1 or species.shape != score.shape or photo.shape != score.shape:
-        raise ValueError(f"scores {score.shape}, species {species.shape}, photos {photo.shape}: "
-                         "expected three vectors of one length")
-    if not np.all(np.isfinite(score)):
-        raise ValueError("cross-simulator scores must be finite numbers")
-    if not (species == 0).any() or not (species > 0).any():
-        raise ValueError("the check needs live and attack crops")
+    score, species, photo = checked_scores(score, species, photo, what="the check")
     labels = (species > 0).astype(np.int64)
 
     def stats(idx):
