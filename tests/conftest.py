@@ -42,12 +42,20 @@ import pytest  # noqa: E402
 
 
 # The trained fixtures that take a minute or more to build. Under pytest-xdist (`--dist
-# loadgroup`, setup.cfg) every test that uses one runs on the same worker: otherwise the other
-# worker, handed one of them while the first builds the fixture, sits idle on the lock. Longest
-# first: these groups and the end-to-end test go to the workers before the short tests, which
-# then fill in around them (a long unit handed out last would leave one worker idle at the end).
+# loadgroup --no-loadscope-reorder`, setup.cfg) every test that uses one runs on the same worker:
+# otherwise the other worker, handed one of them while the first builds the fixture, sits idle on
+# the lock. The benchmark tests (about 100 s, no dataset) form a group too, second in line: the
+# first worker starts by building the shared dataset (one core), and the second has work that
+# does not wait for it (measured 2026-12-03: handed a dataset user first, it sat ~30 s on the lock).
+# Longest first: these groups and the end-to-end test go to the workers before the short tests,
+# which then fill in around them (a long unit handed out last would leave one worker idle at the
+# end). xdist hands out the units in this order (no reordering by test count), two to each worker
+# to start with: the first worker gets the two-process runs and the trained workdir, the second
+# the benchmarks and the end-to-end test.
 GROUPED_FIXTURES = ("two_process_runs", "trained_workdir", "smoke_workdirs")
-LONGEST_FIRST = ("two_process_runs", "test_end_to_end.py", "trained_workdir", "smoke_workdirs")
+GROUPED_FILES = {"test_benchmark.py": "benchmark"}
+LONGEST_FIRST = ("two_process_runs", "test_benchmark.py", "trained_workdir", "test_end_to_end.py",
+                 "smoke_workdirs")
 
 
 @pytest.hookimpl(tryfirst=True)   # before xdist's worker reads the marks
@@ -58,8 +66,9 @@ def pytest_collection_modifyitems(config, items):
 
     for item in items:
         used = [f for f in GROUPED_FIXTURES if f in getattr(item, "fixturenames", ())]
-        if used:
-            item.add_marker(pytest.mark.xdist_group(used[0]))
+        group = used[0] if used else GROUPED_FILES.get(item.path.name)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=rank)   # stable: the collection order within each rank
 
 

@@ -1,9 +1,19 @@
 """End to end on the synthetic world: a short run of DQ then DS learns to detect spoofs.
 
 The claim "clearly better than chance" is made precise with a permutation test: shuffling the
-test scores across samples keeps every score but destroys any link to the labels; we ask that
-the trained model's test ACER (dev-chosen threshold, worst species) is below the 2nd percentile
-of 200 such shuffles, and better than the same pipeline with untrained nets.
+labels across the test samples keeps every score but destroys any link between them. The trained
+model's test AUC must beat the 99th percentile of 200 such shuffles and the AUC of the same
+pipeline with untrained nets, and its test ACER (dev-chosen threshold, worst species) must beat
+the median of the shuffles at that threshold.
+
+Why AUC and not ACER against the shuffles' 2nd percentile (this test's claim until 2026-12-03):
+the test split holds 4 identities and the dev split that sets the threshold 4 others, so the ACER
+at the dev threshold is noisy. Measured over seeds 0-5 at these step counts: test AUC 0.905,
+0.800, 0.866, 0.931, 0.849, 0.899 (the shuffles' 99th percentile 0.68-0.73); untrained AUC 0.766,
+0.691, 0.354, 0.641, 0.446, 0.625; ACER 0.292, 0.333, 0.417, 0.250, 0.417, 0.292, against the
+shuffles' 2nd percentile 0.375-0.417: the old claim held for seed 0 and failed for seeds 2 and 4,
+so it tested the seed, not the training. Fewer steps (40 + 20, 30 + 15) left the AUC at
+0.53-0.72 on some seeds.
 """
 import jax
 import numpy as np
@@ -22,10 +32,8 @@ def _acer_at(test_scores, test, threshold):
 
 
 def test_short_training_beats_chance_and_the_untrained_model(synthetic_data_dir, tmp_path):
-    # On the suite's shared s64_small set (60 records a split, 4 identities each), 60 + 30 steps:
-    # measured trained ACER 0.25 against the null's 2nd percentile 0.42 and the untrained
-    # model's 0.42, AUC 0.92 (80 + 40 steps: 0.21, 0.38, 0.42, 0.91; on a 330-record set of its
-    # own 0.14, 0.44, 0.47, 0.93, but building it took 31 CPU-seconds of the suite).
+    # On the suite's shared s64_small set (60 records a split, 4 identities each), 60 + 30 steps
+    # (the figures of six seeds are in the module's docstring).
     config = tiny_config(64, **{
         "data.data_dir": synthetic_data_dir, "data.builder_config": "s64_small",
         "model.dq_width": 0.25,
@@ -46,7 +54,8 @@ def test_short_training_beats_chance_and_the_untrained_model(synthetic_data_dir,
     out = experiment.train_and_evaluate(config, str(tmp_path / "trained"))["eval"]
     fusion = config.eval.fusion
     trained_acer = out["fusions"][fusion]["frame"]["acer"]
-    untrained_acer = fresh["fusions"][fusion]["frame"]["acer"]
+    trained_auc = out["fusions"][fusion]["frame"]["auc"]
+    untrained_auc = fresh["fusions"][fusion]["frame"]["auc"]
 
     # Permutation null of the trained model's own test scores, as the run wrote them, at its
     # dev threshold.
@@ -55,12 +64,15 @@ def test_short_training_beats_chance_and_the_untrained_model(synthetic_data_dir,
     threshold = out["fusions"][fusion]["frame"]["threshold"]
     test_scores = scores.fuse(test, scores.fusion_stats(dev), fusion)
     assert _acer_at(test_scores, test, threshold) == pytest.approx(trained_acer)
+    assert metrics.auc(test_scores, test["label"]) == pytest.approx(trained_auc)
     rng = np.random.default_rng(0)
-    null = [_acer_at(rng.permutation(test_scores), test, threshold) for _ in range(200)]
-    report = (f"trained ACER {trained_acer:.3f}, untrained {untrained_acer:.3f}, "
-              f"null 2nd pct {np.percentile(null, 2):.3f}, median {np.median(null):.3f}, "
-              f"AUC {out['fusions'][fusion]['frame']['auc']:.3f}")
+    shuffled = [rng.permutation(len(test_scores)) for _ in range(200)]
+    null_auc = [metrics.auc(test_scores, test["label"][i]) for i in shuffled]
+    null_acer = [_acer_at(test_scores[i], test, threshold) for i in shuffled]
+    report = (f"trained AUC {trained_auc:.3f}, untrained {untrained_auc:.3f}, shuffled 99th pct "
+              f"{np.percentile(null_auc, 99):.3f}; trained ACER {trained_acer:.3f}, shuffled "
+              f"median {np.median(null_acer):.3f}")
     print(report)
-    assert trained_acer < np.percentile(null, 2), report
-    assert trained_acer < untrained_acer, report
-    assert out["fusions"][fusion]["frame"]["auc"] > 0.75, report
+    assert trained_auc > np.percentile(null_auc, 99), report
+    assert trained_auc > untrained_auc, report
+    assert trained_acer < np.median(null_acer), report

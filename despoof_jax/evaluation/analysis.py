@@ -1,6 +1,9 @@
 """Spoof-medium analysis of estimated noise (paper Sec. 4.4, Fig. 4, Table 6).
 
-Pure numpy + scikit-learn; no JAX. Inputs are host arrays, e.g. the spoof noise N the
+Pure numpy + scikit-learn; no JAX. scikit-learn is imported inside the two functions that use it:
+every training process imports the evaluation, and so this module, and scikit-learn's import
+costs ~0.5 s of CPU a process (of the ~4 s a training process spends importing), paid by every
+process of a multi-host run. Inputs are host arrays, e.g. the spoof noise N the
 de-spoofing net estimated for each test video, shape [N, H, W, C] (the paper: 256 x 256 x 6).
 
 * ``high_pass`` keeps the high-frequency band of the noise (Fig. 4 right): the same mask H(., k)
@@ -14,12 +17,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.manifold import TSNE
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 
 from despoof_jax.evaluation.metrics import OULU_SPECIES_NAMES
 from despoof_jax.training.losses import (
@@ -109,7 +106,9 @@ def tsne_embed(features: np.ndarray, seed: int = 0, perplexity: float | None = N
     if not 0 < perplexity < n:
         raise ValueError(f"perplexity must be in (0, N={n}), got {perplexity}.")
     if pca_dims is not None and x.shape[1] > pca_dims and n > pca_dims:
+        from sklearn.decomposition import PCA  # noqa: PLC0415 (imported lazily: module docstring)
         x = PCA(n_components=pca_dims, random_state=seed).fit_transform(x)
+    from sklearn.manifold import TSNE  # noqa: PLC0415 (imported lazily: module docstring)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     return np.asarray(tsne.fit_transform(x), dtype=np.float64)
 
@@ -173,6 +172,13 @@ def medium_classification(features: np.ndarray, classes, n_folds: int = 5, seed:
     if not 2 <= n_folds <= counts.min():
         raise ValueError(
             f"n_folds must be in [2, smallest class count = {int(counts.min())}], got {n_folds}.")
+    from sklearn.model_selection import (  # noqa: PLC0415 (imported lazily: module docstring)
+        StratifiedGroupKFold,
+        StratifiedKFold,
+    )
+    from sklearn.pipeline import make_pipeline  # noqa: PLC0415 (imported lazily: module docstring)
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415 (imported lazily: module docstring)
+    from sklearn.svm import SVC  # noqa: PLC0415 (imported lazily: module docstring)
     if groups is None:
         splits = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(x, y)
     else:

@@ -127,13 +127,20 @@ def scoreset(split_scores: dict, values: np.ndarray,
 
 
 def write_csv(path, table: dict):
-    """{column: [N]} -> a CSV file (floats with 6 significant digits, the rest as integers)."""
+    """{column: [N]} -> a CSV file (floats exactly, the rest as integers).
+
+    A float is written as the shortest decimal that reads back as the same float64 (`repr`),
+    so `read_csv` gives back the values the evaluation decided on, bit for bit: a report or a
+    user who recomputes APCER/BPCER from the file at the run's threshold gets the run's figures,
+    also for a score within rounding of the threshold. (Until 2026-12-03: 6 significant digits,
+    which could move such a score across the threshold.)"""
     names = list(table)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(names)
     for row in zip(*(table[n] for n in names)):
-        w.writerow([f"{v:.6g}" if isinstance(v, (float, np.floating)) else int(v) for v in row])
+        w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else int(v)
+                    for v in row])
     epath.Path(path).write_text(buf.getvalue())
 
 

@@ -3,6 +3,8 @@ import json
 import os
 import re
 
+import numpy as np
+
 from despoof_jax import cli
 from tests import fake_gcs
 
@@ -73,3 +75,22 @@ def test_report_of_folds_that_decided_with_different_scores(tmp_path):
     md = open(report.build([str(root)], tmp_path / "rep")).read()
     assert "| decision |" in md and "ROC and DET of decision" in md
     assert (tmp_path / "rep" / "images" / "run_folds_roc.png").stat().st_size > 0
+
+
+def test_score_csv_reads_back_the_decided_values_bit_for_bit(tmp_path):
+    """A live score a hair below the threshold stays below it once written and read back (6
+    significant digits used to round 0.30599998 up to 0.306, the threshold itself, and so turn a
+    live face accepted by the run into one rejected by whoever recomputed from the file)."""
+    from despoof_jax.evaluation import evaluate, metrics  # noqa: PLC0415 (after the XLA flags)
+    threshold = 0.306
+    score = np.nextafter(np.float32(threshold), np.float32(0))   # 0.30599998
+    rng = np.random.default_rng(0)
+    values = np.concatenate([[score], rng.normal(size=99)]).astype(np.float32)
+    table = {"score": values, "label": np.r_[1, rng.integers(0, 2, 99)],
+             "small": np.float64([1e-300] * 100)}
+    evaluate.write_csv(tmp_path / "s.csv", table)
+    back = evaluate.read_csv(tmp_path / "s.csv")
+    np.testing.assert_array_equal(back["score"], values.astype(np.float64))
+    np.testing.assert_array_equal(back["small"], table["small"])
+    np.testing.assert_array_equal(back["label"], table["label"])
+    assert metrics.bpcer(back["score"][:1], np.int64([0]), threshold) == 0.0

@@ -1,5 +1,5 @@
 """Multi-host training rehearsed with two local processes joined by jax.distributed: a plain run,
-and the same run stopped by SIGTERM in stage 1 and in stage 2 and resumed (`two_process_runs`)."""
+and the same run stopped by SIGTERM in stage 2 and resumed (`two_process_runs`)."""
 import hashlib
 import json
 import os
@@ -64,23 +64,21 @@ def test_two_processes_train_both_stages(two_process_runs):
 def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_run(
         two_process_runs):
     runs, resumed = two_process_runs["runs"], two_process_runs["resumed"]
-    stops = {}
-    for run, stage in (("stop1", "dq"), ("stop2", "ds")):
-        status, logs, err = runs[run]
-        assert status == 143, err + logs[0][-3000:] + logs[1][-3000:]
-        # One line, no traceback; both processes stopped at the same step, inside the stage.
-        found = [re.findall(rf"despoof: {stage}: stopped by SIGTERM.*? at step (\d+); "
-                            r"checkpoint \S+ saved; run the same command again", logs[i])
-                 for i in range(2)]
-        assert len(found[0]) == 1 and found[0] == found[1], found
-        assert all("Traceback" not in logs[i] for i in range(2))
-        stops[stage] = int(found[0][0])
-        assert 1 <= stops[stage] < STAGES[stage][1]
-        assert stops[stage] in _steps(resumed / stage / "checkpoints")
+    status, logs, err = runs["stop"]
+    assert status == 143, err + logs[0][-3000:] + logs[1][-3000:]
+    # One line, no traceback; both processes stopped at the same step, inside stage 2.
+    found = [re.findall(r"despoof: ds: stopped by SIGTERM.*? at step (\d+); "
+                        r"checkpoint \S+ saved; run the same command again", logs[i])
+             for i in range(2)]
+    assert len(found[0]) == 1 and found[0] == found[1], found
+    assert all("Traceback" not in logs[i] for i in range(2))
+    stop = int(found[0][0])
+    assert 1 <= stop < STAGE2_STEPS
+    assert stop in _steps(resumed / "ds" / "checkpoints")
     status, logs, err = runs["finish"]
     assert status == 0, err + logs[0][-3000:] + logs[1][-3000:]
     for i in range(2):
-        assert f"ds: resumed at step {stops['ds']} from" in logs[i]
+        assert f"ds: resumed at step {stop} from" in logs[i]
         assert "input position not restored" not in logs[i]
     # Process 0 alone writes the evaluation; the summary line is its last output.
     assert (resumed / "eval" / "metrics.json").exists()
@@ -90,7 +88,7 @@ def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_
     # the resume: its position names its host's records, not the other host's.
     digests = _slice_digests(resumed)
     for stage, (_, total) in STAGES.items():
-        for step in (stops[stage], total):
+        for step in ({stop, total} if stage == "ds" else {total}):
             for i in range(2):
                 saved = json.loads((resumed / stage / "checkpoints" / str(step) / "data" /
                                     checkpoint.data_file(i, 2)).read_text())
