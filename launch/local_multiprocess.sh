@@ -24,7 +24,7 @@ mkdir -p "$logdir"
 # Ctrl-C reaches this script alone and the trap passes it on, once, to every process.
 set -m
 pids=()
-# shellcheck disable=SC2317  # called from the traps
+# shellcheck disable=SC2317,SC2329  # called from the traps
 forward() { ((${#pids[@]})) && kill -s "$1" "${pids[@]}" 2>/dev/null; return 0; }
 trap 'forward TERM' TERM
 trap 'forward INT' INT

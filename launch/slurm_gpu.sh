@@ -22,6 +22,7 @@
 set -euo pipefail
 workdir=${1:?workdir on a shared filesystem}; shift
 near_limit=0
+# shellcheck disable=SC2329  # called from on_term (a trap)
 secs_left() {   # squeue's time left (%L): [D-]HH:MM:SS, MM:SS, or UNLIMITED
   local left d=0 s=0 part
   left=$(squeue -h -j "$SLURM_JOB_ID" -o %L 2>/dev/null) || { echo 0; return; }
@@ -31,6 +32,7 @@ secs_left() {   # squeue's time left (%L): [D-]HH:MM:SS, MM:SS, or UNLIMITED
   for x in "${part[@]}"; do s=$((s * 60 + 10#$x)); done
   echo $((10#$d * 86400 + s))
 }
+# shellcheck disable=SC2329  # the SIGTERM trap
 on_term() {
   # The time limit's notice (SIGTERM 120 s before) requeues; a scancel (also a SIGTERM, with
   # more time left) does not.

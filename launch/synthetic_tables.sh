@@ -41,8 +41,9 @@ for part in $parts; do
     table3)
       for v in res32 res16 blur1 blur2; do run "$root/table3_$v" "configs/resolution_blur.py:$v"; done ;;
     report)
-      despoof report "$root"/quickstart $(ls -d "$root"/ablation_* "$root"/baseline_* \
-        "$root"/table3_* "$root"/decomposition_* 2>/dev/null) --out "$root/report" ;;
+      shopt -s nullglob   # the parts not run yet are left out
+      despoof report "$root"/quickstart "$root"/ablation_* "$root"/baseline_* "$root"/table3_* \
+        "$root"/decomposition_* --out "$root/report" ;;
     *) echo "unknown part $part (quickstart ablations baselines table3 decomposition report)" >&2
        exit 2 ;;
   esac

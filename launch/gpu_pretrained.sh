@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The packaged model's recipe (configs/pretrained.py) trained on one GPU, evaluated and packed:
+# a candidate in minutes instead of the 2-core CPU's ~95 (README, "On one GPU": the 128 px
+# stage-2 step at batch 6 takes ~10 ms on an H200, so 3600 steps take about a minute; building
+# `wide2_s128` on 16 cores about as long).
+#
+#   bash launch/gpu_pretrained.sh NAME [main.py flags...]
+#   bash launch/gpu_pretrained.sh c10 --config.train.stage2_steps=7200 --config.train.lr_decay_step=4800
+#   CONFIG=configs/pretrained.py:smoke ALLOW_CPU=1 bash launch/gpu_pretrained.sh rehearsal
+#
+# Writes $OUT/NAME/ (default ./gpu_runs/NAME): the run's config.json and eval/ (metrics.json,
+# table2.md, scores, model.json), the stages' metrics.jsonl, packed/ (what
+# `despoof_jax.load(".../packed")` and `despoof crosscheck DIR --model .../packed` read: weights
+# float16, < 1 MB) and train.log. The checkpoints stay in $WORKDIRS/NAME (default ./gpu_workdirs,
+# outside $OUT: they are ~100x the packed model): killed, the same command resumes there.
+# The dataset is built once into $DATA_DIR (default ./gpu_tfds) with every CPU core and reused by
+# the next NAME. Several candidates in one call: run the script once per NAME.
+# Judge a candidate on the synthetic test split only, under a rule written before it is trained
+# (README, issue #14), then score real photographs on the CPU machine with the packed model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=${1:?usage: launch/gpu_pretrained.sh NAME [main.py flags...]}; shift
+[[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "NAME must be letters, digits, _ . -: $name" >&2; exit 2; }
+default_out=./gpu_runs
+# shellcheck source=launch/gpu_common.sh
+source launch/gpu_common.sh   # py, out, the GPU check; one GPU
+config=${CONFIG:-configs/pretrained.py}
+data_dir=${DATA_DIR:-./gpu_tfds}
+workdir=${WORKDIRS:-./gpu_workdirs}/$name
+dest=$out/$name
+mkdir -p "$dest" "$workdir"
+
+# No XLA:CPU kernel choice on a GPU (the default kernels rehearse on a CPU).
+"$py" -m despoof_jax.main --cpu_kernels=default --config="$config" --workdir="$workdir" \
+  --config.data.data_dir="$data_dir" "$@" 2>&1 | tee -a "$dest/train.log"
+"$py" -m despoof_jax.serving.pretrained "$workdir" --out "$dest/packed" | tee -a "$dest/train.log"
+cp "$workdir/config.json" "$dest/"
+rm -rf "$dest/eval"
+cp -r "$workdir/eval" "$dest/eval"
+for stage in dq ds; do
+  [[ -f $workdir/$stage/metrics.jsonl ]] && cp "$workdir/$stage/metrics.jsonl" "$dest/${stage}_metrics.jsonl"
+done
+echo "$name: $(du -sh "$dest" | cut -f1) in $dest"
