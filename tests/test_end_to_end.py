@@ -8,12 +8,13 @@ the median of the shuffles at that threshold.
 
 Why AUC and not ACER against the shuffles' 2nd percentile (this test's claim until 2026-12-03):
 the test split holds 4 identities and the dev split that sets the threshold 4 others, so the ACER
-at the dev threshold is noisy. Measured over seeds 0-5 at these step counts: test AUC 0.905,
-0.800, 0.866, 0.931, 0.849, 0.899 (the shuffles' 99th percentile 0.68-0.73); untrained AUC 0.766,
-0.691, 0.354, 0.641, 0.446, 0.625; ACER 0.292, 0.333, 0.417, 0.250, 0.417, 0.292, against the
-shuffles' 2nd percentile 0.375-0.417: the old claim held for seed 0 and failed for seeds 2 and 4,
-so it tested the seed, not the training. Fewer steps (40 + 20, 30 + 15) left the AUC at
-0.53-0.72 on some seeds.
+at the dev threshold is noisy. Measured over seeds 0-5 at these step counts (XLA's new fusion
+emitters, tests/conftest.py): test AUC 0.924, 0.812, 0.832, 0.962, 0.786, 0.901 (the shuffles'
+99th percentile 0.67-0.74); untrained AUC 0.766, 0.691, 0.354, 0.641, 0.446, 0.625; ACER 0.250,
+0.375, 0.375, 0.208, 0.333, 0.208 (the shuffles' median ~0.58). Under the suite's former XLA
+flags, which miscompiled the stage-1 step, the old claim held for seed 0 and failed for seeds 2
+and 4 (ACER 0.417 against a 2nd percentile of 0.375-0.417): it tested the seed, not the
+training. Fewer steps (40 + 20, 30 + 15; former flags) left the AUC at 0.53-0.72 on some seeds.
 """
 import jax
 import numpy as np
