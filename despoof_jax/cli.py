@@ -9,6 +9,7 @@
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
     despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
+    despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN] [--json OUT]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -181,6 +182,24 @@ def _calibrate(sub):
     c.set_defaults(command="calibrate")
 
 
+def _subset(sub):
+    s = sub.add_parser("subset", help="a run's decision on part of its test split (by metadata)",
+                       description="APCER/BPCER/ACER/AUC with identity-bootstrap intervals at the "
+                       "run's own decision score and threshold, on the test records whose "
+                       "metadata columns match every --where; --by breaks them down by a column. "
+                       "Reads the run's eval/ (nothing is scored again).")
+    s.add_argument("workdir", metavar="WORKDIR", help="an evaluated training workdir")
+    s.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                   help="keep records with this metadata value, e.g. photo_source=-1 "
+                   "(repeatable; all must hold)")
+    s.add_argument("--by", default=None, metavar="COLUMN",
+                   help="per value of this column: APCER of its attacks, BPCER of its bona fide")
+    s.add_argument("--split", default="test", choices=("dev", "test"))
+    s.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    s.add_argument("--json", default="", help="also write the report here")
+    s.set_defaults(command="subset")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="despoof", description="Face De-Spoofing (ECCV 2018) in JAX: train, score, export, "
@@ -191,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default; ignored when XLA_FLAGS already chooses")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     for add in (_train, _score, _export, _report, _medium, _benchmark, _crosscheck,
-                _calibrate):
+                _calibrate, _subset):
         add(sub)
     return parser
 

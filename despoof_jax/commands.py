@@ -20,6 +20,7 @@ from despoof_jax import experiment
 from despoof_jax.evaluation import analysis, plots
 from despoof_jax.evaluation import medium as medium_lib
 from despoof_jax.evaluation import report as report_lib
+from despoof_jax.evaluation import subsets as subsets_lib
 from despoof_jax.serving import export as export_lib
 from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
@@ -136,6 +137,19 @@ def calibrate(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     return calibration_simulator.main(args)
+
+
+def subset(args) -> int:
+    """`despoof subset`: a run's decision on the test records its metadata selects."""
+    try:
+        r = subsets_lib.run(args.workdir, args.where, args.by, args.split, args.draws)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(subsets_lib.format_report(r))
+    if args.json:
+        epath.Path(args.json).write_text(json.dumps(r, indent=1))
+    return 0
 
 
 def benchmark(args) -> int:

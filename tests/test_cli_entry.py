@@ -11,7 +11,8 @@ from despoof_jax import cli
 from despoof_jax import config as config_lib
 from tests.util import CONFIGS
 
-SUBCOMMANDS = ("train", "score", "export", "report", "medium", "benchmark", "crosscheck")
+SUBCOMMANDS = ("train", "score", "export", "report", "medium", "benchmark", "crosscheck",
+               "calibrate", "subset")
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)

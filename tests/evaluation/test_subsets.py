@@ -1,0 +1,102 @@
+"""evaluation/subsets.py (`despoof subset`): a run's decision on the test records its metadata
+selects, joined from eval/scores_test.csv and the split's metadata."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from despoof_jax import cli
+from despoof_jax.data import synthetic
+from despoof_jax.evaluation import evaluate, metrics, scores, subsets
+from despoof_jax.training.workdir import Workdir
+
+
+def _decision(workdir):
+    m = json.loads(Workdir(workdir).model_json.read_text())
+    table = evaluate.read_csv(Workdir(workdir).scores_csv("test"))
+    return table, scores.fuse(table, m["fusion_stats"], m["fusion"]), m
+
+
+def test_the_whole_split_reproduces_the_evaluation(trained_workdir):
+    stored = json.loads(Workdir(trained_workdir).metrics_json.read_text())
+    r = subsets.run(trained_workdir)
+    frame = stored["fusions"][r["fusion"]]["frame"]
+    assert r["records"] == r["of"] == frame["n_bona_fide"] + frame["n_attack"]
+    assert r["threshold"] == frame["threshold"]
+    for k in ("apcer", "bpcer", "acer", "auc"):
+        assert r[k] == pytest.approx(frame[k], abs=1e-12), k
+        assert r["ci95"][k] == pytest.approx(frame["ci95"][k], abs=1e-12), k   # same draws
+    assert r["apcer_per_species"] == pytest.approx(frame["apcer_per_species"])
+
+
+def test_a_subset_is_the_records_its_metadata_names(trained_workdir):
+    table, fused, m = _decision(trained_workdir)
+    device = table["device"].astype(int)
+    # A device that holds both classes, so ACER is defined, and not every record.
+    d = next(v for v in np.unique(device)
+             if 0 < (device == v).sum() < device.size
+             and {0, 1} <= set(table["label"][device == v].astype(int)))
+    r = subsets.run(trained_workdir, [f"device={d}"])
+    keep = device == d
+    lab, sc, t = table["label"][keep].astype(int), fused[keep], m["threshold"]
+    assert r["records"] == int(keep.sum()) < r["of"]
+    assert r["bpcer"] == pytest.approx(np.mean(sc[lab == 0] >= t))
+    worst = max(np.mean(sc[(lab == 1) & (table["species"][keep] == s)] < t)
+                for s in np.unique(table["species"][keep][lab == 1]))
+    assert r["apcer"] == pytest.approx(worst)
+    assert r["auc"] == pytest.approx(metrics.auc(sc, lab))
+    assert r["n"]["identities"] == np.unique(table["identity"][keep]).size
+    # conditions add up: the same device twice is the same subset; a second column narrows it
+    assert subsets.run(trained_workdir, [f"device={d}", f"device={d}"])["records"] == r["records"]
+
+
+def test_by_breaks_the_subset_down(trained_workdir):
+    stored = json.loads(Workdir(trained_workdir).metrics_json.read_text())
+    r = subsets.run(trained_workdir, by="species")
+    frame = stored["fusions"][r["fusion"]]["frame"]
+    values = r["values"]
+    assert values[0]["n_attack"] == 0 and values[0]["bpcer"] == pytest.approx(frame["bpcer"])
+    for sid, name in enumerate(synthetic.SPECIES):
+        if sid and sid in values:
+            assert values[sid]["n_bona_fide"] == 0
+            assert values[sid]["apcer"] == pytest.approx(frame["apcer_per_species"][name])
+    assert sum(v["n_bona_fide"] + v["n_attack"] for v in values.values()) == r["records"]
+
+
+@pytest.mark.parametrize("where, message", [
+    (["device"], "expected COLUMN=INTEGER"),
+    (["device=x"], "expected COLUMN=INTEGER"),
+    (["device=0", "device=1"], "no record can match both"),
+    (["photo_source=-1"], "no metadata column 'photo_source'"),
+    (["device=999"], "no test record has device=999"),
+    (["species=1"], "0 bona fide and"),   # one class: ACER and AUC undefined
+])
+def test_bad_conditions_are_refused_through_the_command_line(trained_workdir, where, message,
+                                                              capsys):
+    argv = ["subset", trained_workdir] + [a for w in where for a in ("--where", w)]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_command_line_prints_and_writes_json(trained_workdir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert cli.main(["subset", trained_workdir, "--by", "device", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "APCER %" in printed and "records" in printed
+    assert json.loads(out.read_text())["by"] == "device"
+
+
+def test_scores_of_another_dataset_build_are_refused(trained_workdir, tmp_path):
+    wd = tmp_path / "w"
+    shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("checkpoints", "dq", "ds"))
+    csv = Workdir(wd).scores_csv("test")
+    table = evaluate.read_csv(csv)
+    table["identity"] = table["identity"][::-1].copy()   # rows no longer those of their index
+    evaluate.write_csv(csv, table)
+    with pytest.raises(ValueError, match="another build of the dataset"):
+        subsets.run(wd)
+    table["index"] = table["index"] + 10_000
+    evaluate.write_csv(csv, table)
+    with pytest.raises(ValueError, match="another build of the dataset"):
+        subsets.run(wd)
