@@ -47,7 +47,7 @@ def test_a_subset_is_the_records_its_metadata_names(trained_workdir):
     assert r["apcer"] == pytest.approx(worst)
     assert r["auc"] == pytest.approx(metrics.auc(sc, lab))
     assert r["n"]["identities"] == np.unique(table["identity"][keep]).size
-    # conditions add up: the same device twice is the same subset; a second column narrows it
+    # a condition named twice with the same value is the same subset
     assert subsets.run(trained_workdir, [f"device={d}", f"device={d}"])["records"] == r["records"]
 
 
