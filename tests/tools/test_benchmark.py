@@ -95,7 +95,11 @@ def test_bfloat16_compute_follows_the_float32_loss_curve():
     """
     curves, params = {}, {}
     for dtype in ("float32", "bfloat16"):
-        config = tiny_config(32, **{"model.vq_dropout": 0.0, "model.compute_dtype": dtype})
+        # The config of tests/training/test_train_step.py's steps (adam_eps 1e-3 included): the
+        # float32 step is then the program those tests compile, shared through the suite's
+        # persistent compilation cache.
+        config = tiny_config(32, **{"model.vq_dropout": 0.0, "train.adam_eps": 1e-3,
+                                    "model.compute_dtype": dtype})
         s2 = state_lib.init_stage2(config, jax.random.key(0))
         dq = state_lib.frozen_dq_from_stage1(state_lib.init_stage1(config, jax.random.key(1)))
         step = jax.jit(functools.partial(train_step.bind_stage2(config), axis_name=None))
@@ -125,8 +129,11 @@ def _step_results(config, stage: int, axis_name=None, dp=None):
         args = (s2, state_lib.frozen_dq_from_stage1(s1), ba, bb, jax.random.key(2))
     if dp is None:
         return jax.jit(functools.partial(step, axis_name=None))(*args)
-    wrapped = dp.wrap(step, batch_args=(1,) if stage == 1 else (2, 3), n_args=len(args),
-                      donate=())
+    # Donating the state, as training does: the placed arguments below are fresh copies, and the
+    # fused stage-2 program is then the very one tests/training/test_train_step.py compiles for
+    # its pmap comparison (same config, shapes and donation), so the two tests share one
+    # compilation through the suite's persistent cache.
+    wrapped = dp.wrap(step, batch_args=(1,) if stage == 1 else (2, 3), n_args=len(args))
     batch_args = (1,) if stage == 1 else (2, 3)
     placed = [dp.shard_batch(a) if i in batch_args else a if i == len(args) - 1 else
               dp.from_global(a) for i, a in enumerate(args)]
