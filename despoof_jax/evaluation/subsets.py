@@ -114,12 +114,12 @@ def at_threshold(s: metrics.ScoreSet, identity, threshold: float, n_boot: int = 
         "n": {"bona_fide": n_bona, "attack": n_att,
               "identities": int(np.unique(identity).size)},
         "threshold": threshold,
-        "apcer": max(v for v in per.values() if not math.isnan(v)),   # metrics.apcer's rule
+        "apcer": metrics.apcer(s.scores, s.labels, s.species, threshold, s.species_names),
         "apcer_per_species": {k: _nan_to_none(v) for k, v in per.items()},
         "bpcer": metrics.bpcer(s.scores, s.labels, threshold),
         "auc": metrics.auc(s.scores, s.labels),
     }
-    out["acer"] = 0.5 * (out["apcer"] + out["bpcer"])
+    out["acer"] = metrics.acer(s.scores, s.labels, s.species, threshold, s.species_names)
     out["ci95"] = metrics.bootstrap_intervals(s, np.asarray(identity), threshold, n_boot=n_boot)
     return out
 
