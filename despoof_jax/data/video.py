@@ -7,9 +7,12 @@ the container's display matrix (the rotation a phone records instead of re-encod
 metadata is wrong or missing.
 
 Every frame is decoded, not only the sampled ones, so that a file which ends early is noticed: a
-video that cannot be opened, has no video stream, fails to decode, or decodes to fewer frames than
-its container declares raises `VideoError` naming the file. (Containers that declare no frame count
-cannot be checked for truncation this way.)
+video that cannot be opened, has no video stream, fails to decode, or decodes to clearly fewer
+frames than its container declares (more than `SHORT_FRAMES` and `SHORT_FRACTION` of them) raises
+`VideoError` naming the file. A smaller shortfall is only logged: an AVI file counts the empty
+chunks its recorder wrote for dropped frames, which decode to nothing, so a whole file can decode
+to a frame or two fewer than it declares. (Containers that declare no frame count cannot be checked
+for truncation this way.)
 
 PyAV (`av`) is an optional dependency: `pip install 'despoof_jax[faces]'`.
 """
@@ -19,6 +22,12 @@ import os
 from typing import Iterator
 
 import numpy as np
+from absl import logging
+
+# Decoding fewer frames than the container declares is truncation when the shortfall exceeds both
+# SHORT_FRAMES frames and SHORT_FRACTION of the declared count; a smaller one is only logged.
+SHORT_FRAMES = 2
+SHORT_FRACTION = 0.02
 
 
 class VideoError(ValueError):
@@ -59,12 +68,14 @@ class FrameSampler:
       extra_rotation: degrees counter-clockwise applied after the container's own rotation (for
         files whose rotation metadata is missing); a multiple of 90.
 
-    After the iterator is exhausted, `n_frames` holds the number of frames the file decoded to.
+    After the iterator is exhausted, `n_frames` holds the number of frames the file decoded to and
+    `declared` the count its container declares (0: none).
 
     Raises (while iterating):
-      VideoError: the file cannot be opened or decoded, holds no video stream, or ends before the
-        frame count its container declares. Raised after the frames decoded so far were yielded
-        when the problem shows up mid-file, so a caller must consume the whole iterator.
+      VideoError: the file cannot be opened or decoded, holds no video stream, or ends clearly
+        before the frame count its container declares (see the module docstring). Raised after
+        the frames decoded so far were yielded when the problem shows up mid-file, so a caller
+        must consume the whole iterator.
     """
 
     def __init__(self, path: str | os.PathLike, *, stride: int = 1, max_frames: int = 0,
@@ -76,6 +87,7 @@ class FrameSampler:
         self.path = os.fspath(path)
         self.stride, self.max_frames, self.extra_rotation = stride, max_frames, extra_rotation
         self.n_frames: int | None = None
+        self.declared: int | None = None
         self._it = self._frames()
 
     def __iter__(self):
@@ -115,6 +127,10 @@ class FrameSampler:
         if n == 0:
             raise VideoError(f"{path}: no frame could be decoded (truncated or corrupt).")
         if declared and n < declared:
-            raise VideoError(f"{path}: truncated: decoded {n} frames, the container declares "
-                             f"{declared}.")
-        self.n_frames = n
+            short = declared - n
+            if short > SHORT_FRAMES and short > SHORT_FRACTION * declared:
+                raise VideoError(f"{path}: truncated: decoded {n} frames, the container declares "
+                                 f"{declared}.")
+            logging.warning("%s: decoded %d frames, the container declares %d; taken for dropped "
+                            "frames (empty AVI chunks), not truncation.", path, n, declared)
+        self.n_frames, self.declared = n, declared

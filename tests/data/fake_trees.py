@@ -63,12 +63,15 @@ def frames(n: int, tint: Sequence[float] = (1.0, 1.0, 1.0)) -> list[Frame]:
 
 
 def write_video(path: str, rgbs: Iterable[np.ndarray], *, rotation: int = 0,
-                metadata: bool = True, fps: int = 30) -> None:
+                metadata: bool = True, fps: int = 30, dropped: Sequence[int] = ()) -> None:
     """Encodes upright frames (uint8 [H, W, 3]) with MPEG-4 Part 2 into path (.avi/.mov/.mp4).
 
     rotation: store the frames turned by -rotation degrees with a display matrix of `rotation`
     (counter-clockwise), as phones do, so that a player shows them upright; metadata=False leaves
     the display matrix out (a copy that lost it: the frames then play turned).
+    dropped: frame slots (of len(rgbs) + len(dropped)) left without a picture, as a recorder does
+    for frames it dropped: in an .avi file, empty chunks that the container counts as frames and
+    the decoder skips.
     """
     import av  # noqa: PLC0415
 
@@ -82,10 +85,14 @@ def write_video(path: str, rgbs: Iterable[np.ndarray], *, rotation: int = 0,
         stream.bit_rate = 4_000_000
         if rotation and metadata:
             stream.set_display_rotation(rotation)
-        for rgb in rgbs:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
+        packets = [p for rgb in rgbs
+                   for p in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))]
+        packets += stream.encode()
+        # FFmpeg's AVI muxer fills a gap in the timestamps with empty chunks.
+        slots = [k for k in range(len(rgbs) + len(dropped)) if k not in set(dropped)]
+        for packet in packets:
+            if dropped:
+                packet.pts, packet.dts = slots[packet.pts], slots[packet.dts]
             out.mux(packet)
 
 
@@ -151,9 +158,20 @@ def _oulu_label(rel: str, name: str) -> str:
     return "-2" if os.path.basename(rel).startswith("Test") and name[-1] in "45" else "-1"
 
 
-def oulu_tree(root: str, videos: Sequence[tuple[int, int, int, int]], n_frames: int = 5) -> dict:
+# Every video of the published dataset: 6 phones x 3 sessions x 55 users x 5 files.
+OULU_ALL = [(p, s, u, f) for p in range(1, 7) for s in range(1, 4) for u in range(1, 56)
+            for f in range(1, 6)]
+
+
+def oulu_tree(root: str, videos: Sequence[tuple[int, int, int, int]], n_frames: int = 5,
+              first_frame: int = 0,
+              listed: Sequence[tuple[int, int, int, int]] | None = None) -> dict:
     """Writes an Oulu-NPU tree with `videos` = [(phone, session, user, file)] and the protocol
-    files by the published rules; returns {name: frames} with the true face positions."""
+    files by the published rules; returns {name: frames} with the true face positions.
+
+    first_frame: the number the annotation files give each video's first frame (0 or 1: which
+    one the real files use is not documented). listed: the videos the protocol files list
+    (default `videos`; `OULU_ALL` for the published lists, as a partial download holds them)."""
     written, names = {}, []
     for p, s, u, f in videos:
         name = f"{p}_{s}_{u:02d}_{f}"
@@ -161,12 +179,14 @@ def oulu_tree(root: str, videos: Sequence[tuple[int, int, int, int]], n_frames: 
         folder = os.path.join(root, OULU_FOLDERS[oulu_split(u)])
         fr = frames(n_frames, tint=(1.0, 1.0 - 0.05 * (f - 1), 1.0))
         write_video(os.path.join(folder, name + ".avi"), [x.rgb for x in fr])
-        _write_lines(os.path.join(folder, name + ".txt"),
-                     ("{},{},{},{},{}".format(k, *eyes_of(x)) for k, x in enumerate(fr)))
+        _write_lines(os.path.join(folder, name + ".txt"), (
+            "{},{},{},{},{}".format(k + first_frame, *eyes_of(x)) for k, x in enumerate(fr)))
         written[name] = fr
-    for rel, listed in oulu_protocol_lists(names).items():
+    if listed is not None:
+        names = [f"{p}_{s}_{u:02d}_{f}" for p, s, u, f in listed]
+    for rel, members in oulu_protocol_lists(names).items():
         _write_lines(os.path.join(root, "Protocols", rel),
-                     (f"{_oulu_label(rel, n)},{n}" for n in listed))
+                     (f"{_oulu_label(rel, n)},{n}" for n in members))
     return written
 
 

@@ -374,21 +374,66 @@ def test_an_incomplete_download_is_refused_unless_partial(small_oulu, tmp_path):
     assert not glob.glob(str(tmp_path / "strict" / "downloads" / "despoof_frames" / "**" / "*.npz"),
                          recursive=True)
     builder = _build("oulu_npu", small_oulu, tmp_path / "partial")
-    assert builder.info.metadata["videos"] == {"found": 3, "published": 4950}
+    assert builder.info.metadata["videos"] == {"found": 3, "published": 4950, "missing": 0}
     # once built that way, a load that does not say partial is refused, naming the setting
     with pytest.raises(real_common.BadInputError, match="data.partial_download=True"):
         _build("oulu_npu", small_oulu, tmp_path / "partial", partial=False)
 
 
-def test_protocol_line_naming_a_missing_video(small_oulu, tmp_path):
-    listing = small_oulu / "Protocols" / "Protocol_3" / "Test_1.txt"
-    lines = listing.read_text().splitlines() + ["+1,2_3_36_1"]
-    listing.write_text("\n".join(lines) + "\n")
-    with pytest.raises(real_common.BadInputError, match=r"Test_files/2_3_36_1\.avi: listed in "
-                       rf"Protocols/Protocol_3/Test_1\.txt line {len(lines)} but the video"):
-        _build("oulu_npu", small_oulu, tmp_path / "strict")
-    _, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "does not exist")
-    assert entry["source"] == "Test_files/2_3_36_1.avi"
+def test_partial_download_with_the_published_protocol_lists(tmp_path, caplog):
+    """The protocol files list all 4950 videos, 3 are there: an incomplete download, not bad
+    input. Refused (naming a missing video and its line) unless partial; with partial, a strict
+    build leaves the missing videos out with one warning, and counts them in the metadata."""
+    root = tmp_path / "oulu"
+    fake_trees.oulu_tree(str(root), [(1, 1, 1, 1), (1, 1, 21, 1), (1, 3, 36, 1)], n_frames=3,
+                         listed=fake_trees.OULU_ALL)
+    lines = (root / "Protocols" / "Protocol_1" / "Train.txt").read_text().splitlines()
+    assert len(lines) == 6 * 2 * 20 * 5 and lines[1] == "-1,1_1_01_2"
+    with pytest.raises(real_common.BadInputError, match=r"holds 3 of the 4950 videos of the "
+                       r"published dataset and lacks 4947 video\(s\) that the dataset's own lists "
+                       r"name \(e\.g\. Train_files/1_1_01_2\.avi, listed in "
+                       r"Protocols/Protocol_1/Train\.txt line 2\)"):
+        _build("oulu_npu", root, tmp_path / "strict", partial=False)
+    with caplog.at_level("WARNING"):
+        builder = _build("oulu_npu", root, tmp_path / "partial")
+    assert sum("lacks 4947 video(s)" in r.getMessage() for r in caplog.records) == 1
+    assert real_common.skipped(builder) == []
+    assert builder.info.metadata["videos"] == {"found": 3, "published": 4950, "missing": 4947}
+    assert [len(real_common.data_source(builder, s)) for s in real_common.SPLITS] == [2, 2, 2]
+    with pytest.raises(real_common.BadInputError, match="4947 listed one"):
+        _build("oulu_npu", root, tmp_path / "partial", partial=False)
+
+
+def test_casia_subject_folder_missing_a_video(tmp_path):
+    """A video missing from a subject folder is incompleteness (partial decides); one that is there
+    but unreadable stays bad input with partial too."""
+    root = tmp_path / "casia"
+    fake_trees.casia_tree(str(root), {"train": [1], "test": [1]}, n_frames=1,
+                          videos=fake_trees.CASIA_VIDEOS[:-1])
+    with pytest.raises(real_common.BadInputError, match=r"lacks 2 video\(s\) .*"
+                       r"train_release/1/HR_4\.avi, one of the 12 videos of train_release/1/"):
+        _build("casia_fasd", root, tmp_path / "strict", partial=False)
+    builder = _build("casia_fasd", root, tmp_path / "partial")
+    assert builder.info.metadata["videos"] == {"found": 22, "published": 600, "missing": 2}
+    assert len(real_common.data_source(builder, "test")) == 11 and not real_common.skipped(builder)
+    (root / "test_release" / "1" / "1.avi").write_bytes(b"not a video" * 100)
+    with pytest.raises(real_common.BadInputError, match=r"test_release/1/1\.avi: cannot open"):
+        _build("casia_fasd", root, tmp_path / "broken")
+
+
+def test_replay_video_without_its_face_file(tmp_path):
+    """Bad input (the video is there), not an incomplete download: it still counts as found."""
+    root = tmp_path / "replay"
+    fake_trees.replay_tree(str(root), {"train": [1], "devel": [3], "test": [5]}, n_frames=1,
+                           attacks=())
+    rel = "devel/real/client003_session01_webcam_authenticate_controlled_1"
+    (root / "face-locations" / (rel + ".face")).unlink()
+    with pytest.raises(real_common.BadInputError, match=str(root / rel) + r"\.mov: its face file "
+                       rf"face-locations/{rel}\.face is missing"):
+        _build("replay_attack", root, tmp_path / "strict")
+    builder, entry = _skip_then_strict("replay_attack", root, tmp_path / "skip", "face file")
+    assert entry["source"] == rel + ".mov" and entry["frames"] == "all"
+    assert builder.info.metadata["videos"] == {"found": 3, "published": 1200, "missing": 0}
 
 
 def test_unreadable_video(small_oulu, tmp_path):
@@ -418,6 +463,105 @@ def test_annotation_shorter_than_the_video(small_oulu, tmp_path):
     builder, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "covers")
     assert entry["frames"] == [4]
     assert [r["frame_index"] for r in _records(builder, "train")] == [0, 2]
+
+
+def test_annotation_shorter_than_the_video_covering_every_sampled_frame(small_oulu, tmp_path):
+    """Frames 0..3 of 5 annotated, stride 3 samples 0 and 3: nothing is lost, so no error."""
+    txt = small_oulu / "Train_files" / "1_1_01_1.txt"
+    txt.write_text("\n".join(txt.read_text().splitlines()[:4]) + "\n")
+    config = real_common.RealConfig(name="t64s3", size=64, stride=3)
+    builder = _build("oulu_npu", small_oulu, tmp_path / "tfds", config)
+    assert real_common.skipped(builder) == []
+    assert [r["frame_index"] for r in _records(builder, "train")] == [0, 3]
+
+
+def test_oulu_annotation_files_counted_from_1(tmp_path):
+    """Files numbering frames 1..5 of 5-frame videos (the last number is the video's length, so
+    counting from 0 cannot fit): every crop is around its own frame's eyes, not the next one's."""
+    root = tmp_path / "oulu"
+    written = fake_trees.oulu_tree(str(root), [(1, 1, 1, 1), (1, 1, 21, 1), (1, 3, 36, 1)],
+                                   n_frames=5, first_frame=1)
+    assert (root / "Train_files" / "1_1_01_1.txt").read_text().startswith("1,")
+    builder = _build("oulu_npu", root, tmp_path / "tfds")
+    assert real_common.skipped(builder) == []
+    for split, folder in fake_trees.OULU_FOLDERS.items():
+        records = _records(builder, split)
+        assert [r["frame_index"] for r in records] == [0, 2, 4]
+        fr = written[os.path.basename(records[0]["source"].decode())[:-4]]
+        for r in records:
+            k = r["frame_index"]
+            right = _crop_error(r, fr[k], faces.box_from_eyes(*fake_trees.eyes_of(fr[k])))
+            assert right < 5.0, (split, k, right)
+            if k:   # read from 0, line k (frame k - 1's eyes) would have been used
+                shifted = _crop_error(r, fr[k], faces.box_from_eyes(*fake_trees.eyes_of(fr[k - 1])))
+                assert shifted > 5.0, (split, k, shifted)
+
+
+def test_annotation_numbering_that_cannot_be_told(small_oulu, tmp_path):
+    """Frames 1..4 annotated in a 5-frame video: counted from 0 with frame 0's line missing, or
+    from 1 with the last one's missing. Not guessed: bad input, the whole video."""
+    txt = small_oulu / "Train_files" / "1_1_01_1.txt"
+    txt.write_text("\n".join(txt.read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(real_common.BadInputError, match=str(txt) + r": cannot tell whether the "
+                       r"annotation file counts frames from 0 or from 1: it names frames 1\.\.4 "
+                       r"and the video decodes to 5 frames"):
+        _build("oulu_npu", small_oulu, tmp_path / "strict")
+    _, entry = _skip_then_strict("oulu_npu", small_oulu, tmp_path / "skip", "cannot tell")
+    assert (entry["source"], entry["frames"]) == ("Train_files/1_1_01_1.avi", "all")
+
+
+def test_annotation_base_rules(tmp_path):
+    assert real_common.annotation_base([0, 1, 2], 5, "f") == 0
+    assert real_common.annotation_base([3, 0], 2, "f") == 0     # lines past the end: logged
+    assert real_common.annotation_base([1, 2, 3, 4, 5], 5, "f") == 1
+    assert real_common.annotation_base([2, 5], 5, "f") == 1
+    for numbers, fits in (([1, 2, 3, 4], "both"), ([2, 6], "neither")):
+        with pytest.raises(real_common.BadInputError, match=f"f: cannot tell.*fits {fits}"):
+            real_common.annotation_base(numbers, 5, "f")
+    path = tmp_path / "a.txt"
+    path.write_text("0,1,2,3,4\n1,1,2,3,4\n\n1,5,6,7,8\n")
+    with pytest.raises(real_common.BadInputError, match=str(path) + r" lines 2 and 4: frame 1 is "
+                       "annotated twice"):
+        real_common.read_annotation(str(path), "eyes")
+
+
+def test_replay_face_file_without_frame_0_is_read_from_0(tmp_path, caplog):
+    """Replay-Attack's files count from 0 (documented): one lacking frame 0's line is not
+    ambiguous; frame 0 is cropped from the detector, and the fallback is counted in the log."""
+    root = tmp_path / "replay"
+    written = fake_trees.replay_tree(str(root), {"train": [1], "devel": [3], "test": [5]},
+                                     n_frames=5, attacks=())
+    rel = "train/real/client001_session01_webcam_authenticate_controlled_1"
+    face = root / "face-locations" / (rel + ".face")
+    face.write_text("\n".join(face.read_text().splitlines()[1:]) + "\n")
+    with caplog.at_level("WARNING"):
+        builder = _build("replay_attack", root, tmp_path / "tfds")
+    assert real_common.skipped(builder) == []
+    fallbacks = [r.getMessage() for r in caplog.records if "have no line" in r.getMessage()]
+    assert len(fallbacks) == 1 and "1 sampled frame(s) [0] have no line" in fallbacks[0]
+    records = _records(builder, "train")
+    assert [r["frame_index"] for r in records] == [0, 2, 4]
+    _check_crops_follow_the_face(records, written, lambda r, fr: (
+        _detected if r["frame_index"] == 0 else _true_box)(r, fr),
+        steady=lambda r: r["frame_index"] != 0)
+
+
+def test_avi_with_dropped_frames_is_not_truncated(tmp_path, caplog):
+    """An AVI counting an empty chunk for a dropped frame declares one frame more than it decodes:
+    logged, not truncation; more than 2 frames and 2 % short is."""
+    from despoof_jax.data import video
+    path = str(tmp_path / "dropped.avi")
+    rgbs = [f.rgb for f in fake_trees.frames(8)]
+    fake_trees.write_video(path, rgbs, dropped=(4,))
+    frames = video.sample_frames(path, stride=3)
+    with caplog.at_level("WARNING"):
+        assert [k for k, _ in frames] == [0, 3, 6]
+    assert (frames.n_frames, frames.declared) == (8, 9)
+    assert any("declares 9; taken for dropped frames" in r.getMessage() for r in caplog.records)
+    fake_trees.write_video(path, rgbs, dropped=(2, 4, 6))
+    with pytest.raises(video.VideoError, match="truncated: decoded 8 frames, the container "
+                       "declares 11"):
+        list(video.sample_frames(path))
 
 
 def test_frame_without_a_face(tmp_path):

@@ -18,17 +18,19 @@ Records (numpy, `builder.as_data_source(split)`), the synthetic world's fields p
     source:      bytes, the video's path relative to the dataset root ('/'-separated)
     plus each builder's EXTRA_COLUMNS (int32, e.g. Oulu-NPU's session and protocol membership).
 
-Bad input: a missing or unreadable file, a protocol line naming a missing video, a truncated
-video, a frame without a face, an annotation file shorter than its video each raise
-`BadInputError` naming the file, unless the builder is made with `skip_bad=True`
-(`data.skip_bad=True`): then the video or frames are left out, logged, and listed in the dataset's
-metadata (`skipped(builder)`, `metadata.json` beside the records), and a dataset built that way is
-refused by a later `skip_bad=False` load, so a smaller dataset is never silent. Missing top-level
-folders and protocol files are always errors. So is a download with fewer videos than the
-published dataset (`PUBLISHED_VIDEOS`: an archive not extracted, a folder left out), unless the
-builder is made with `partial=True` (`data.partial_download=True`): then it is built from what is
-there, with a warning, its counts are in the metadata (`videos`), and a later load without
-`partial` refuses it.
+Bad input: a missing or unreadable annotation file, a truncated video, a frame without a face,
+an annotation file that leaves sampled frames uncovered or whose frame numbering cannot be told
+(`annotation_base`) each raise `BadInputError` naming the file, unless the builder is made with
+`skip_bad=True` (`data.skip_bad=True`): then the video or frames are left out, logged, and listed
+in the dataset's metadata (`skipped(builder)`, `metadata.json` beside the records), and a dataset
+built that way is refused by a later `skip_bad=False` load, so a smaller dataset is never silent.
+Missing top-level folders and protocol files are always errors. So is an incomplete download: fewer
+videos than the published dataset (`PUBLISHED_VIDEOS`: an archive not extracted, a folder left
+out), or a video that the dataset's own lists name (a protocol file, a subject folder's fixed set)
+missing, unless the builder is made with `partial=True` (`data.partial_download=True`): then it is
+built from what is there, with one warning giving the counts, which are also in the metadata
+(`videos`), and a later load without `partial` refuses it. A video that is there but broken stays
+bad input either way.
 
 Resumability: each video's frames are cached under `<download_dir>/despoof_frames/` (by default
 `<data_dir>/downloads/`) as soon as a worker finishes them; a preparation that is killed and started
@@ -44,7 +46,7 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Iterator, Optional, Sequence
+from typing import Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -59,7 +61,9 @@ SPLITS = ("train", "dev", "test")
 COMMON_INT_KEYS = ("label", "species", "device", "identity", "video", "frame", "frame_index")
 # Bump when a change to the face crop or the depth labeler changes what a video yields: the frame
 # cache of an interrupted preparation is keyed by it.
-FRAMES_VERSION = 2   # 2: depth from the mesh's own triangles; the fallback detector takes the face nearest the annotation
+# 2: depth from the mesh's own triangles; the fallback detector takes the face nearest the
+# annotation. 3: annotation frame numbering told against the video (`annotation_base`).
+FRAMES_VERSION = 3
 
 
 class BadInputError(ValueError):
@@ -133,6 +137,9 @@ class VideoJob:
       annotation: path of the face annotation file relative to the root, or None (detector only).
       annotation_format: "eyes" (frame,x1,y1,x2,y2 eye centres), "xywh" (frame x y w h) or
         "corners" (frame,x1,y1,x2,y2,... box corners); None without annotation.
+      annotation_base: the number of a video's first frame in its annotation file (0 or 1) where
+        the dataset documents it (Replay-Attack: 0); None: told from each file and its video
+        (`annotation_base`).
       rotation: extra rotation in degrees counter-clockwise (`video.sample_frames`).
     """
 
@@ -146,16 +153,19 @@ class VideoJob:
     columns: tuple[tuple[str, int], ...] = ()
     annotation: Optional[str] = None
     annotation_format: Optional[str] = None
+    annotation_base: Optional[int] = None
     rotation: int = 0
 
 
 @dataclasses.dataclass
 class Problems:
-    """Bad input met while planning or processing: raised at once, or collected when skipping."""
+    """Bad input met while planning or processing: raised at once, or collected when skipping;
+    and the videos a download lacks (`absent`), which `partial` decides about."""
 
     root: str
     skip_bad: bool
     entries: list[dict] = dataclasses.field(default_factory=list)
+    missing: list[dict] = dataclasses.field(default_factory=list)
 
     def report(self, split: str, source: str, reason: str,
                frames: Optional[Sequence[int]] = None) -> None:
@@ -172,25 +182,32 @@ class Problems:
                         "whole video" if frames is None else f"{len(frames)} frame(s)", reason)
         self.entries.append(entry)
 
+    def absent(self, split: str, source: str, why: str) -> None:
+        """Notes a video of the published dataset that the download lacks (`source`: the path it
+        would have; `why`: what names it, e.g. a protocol line). Incompleteness, not bad input:
+        `partial` decides (`RealDatasetBuilder._split_generators`), so this never raises."""
+        self.missing.append({"split": split, "source": source, "why": why})
+
 
 # ---------------------------------------------------------------------------------------------
 # Annotation files.
 
 
 def read_annotation(path: str, fmt: str) -> dict[int, Optional[faces.FaceBox]]:
-    """{frame number (0-based): face box, or None where the file says there is no face}.
+    """{frame number as the file writes it: face box, or None where the file says there is no face}.
 
     Formats: "eyes" (Oulu-NPU: frame,x_eye1,y_eye1,x_eye2,y_eye2), "xywh" (Replay-Attack:
     frame x y w h), "corners" (MSU-MFSD: frame,x1,y1,x2,y2, further columns ignored); commas or
-    spaces separate fields. An all-zero face (Replay-Attack's "no face") is None. Frame numbers are
-    0-based unless the file's first frame is 1 (then 1-based).
+    spaces separate fields. An all-zero face (Replay-Attack's "no face") is None. Whether the
+    numbers count from 0 or 1 is `annotation_base`'s to tell, against the video.
 
     Raises:
-      BadInputError: the file is missing, empty or has a malformed line (named with its number).
+      BadInputError: the file is missing, empty, has a malformed line or a negative frame number
+        (named with its line number), or names a frame twice (both lines named).
     """
     if not os.path.isfile(path):
         raise BadInputError(f"{path}: annotation file is missing")
-    rows = {}
+    rows, line_of = {}, {}
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [(k + 1, line) for k, line in enumerate(f) if line.strip()]
     if not lines:
@@ -216,9 +233,40 @@ def read_annotation(path: str, fmt: str) -> dict[int, Optional[faces.FaceBox]]:
             box = faces.box_from_corners(a, b, c, d) if a != c and b != d else None
         else:
             raise ValueError(f"unknown annotation format {fmt!r}")
-        rows[frame] = box
-    base = 1 if min(rows) == 1 else 0
-    return {frame - base: box for frame, box in rows.items()}
+        if frame < 0:
+            raise BadInputError(f"{path} line {number}: negative frame number {frame}")
+        if frame in rows:   # which line is right? Not ours to pick
+            raise BadInputError(f"{path} lines {line_of[frame]} and {number}: frame {frame} is "
+                                "annotated twice")
+        rows[frame], line_of[frame] = box, number
+    return rows
+
+
+def annotation_base(numbers: Collection[int], n_frames: int, path: str) -> int:
+    """0 or 1: the number an annotation file (`read_annotation`; `numbers`, its frame numbers)
+    gives a video's first frame, told from the video's decoded length `n_frames`, never guessed.
+
+    Not every dataset documents it (Replay-Attack does: 0, `VideoJob.annotation_base`). A file
+    naming frame 0 counts from 0. One that does not, and names frame `n_frames`, counts from 1:
+    counted from 0, that frame would lie past the video's end. Any other file fits both readings
+    (from 0 with frame 0's line missing, or from 1 with the last line(s) missing) or neither (past
+    the end either way), and a wrong choice shifts every face box by a frame without a sign.
+
+    Raises:
+      BadInputError: the numbering cannot be told (message says why, naming `path`).
+    """
+    first, last = min(numbers), max(numbers)
+    if first == 0:
+        return 0
+    if last == n_frames:
+        return 1
+    fits = ("both: counted from 0 it lacks frame 0's line, counted from 1 the last frame's"
+            if last < n_frames else "neither: either way it names frames past the video's end")
+    raise BadInputError(
+        f"{path}: cannot tell whether the annotation file counts frames from 0 or from 1: it "
+        f"names frames {first}..{last} and the video decodes to {n_frames} frames, which fits "
+        f"{fits}. A wrong guess would shift every face box by one frame; add the missing line "
+        "(or check that the file belongs to this video)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,15 +354,20 @@ def process_video(task: _Task) -> dict:
     result = {"image": np.zeros((0, s, s, 3), np.uint8), "depth": np.zeros((0, s, s, 1), np.uint8),
               "frame_index": np.zeros((0,), np.int32), "cached": False}
     path = os.path.join(task.root, job.source)
-    annotation = None
+    rows = None
     try:
         if job.annotation:
-            annotation = read_annotation(os.path.join(task.root, job.annotation),
-                                         job.annotation_format)
+            rows = read_annotation(os.path.join(task.root, job.annotation), job.annotation_format)
     except BadInputError as e:
         problems.report(job.split, job.source, str(e))
-    if annotation is not None or not job.annotation:
-        images, depths, indices, no_face, uncovered = [], [], [], [], []
+    if rows is not None or not job.annotation:
+        annotation = None
+        if rows is not None:
+            # Before the video's length is known, a file without frame 0 is read counting from 1:
+            # the one reading `annotation_base` can confirm once it is (below).
+            base = job.annotation_base if job.annotation_base is not None else int(min(rows) != 0)
+            annotation = {frame - base: box for frame, box in rows.items()}
+        images, depths, indices, no_face, uncovered, unlisted = [], [], [], [], [], []
         last = max(annotation) if annotation else -1
         frames = video.sample_frames(path, stride=config.stride, max_frames=config.max_frames,
                                      extra_rotation=job.rotation)
@@ -323,6 +376,8 @@ def process_video(task: _Task) -> dict:
                 if annotation is not None and index > last:
                     uncovered.append(index)
                     continue
+                if annotation is not None and index not in annotation:
+                    unlisted.append(index)   # no line for it: the detector's box
                 sample = _face(rgb, annotation.get(index) if annotation else None, config)
                 if sample is None:
                     no_face.append(index)
@@ -335,17 +390,35 @@ def process_video(task: _Task) -> dict:
         except video.VideoError as e:
             problems.report(job.split, job.source, str(e).removeprefix(f"{path}: "))
         else:
-            if no_face:
-                where = ("the dataset has no annotation" if not job.annotation else
-                         "the annotation gives no face there or its crop holds none")
-                problems.report(job.split, job.source,
-                                f"no face found in frame(s) {no_face}: {where}, and the face "
-                                "detector finds none", frames=no_face)
-            if annotation is not None and frames.n_frames is not None and \
-                    frames.n_frames > last + 1:
-                problems.report(job.split, job.source,
-                                f"annotation file {job.annotation} covers frames 0..{last} but "
-                                f"the video has {frames.n_frames} frames", frames=uncovered)
+            n = frames.n_frames   # None when the loop stopped early (strict, no face: raised below)
+            try:
+                if rows is not None and job.annotation_base is None and n is not None:
+                    annotation_base(rows, n, os.path.join(task.root, job.annotation))
+            except BadInputError as e:   # every box may be a frame off: the whole video goes
+                problems.report(job.split, job.source, str(e))
+                images = []
+            else:
+                if no_face:
+                    where = ("the dataset has no annotation" if not job.annotation else
+                             "the annotation gives no face there or its crop holds none")
+                    problems.report(job.split, job.source,
+                                    f"no face found in frame(s) {no_face}: {where}, and the face "
+                                    "detector finds none", frames=no_face)
+                if annotation is not None and n is not None and n > last + 1:
+                    covers = (f"annotation file {job.annotation} covers frames 0..{last} but the "
+                              f"video has {n} frames")
+                    if uncovered:
+                        problems.report(job.split, job.source, covers, frames=uncovered)
+                    else:   # the frames it lacks are not sampled: nothing is lost
+                        logging.info("%s: %s; every sampled frame is covered.", path, covers)
+                elif annotation and n is not None and last >= n:
+                    logging.warning("%s: annotation file %s names frames up to %d (counted from "
+                                    "0) but the video decodes to %d frames; the lines past its "
+                                    "end are not used.", path, job.annotation, last, n)
+                if unlisted:
+                    logging.warning("%s: %d sampled frame(s) %s have no line in %s; their crops "
+                                    "come from the face detector.", path, len(unlisted), unlisted,
+                                    job.annotation)
             if images:
                 result.update(image=np.stack(images), depth=np.stack(depths),
                               frame_index=np.asarray(indices, np.int32))
@@ -486,17 +559,30 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
                     f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
         problems = Problems(root, self._skip_bad)
         plan = self._plan(root, problems)
-        found = sum(len(jobs) for jobs in plan.values())
-        self.info.metadata["videos"] = {"found": found, "published": self.PUBLISHED_VIDEOS}
+        # Videos left out as bad input while planning (a bad name, a missing face file) are in the
+        # download all the same: not a sign of an incomplete one.
+        found = sum(len(jobs) for jobs in plan.values()) + sum(
+            os.path.isfile(os.path.join(root, e["source"])) for e in problems.entries)
+        missing = problems.missing
+        self.info.metadata["videos"] = {"found": found, "published": self.PUBLISHED_VIDEOS,
+                                        "missing": len(missing)}
+        gaps = []
         if self.PUBLISHED_VIDEOS and found < self.PUBLISHED_VIDEOS:
-            message = (f"{self.name}: {root} holds {found} of the {self.PUBLISHED_VIDEOS} "
-                       "videos of the published dataset: the download looks incomplete (an "
-                       "archive not extracted, a folder left out?).")
+            gaps.append(f"holds {found} of the {self.PUBLISHED_VIDEOS} videos of the published "
+                        "dataset")
+        if missing:
+            first = missing[0]
+            gaps.append(f"lacks {len(missing)} video(s) that the dataset's own lists name (e.g. "
+                        f"{first['source']}, {first['why']})")
+        if gaps:
+            message = (f"{self.name}: {root} {' and '.join(gaps)}: the download looks incomplete "
+                       "(an archive not extracted, a folder left out?).")
             if not self._partial:
                 raise BadInputError(
                     f"{message} Complete it, or build from what is there with partial=True "
                     f"(data.partial_download=True).\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-            logging.warning("%s Building from what is there (partial=True).", message)
+            logging.warning("%s Building from what is there (partial=True); the missing videos "
+                            "are left out.", message)
         self._cache_dir = os.fspath(epath.Path(dl_manager.download_dir) / "despoof_frames" /
                                     self.name / f"{self.builder_config.name}-{self.version}-"
                                     f"{self.builder_config.frames_key()}")
@@ -612,12 +698,14 @@ def prepare(name: str, config: str | RealConfig, data_dir: epath.PathLike, *,
 def check_partial(builder: RealDatasetBuilder, partial: bool) -> None:
     """Refuses a dataset built from an incomplete download unless `partial`."""
     videos = builder.info.metadata.get("videos") or {}
-    found, published = videos.get("found"), videos.get("published")
-    if found is None or not published or found >= published or partial:
+    found, published, missing = videos.get("found"), videos.get("published"), videos.get("missing")
+    short = found is not None and published and found < published
+    if partial or not (short or missing):
         return
     raise BadInputError(
         f"{builder.name}/{builder.builder_config.name} in {builder.data_dir} was built with "
-        f"partial=True from {found} of the {published} published videos. Set "
+        f"partial=True from {found} of the {published} published videos"
+        f"{f', {missing} listed one(s) missing' if missing else ''}. Set "
         "data.partial_download=True to use it anyway, or complete the download and delete that "
         "directory to rebuild.")
 

@@ -94,8 +94,10 @@ class OuluNpu(real_common.RealDatasetBuilder):
                                     "session 1-3, user 01-55, file 1-5)")
                     continue
                 names[split][stem] = rel
-        # Membership of every (protocol, fold) list, per split; listed videos must exist.
+        # Membership of every (protocol, fold) list, per split. The lists name all 4950 videos: one
+        # not there is an incomplete download (`partial` decides), noted once with its first line.
         member = {split: {stem: {} for stem in names[split]} for split in SPLITS}
+        absent = {split: {} for split in SPLITS}
         for (p, k), column in PROTOCOL_COLUMNS.items():
             for split in SPLITS:
                 path = protocol_file(root, p, k, split)
@@ -109,11 +111,12 @@ class OuluNpu(real_common.RealDatasetBuilder):
                             f"{path} line {number}: label {sign:+d} contradicts {stem} (file "
                             f"{stem[-1]} is {kind})")
                     if stem not in member[split]:
-                        problems.report(split, f"{SPLIT_FOLDERS[split]}/{stem}.avi",
-                                        f"listed in {rel_list} line {number} but the video does "
-                                        "not exist")
+                        absent[split].setdefault(stem, f"listed in {rel_list} line {number}")
                         continue
                     member[split][stem][column] = 1
+        for split in SPLITS:
+            for stem, where in sorted(absent[split].items()):
+                problems.absent(split, f"{SPLIT_FOLDERS[split]}/{stem}.avi", where)
         for split in SPLITS:
             jobs = []
             for stem in sorted(names[split]):

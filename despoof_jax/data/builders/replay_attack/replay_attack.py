@@ -3,8 +3,13 @@
 Layout: `{train,devel,test}/real/clientNNN_session01_webcam_authenticate_{adverse,controlled}_
 {1,2}.mov` and `{train,devel,test}/attack/{fixed,hand}/attack_{print,mobile,highdef}_clientNNN_
 session01_<content>_{adverse,controlled}.mov`; the face of every frame in
-`face-locations/<same relative path>.face` (lines `frame x y w h`; all zeros: no face found, so
-the offline detector is asked instead). The `enroll/` videos are not used.
+`face-locations/<same relative path>.face` (lines `frame x y w h`, frames counted from 0 as the
+dataset documents; all zeros: no face found, so the offline detector is asked instead). The
+`enroll/` videos are not used.
+
+A video without its face file is bad input (`skip_bad` leaves it out), not an incomplete download:
+the video is there, and cropping it from the detector alone would quietly mix two crop sources in
+one dataset; it counts as found, so it does not trip the published-count check.
 
 Splits: train, dev = devel, test.
 
@@ -82,6 +87,6 @@ class ReplayAttack(real_common.RealDatasetBuilder):
                         split=split, source=rel, label=int(species > 0), species=species,
                         device=0, identity=client, video=video_id,
                         columns=(("light", LIGHT[light]), ("support", support)),
-                        annotation=annotation, annotation_format="xywh"))
+                        annotation=annotation, annotation_format="xywh", annotation_base=0))
             plan[split] = jobs
         return plan
