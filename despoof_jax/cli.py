@@ -1,8 +1,9 @@
 """The `despoof` command: one entry point, one subcommand per job.
 
     despoof train --config=configs/quickstart.py --workdir=W [--config.train.stage2_steps=100 ...]
-    despoof score PATH... --model W [--csv OUT] [--json OUT] [--visualize DIR] [--every N]
-    despoof export --model W --out DIR [--batch-sizes 1,8,32] [--platforms cpu,cuda]
+    despoof score PATH... --model pretrained|W [--csv OUT] [--json OUT] [--visualize DIR]
+                  [--every N]
+    despoof export --model pretrained|W --out DIR [--batch-sizes 1,8,32] [--platforms cpu,cuda]
     despoof report W [W ...] [--out DIR] [--medium]
     despoof medium W [W ...]
     despoof benchmark [--sizes 128 256] [--only stage2,infer] [--vs-peer] [--json OUT]
@@ -23,6 +24,12 @@ import argparse
 import sys
 
 from despoof_jax.xla_flags import CPU_KERNELS, use_cpu_kernels
+
+
+# What `despoof_jax.load` takes (`serving/model.py`).
+MODEL_HELP = ("'pretrained' (the model shipped in the package; './pretrained' is a folder of that "
+              "name), a packaged model folder, or an evaluated training workdir (one fold<k>/ of "
+              "a multi-fold run)")
 
 
 def _train(sub):
@@ -49,7 +56,7 @@ def _score(sub):
                        "reported with its reason and the others are still scored; exit status "
                        "1 if any input failed, 2 if the model cannot be loaded.")
     s.add_argument("paths", nargs="+", metavar="PATH")
-    s.add_argument("--model", required=True, help="an evaluated training workdir")
+    s.add_argument("--model", required=True, help=MODEL_HELP)
     s.add_argument("--csv", help="write results as CSV here instead of printing a table")
     s.add_argument("--json", help="write results (and failures) as JSON here")
     s.add_argument("--visualize", metavar="DIR",
@@ -65,7 +72,7 @@ def _score(sub):
 
 def _export(sub):
     e = sub.add_parser("export", help="export a StableHLO serving artifact")
-    e.add_argument("--model", required=True, help="an evaluated training workdir")
+    e.add_argument("--model", required=True, help=MODEL_HELP)
     e.add_argument("--out", required=True, help="output folder (local or a URL)")
     e.add_argument("--batch-sizes", default="",
                    help="comma-separated fixed batch sizes (default: one symbolic batch)")

@@ -129,7 +129,14 @@ def crosscheck(args) -> int:
 
 def calibrate(args) -> int:
     """`despoof calibrate`: the decision threshold from the held-out calibration simulator, or
-    (--bona-fide) from the deployment's own bona fide captures."""
+    (--bona-fide) from the deployment's own bona fide captures. --write into the model shipped
+    inside the package is refused before anything is scored (`api.model_json_path`)."""
+    if args.write:
+        try:
+            api.model_json_path(args.model)
+        except api.ModelLoadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.bona_fide is not None:
         try:
             return bona_fide.main(args)
@@ -193,7 +200,8 @@ class _Scorer:
         name = _name(path, frame)
         try:
             prepared = self.model.prepare([img], names=[name],
-                                          allow_upsample=self.args.allow_upsample)[0]
+                                          allow_upsample=self.args.allow_upsample,
+                                          allow_gray=self.args.allow_gray)[0]
         except InputError as e:
             self.fail(name, str(e))
             return
@@ -211,7 +219,9 @@ class _Scorer:
             return
         batch = np.stack([p[2] for p in self.pending])
         vis = self.args.visualize
-        d = self.model.decompose(batch) if vis else self.model.score(batch)
+        # prepared in add(), with --allow-gray already applied: the same option here
+        run = self.model.decompose if vis else self.model.score
+        d = run(batch, allow_gray=self.args.allow_gray)
         for i, (path, frame, _) in enumerate(self.pending):
             row = {"path": path, "frame": frame, "score": float(d.score[i]),
                    "decision": "attack" if d.is_attack[i] else "live",
@@ -286,16 +296,36 @@ def score(args) -> int:
     return 1 if scorer.failures else 0
 
 
+def parse_batch_sizes(text: str) -> Optional[list[int]]:
+    """--batch-sizes "1,8,32" -> [1, 8, 32]; "" -> None (one symbolic batch). ValueError naming
+    the bad entry for an empty, non-integer or non-positive one."""
+    if not text.strip():
+        return None
+    sizes = []
+    for part in text.split(","):
+        try:
+            b = int(part.strip())
+        except ValueError:
+            b = 0
+        if b < 1:
+            raise ValueError(f"--batch-sizes {text!r}: {part.strip()!r} is not a positive "
+                             "integer; expected comma-separated batch sizes, e.g. 1,8,32")
+        sizes.append(b)
+    return sizes
+
+
 def export(args) -> int:
     """`despoof export`: the StableHLO serving artifact of an evaluated workdir."""
+    try:
+        sizes = parse_batch_sizes(args.batch_sizes)
+    except ValueError as e:   # before the model is loaded: a typo costs nothing
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         model = api.load(args.model)
     except api.ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sizes = None
-    if args.batch_sizes:
-        sizes = [int(b) for b in args.batch_sizes.split(",")]
     manifest = export_lib.export_model(model, args.out, batch_sizes=sizes,
                                    platforms=args.platforms.split(","))
     print(json.dumps({k: manifest[k] for k in ("image_size", "fusion", "threshold", "batch_mode",

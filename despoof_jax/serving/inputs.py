@@ -4,10 +4,13 @@ Every reader returns uint8 RGB arrays [H, W, 3] and raises `InputError` (a `Valu
 message names the file and says what was expected. The policy for unusual files:
 
   non-image / truncated file   rejected ("not an image", "truncated or corrupt")
+  decompression bomb           rejected (more pixels than PIL's `Image.MAX_IMAGE_PIXELS` guard)
   grayscale (L, LA, I;16, ...) rejected by default: the model reads colour (RGB + HSV channels)
                                and was trained on colour faces; `allow_gray=True` replicates the
                                gray channel into R, G and B instead (the HSV part is then
                                saturation 0, out of the training distribution)
+  gray stored as RGB           (R = G = B in every pixel, with content: `check_colour`) rejected
+                               like a grayscale file, unless `allow_gray=True`
   alpha (RGBA, LA, PA)         the alpha channel is dropped; a warning is issued when some pixel
                                is not fully opaque (the colour under it is used as it is)
   16-bit / 32-bit integer      scaled to 8 bits (value * 255 / max of the bit depth, rounded)
@@ -33,6 +36,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 ANIMATED_EXTENSIONS = (".gif",)          # always read frame by frame (a 1-frame GIF is an image)
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 KNOWN_EXTENSIONS = IMAGE_EXTENSIONS + ANIMATED_EXTENSIONS + VIDEO_EXTENSIONS
+# PIL modes of grayscale pictures (refused unless allow_gray); gray stored in an RGB file is
+# found by its pixels instead (`check_colour`).
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 class InputError(ValueError):
@@ -47,8 +53,7 @@ def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
         if np.any(alpha < 255):
             warnings.warn(f"{name}: has transparent pixels (mode {mode}); the alpha channel is "
                           "dropped and the colour under it scored as it is", stacklevel=3)
-    gray_modes = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
-    if mode in gray_modes and not allow_gray:
+    if mode in GRAY_MODES and not allow_gray:
         raise InputError(f"{name}: grayscale image (PIL mode {mode}); expected a colour RGB face "
                          "crop: the model reads RGB + HSV and was trained on colour faces "
                          "(pass allow_gray=True / --allow-gray to replicate the gray channel)")
@@ -66,6 +71,25 @@ def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def check_colour(rgb: np.ndarray, name: str, allow_gray: bool, what: str = "image"
+                 ) -> np.ndarray:
+    """uint8 RGB [H, W, 3], refused when it is grayscale stored as RGB (R = G = B in every pixel,
+    with content: a black or flat image says nothing) unless `allow_gray`. Decoders and
+    `convert("RGB")` return 3 channels for gray pictures, so the PIL mode alone misses them."""
+    if (not allow_gray and rgb.std() > 1.0 and np.array_equal(rgb[..., 0], rgb[..., 1])
+            and np.array_equal(rgb[..., 1], rgb[..., 2])):
+        raise InputError(f"{name}: grayscale {what} (R = G = B); expected colour: the model "
+                         "reads RGB + HSV and was trained on colour faces (pass allow_gray=True / "
+                         "--allow-gray to score it anyway)")
+    return rgb
+
+
+def _bomb(path: str, e: Exception) -> InputError:
+    return InputError(f"{path}: too many pixels for PIL's decompression-bomb guard ({e}); "
+                      "expected a face crop (if the file is trusted, raise "
+                      "PIL.Image.MAX_IMAGE_PIXELS)")
+
+
 def _open(path: str) -> Image.Image:
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
@@ -76,6 +100,8 @@ def _open(path: str) -> Image.Image:
     except UnidentifiedImageError as e:
         raise InputError(f"{path}: not an image PIL can read; expected an image file "
                          f"({', '.join(IMAGE_EXTENSIONS)}) or a video") from e
+    except Image.DecompressionBombError as e:
+        raise _bomb(path, e) from e
     except OSError as e:
         raise InputError(f"{path}: cannot be opened ({e})") from e
 
@@ -86,12 +112,15 @@ def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
     try:
         with img:
             img.load()     # decoding happens here: a truncated file fails now, not later
-            return to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
+            rgb = to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
     except InputError:
         raise
+    except Image.DecompressionBombError as e:
+        raise _bomb(path, e) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: truncated or corrupt image ({e}); expected a complete "
                          "image file") from e
+    return check_colour(rgb, path, allow_gray)
 
 
 def _every_check(every: int) -> int:
@@ -107,22 +136,19 @@ def _read_animated(path: str, every: int, allow_gray: bool) -> Iterator[tuple[in
             for i, frame in enumerate(ImageSequence.Iterator(img)):
                 if i % every == 0:
                     frame.load()
-                    yield i, to_rgb8(frame, f"{path} frame {i}", allow_gray)
+                    yield i, _check_colour_frame(to_rgb8(frame, f"{path} frame {i}", allow_gray),
+                                                 path, i, allow_gray)
         except InputError:
             raise
+        except Image.DecompressionBombError as e:
+            raise _bomb(path, e) from e
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise InputError(f"{path}: truncated or corrupt animation ({e})") from e
 
 
 def _check_colour_frame(frame: np.ndarray, path: str, i: int, allow_gray: bool) -> np.ndarray:
-    """A decoded RGB frame, refused when it is grayscale (R = G = B, with content: a black or
-    flat frame says nothing) unless `allow_gray`; decoders return 3 channels for gray videos."""
-    if (not allow_gray and frame.std() > 1.0 and np.array_equal(frame[..., 0], frame[..., 1])
-            and np.array_equal(frame[..., 1], frame[..., 2])):
-        raise InputError(f"{path} frame {i}: grayscale video (R = G = B); expected colour: the "
-                         "model reads RGB + HSV and was trained on colour faces (pass "
-                         "allow_gray=True / --allow-gray to score it anyway)")
-    return frame
+    """`check_colour` of a decoded video frame; decoders return 3 channels for gray videos."""
+    return check_colour(frame, f"{path} frame {i}", allow_gray, what="video")
 
 
 def _read_video(path: str, every: int, allow_gray: bool = False
@@ -164,17 +190,24 @@ def _read_video(path: str, every: int, allow_gray: bool = False
         yield first
         yield from frames
 
-    for i, f in enumerate(chain()):
-        if i % every == 0:
-            f = np.asarray(f)
-            if f.ndim == 2:
-                f = np.repeat(f[..., None], 3, axis=-1)
-            if f.dtype == np.uint16:      # 16-bit frames: scaled to 8 bits, not wrapped around
-                f = np.round(f / 257.0)
-            elif f.dtype != np.uint8:
-                raise InputError(f"{path} frame {i}: {f.dtype} frames; expected 8- or 16-bit")
-            yield i, _check_colour_frame(np.ascontiguousarray(f[..., :3]).astype(np.uint8), path,
-                                         i, allow_gray)
+    i = 0
+    try:
+        for i, f in enumerate(chain()):
+            if i % every == 0:
+                f = np.asarray(f)
+                if f.ndim == 2:
+                    f = np.repeat(f[..., None], 3, axis=-1)
+                if f.dtype == np.uint16:      # 16-bit frames: scaled to 8 bits, not wrapped around
+                    f = np.round(f / 257.0)
+                elif f.dtype != np.uint8:
+                    raise InputError(f"{path} frame {i}: {f.dtype} frames; expected 8- or 16-bit")
+                yield i, _check_colour_frame(np.ascontiguousarray(f[..., :3]).astype(np.uint8),
+                                             path, i, allow_gray)
+    except InputError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError) as e:   # the decoder, mid-stream
+        raise InputError(f"{path}: truncated or corrupt video after frame {i} "
+                         f"({type(e).__name__}: {e})") from e
 
 
 MAYBE_ANIMATED = (".webp", ".png")   # images, unless they hold several frames (WebP, APNG)
@@ -190,7 +223,7 @@ def is_video(path: str) -> bool:
         try:
             with Image.open(path) as img:
                 return getattr(img, "n_frames", 1) > 1
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
             return False   # read_image says what is wrong with it
     return False
 

@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 from flax import traverse_util
-from PIL import Image
+from PIL import Image, ImageOps
 
 from despoof_jax.data.color import model_input
 from despoof_jax.evaluation import evaluate, scores
@@ -131,28 +131,43 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
 
 
-def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False
-                  ) -> np.ndarray:
+def _pil_to_rgb8(img: Image.Image, where: str, allow_gray: bool) -> np.ndarray:
+    """A PIL image -> uint8 [H, W, 3] by the file readers' policy, EXIF orientation included; a
+    lazily opened file that turns out truncated is an `InputError` naming it, not an OSError."""
+    try:
+        img.load()     # a truncated file fails here, while we can still name it
+        return inputs.to_rgb8(ImageOps.exif_transpose(img), where, allow_gray)
+    except InputError as e:
+        if "grayscale" not in str(e):
+            raise
+        raise InputError(f"{where}: grayscale PIL image (mode {img.mode}); expected a colour "
+                         "RGB face crop: the model reads RGB + HSV and was trained on colour "
+                         "faces (pass allow_gray=True / --allow-gray to replicate the gray "
+                         "channel)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{where}: truncated or corrupt PIL image ({e}); expected a complete "
+                         "image") from e
+
+
+def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False,
+                  allow_gray: bool = False) -> np.ndarray:
     """One crop -> uint8 [size, size, 3].
 
     Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (read by the
-    file readers' policy, `inputs`: grayscale refused, 16-bit scaled, alpha dropped with a
-    warning). A float image is scored as the 8-bit image it rounds to (round(255 x)): the model
-    was trained on 8-bit crops, resized in 8 bits, and so a float and a uint8 copy of one picture
-    score the same. Raises `InputError` naming `name` for anything else."""
+    file readers' policy, `inputs`: EXIF orientation applied, grayscale refused, 16-bit scaled,
+    alpha dropped with a warning). Grayscale stored as RGB (R = G = B everywhere) is refused
+    like a grayscale file (`inputs.check_colour`) unless `allow_gray`. A float image is scored
+    as the 8-bit image it rounds to (round(255 x)): the model was trained on 8-bit crops, resized
+    in 8 bits, and so a float and a uint8 copy of one picture score the same. Raises
+    `InputError` naming `name` for anything else."""
     if isinstance(img, Image.Image):
-        try:
-            img = inputs.to_rgb8(img, name, allow_gray=False)
-        except InputError as e:
-            if "grayscale" not in str(e):
-                raise
-            raise InputError(f"{name}: grayscale PIL image (mode {img.mode}); expected a colour "
-                             "RGB face crop: the model reads RGB + HSV and was trained on colour "
-                             "faces (img.convert('RGB') scores it anyway)") from None
+        file = getattr(img, "filename", "") or ""   # set by Image.open: name the file too
+        name = f"{name} ({file})" if file and file not in name else name
+        img = _pil_to_rgb8(img, name, allow_gray)
     a = np.asarray(img)
     if a.ndim != 3 or a.shape[-1] != 3:
-        hint = (" (grayscale: repeat it into 3 channels, or read files with "
-                "despoof_jax.serving.inputs.read_image)" if a.ndim == 2 or a.shape[-1:] == (1,) else
+        hint = (" (grayscale: the model reads colour; np.repeat(img[..., None], 3, -1) with "
+                "allow_gray=True scores it anyway)" if a.ndim == 2 or a.shape[-1:] == (1,) else
                 " (RGBA: drop the alpha channel, img[..., :3])" if a.shape[-1:] == (4,) else "")
         raise InputError(f"{name}: shape {a.shape}; expected an RGB image [H, W, 3]{hint}")
     if a.dtype == np.uint8:
@@ -169,6 +184,7 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
     h, w = a.shape[:2]
     if h == 0 or w == 0:
         raise InputError(f"{name}: empty image {a.shape}")
+    inputs.check_colour(a, name, allow_gray)
     if min(h, w) < size:
         msg = (f"{name}: {h}x{w} is smaller than the model's input {size}x{size}; upsampling "
                "smooths away the spoof noise the model measures")
@@ -216,8 +232,9 @@ class DespoofModel:
         return self._fn._cache_size()   # noqa: SLF001 (jax's documented-in-tests jit cache size)
 
     def prepare(self, images, *, names: Optional[Sequence[str]] = None,
-                allow_upsample: bool = False) -> np.ndarray:
-        """Images -> [N, S, S, 3] batch (uint8 if every input is uint8, else float32 in [0, 1]).
+                allow_upsample: bool = False, allow_gray: bool = False) -> np.ndarray:
+        """Images -> uint8 [N, S, S, 3] batch, whatever the input dtype (`prepare_image`: a
+        float image is rounded to the 8-bit image it stands for).
 
         images: an RGB array [H, W, 3] or [N, H, W, 3] (uint8, or float in [0, 1]), a PIL image,
         or a list of those (sizes may differ). Raises `InputError` naming the offending image
@@ -240,6 +257,7 @@ class DespoofModel:
         if names is not None and len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} images")
         out = [prepare_image(im, self.image_size, allow_upsample=allow_upsample,
+                             allow_gray=allow_gray,
                              name=names[i] if names is not None else f"images[{i}]")
                for i, im in enumerate(items)]
         return np.stack(out)   # uint8 (prepare_image)
@@ -265,15 +283,16 @@ class DespoofModel:
                     components={c: out[f"score_{c}"] for c in scores.COMPONENTS},
                     threshold=self.threshold, fusion=self.fusion)
 
-    def score(self, images, *, allow_upsample: bool = False) -> Scores:
+    def score(self, images, *, allow_upsample: bool = False, allow_gray: bool = False) -> Scores:
         """Fused attack scores and live/spoof decisions of face crops (see `Scores`)."""
-        batch = self.prepare(images, allow_upsample=allow_upsample)
+        batch = self.prepare(images, allow_upsample=allow_upsample, allow_gray=allow_gray)
         out = self._run(batch, [f"score_{c}" for c in scores.COMPONENTS])
         return Scores(**self._scores(out))
 
-    def decompose(self, images, *, allow_upsample: bool = False) -> Decomposition:
+    def decompose(self, images, *, allow_upsample: bool = False,
+                  allow_gray: bool = False) -> Decomposition:
         """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`)."""
-        batch = self.prepare(images, allow_upsample=allow_upsample)
+        batch = self.prepare(images, allow_upsample=allow_upsample, allow_gray=allow_gray)
         keys = ["input", "noise", "live", "depth", "map"] + [f"score_{c}"
                                                              for c in scores.COMPONENTS]
         out = self._run(batch, keys)
@@ -298,9 +317,37 @@ def read_config(wd: Workdir) -> ml_collections.ConfigDict:
         raise ModelLoadError(f"{wd.config_path}: cannot read the run's config ({e})") from e
 
 
-def _read_model_json(wd: Workdir) -> dict:
+def _fold_dirs(wd: Workdir) -> list:
+    """The fold<k>/ workdirs of a multi-fold run's root (data.fold = -1), in fold order."""
+    if not wd.root.is_dir():
+        return []
+    folds = [d for d in wd.root.iterdir()
+             if d.name[:4] == "fold" and d.name[4:].isdigit() and (d / "config.json").exists()]
+    return sorted(folds, key=lambda d: int(d.name[4:]))
+
+
+def _read_model_json(wd: Workdir, config=None) -> dict:
     path = wd.model_json
     if not path.exists():
+        method = config.get("method", "despoof") if config is not None else "despoof"
+        if method != "despoof":
+            # The baselines' evaluation writes eval/metrics.json but no model.json: there is no
+            # DS Net to serve, so "run the evaluation" would not help.
+            raise ModelLoadError(
+                f"{wd.root} is a {method!r} baseline run (config.json: method), and baselines "
+                "are not servable: despoof_jax.load, `despoof score` and `despoof export` serve "
+                "the de-spoofing model (DS Net + DQ Net) only. Its evaluation is in "
+                f"{wd.metrics_json}; `despoof crosscheck FACES_DIR --model {wd.root}` scores it "
+                "on photographs with its own dev threshold")
+        folds = _fold_dirs(wd)
+        if folds:
+            evaluated = [d for d in folds if (d / "eval" / "model.json").exists()]
+            raise ModelLoadError(
+                f"{wd.root} is the root of a multi-fold run: each fold is its own model, in "
+                f"{', '.join(d.name for d in folds)}/ (the root holds no model.json). Load one "
+                f"fold's folder instead, e.g. `--model {(evaluated or folds)[0]}`"
+                + ("" if evaluated else "; none of them was evaluated yet (see their "
+                   "eval/model.json)"))
         raise ModelLoadError(
             f"{wd.root} was never evaluated: {path} is missing, and it holds the fusion "
             "statistics and the dev threshold that turn scores into decisions. Run "
@@ -394,11 +441,42 @@ def is_packaged(path) -> bool:
     return p.is_dir() and all((p / f).is_file() for f in PACKAGED_FILES)
 
 
+def _shadowed_folder() -> Optional[pathlib.Path]:
+    """./pretrained when the current directory holds a folder of that name (other than the
+    package's own): the bare name "pretrained" still means the shipped model."""
+    local = pathlib.Path(PRETRAINED)
+    if local.is_dir() and local.resolve() != pretrained_dir().resolve():
+        return local.resolve()
+    return None
+
+
+def _shadow_note() -> str:
+    local = _shadowed_folder()
+    return (f"; the folder {local} in the current directory is not what 'pretrained' names: "
+            "pass './pretrained' (or its absolute path) for that folder") if local else ""
+
+
+def is_shipped(model_path) -> bool:
+    """Whether `model_path` names the model shipped inside the installed package: "pretrained",
+    or a path to the package's own pretrained/ folder."""
+    if str(model_path) == PRETRAINED:
+        return True
+    p = pathlib.Path(model_path)
+    return p.is_dir() and p.resolve() == pretrained_dir().resolve()
+
+
 def model_json_path(model_path: str):
-    """The model.json holding the decision threshold of `model_path`: "pretrained", a packaged
-    folder or a training workdir (what `load` takes); a path with read_text / write_text."""
-    if model_path == PRETRAINED:
-        return pretrained_dir() / "model.json"
+    """The model.json to store a new decision threshold of `model_path` in: a packaged folder or
+    a training workdir (what `load` takes); a path with read_text / write_text. The shipped
+    model (`is_shipped`) is refused with a `ModelLoadError`: writing there would change the
+    installed package for every user (and a reinstall would undo it), so it is copied first."""
+    if is_shipped(model_path):
+        raise ModelLoadError(
+            f"--model {model_path}: the model shipped inside the installed package "
+            f"({pretrained_dir()}) is never written to. Copy it to a folder first (`cp -r "
+            f"{pretrained_dir()} mymodel`; with --bona-fide, `--out DIR` writes the copy for you) "
+            "and store the threshold there (--model mymodel --write)"
+            + (_shadow_note() if str(model_path) == PRETRAINED else ""))
     if is_packaged(model_path):
         return pathlib.Path(model_path) / "model.json"
     return find_workdir(model_path).model_json
@@ -445,8 +523,13 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
 
     `load("pretrained")` loads the model shipped inside the package (see the README's model card;
     nothing is downloaded or trained), and a folder in the packaged form (`is_packaged`) loads
-    the same way."""
+    the same way. The bare name "pretrained" always means the shipped model, with a warning when
+    the current directory holds a folder of that name: "./pretrained" (or an absolute path)
+    loads the folder."""
     if str(path) == PRETRAINED:
+        if _shadowed_folder() is not None:
+            warnings.warn(f"'pretrained' loaded the model shipped inside despoof_jax "
+                          f"({pretrained_dir()}){_shadow_note()}", stacklevel=2)
         if not is_packaged(pretrained_dir()):
             raise ModelLoadError(f"no pretrained model in this install ({pretrained_dir()} lacks "
                                  f"{PACKAGED_FILES}); reinstall despoof_jax")
@@ -456,7 +539,7 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
     wd = find_workdir(path)
     workdir = str(wd.root)
     config = read_config(wd)
-    info = _read_model_json(wd)
+    info = _read_model_json(wd, config)
     if int(info["image_size"]) != int(config.data.image_size):
         raise ModelLoadError(f"{workdir}: eval/model.json was written for image_size "
                              f"{info['image_size']} but config.json says "
@@ -478,5 +561,6 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
                         threshold=info["threshold"], max_batch=max_batch, workdir=workdir)
 
 
-__all__ = ["load", "load_packaged", "is_packaged", "pretrained_dir", "DespoofModel", "Scores", "Decomposition", "ModelLoadError", "InputError",
-           "prepare_image", "find_workdir"]
+__all__ = ["load", "load_packaged", "is_packaged", "is_shipped", "pretrained_dir", "DespoofModel",
+           "Scores", "Decomposition", "ModelLoadError", "InputError", "prepare_image",
+           "find_workdir"]

@@ -1,6 +1,7 @@
 """Pack a trained workdir into the small packaged form that `despoof_jax.load` reads.
 
     python -m despoof_jax.serving.pretrained WORKDIR [--out DIR] [--dtype float16]
+                                             [--allow-changed-decisions]
 
 Default --out is the package's own `despoof_jax/serving/pretrained/` (what `load("pretrained")`
 reads; the README's model card says which run it is). Written: config.json (the run's config),
@@ -10,7 +11,9 @@ optimizer state are training-only and left out).
 
 float16 weights halve the size; `pack` scores a fixed set of synthetic crops with the float32
 workdir model and with the packed one and records the largest score difference and whether any
-decision changed (`model.json: packed.max_score_diff, packed.decisions_changed`).
+decision changed (`model.json: packed.max_score_diff, packed.decisions_changed`). A float16 copy
+that decides any probe crop differently is refused (nothing is installed) unless
+--allow-changed-decisions says so; --dtype float32 keeps the weights exact.
 """
 from __future__ import annotations
 
@@ -43,9 +46,27 @@ def check_crops(size: int, n: int = 16, seed: int = 0) -> np.ndarray:
     return np.clip(big + rng.normal(0, 12, big.shape), 0, 255).astype(np.uint8)
 
 
-def pack(workdir: str, out_dir=None, *, dtype: str = "float16") -> dict:
+class PackRefused(ValueError):
+    """The packed weights decide differently from the workdir's; nothing was installed."""
+
+
+def check_packed(packed: dict, *, allow_changed_decisions: bool = False) -> None:
+    """Refuses (`PackRefused`) a packed copy whose `packed` record (model.json) says that its
+    weights change a probe decision, unless they are float32 or `allow_changed_decisions`."""
+    changed = int(packed["decisions_changed"])
+    if changed > 0 and packed["weights_dtype"] != "float32" and not allow_changed_decisions:
+        raise PackRefused(
+            f"{packed['weights_dtype']} weights change {changed} of the probe crops' decisions "
+            f"(largest score difference {packed['max_score_diff']:.4g}; {packed['probe']}); "
+            "nothing was installed. Pack with --dtype float32, or pass "
+            "--allow-changed-decisions (allow_changed_decisions=True) to install it anyway")
+
+
+def pack(workdir: str, out_dir=None, *, dtype: str = "float16",
+         allow_changed_decisions: bool = False) -> dict:
     """Writes the packaged form of `workdir` to `out_dir` (default: the package's pretrained/);
-    returns the model.json written."""
+    returns the model.json written. Raises `PackRefused` (`check_packed`), leaving `out_dir` as
+    it was, when the packed weights change a probe decision."""
     final = pathlib.Path(out_dir) if out_dir else model_lib.pretrained_dir()
     source = model_lib.load(workdir)
     wd = model_lib.find_workdir(workdir)
@@ -56,12 +77,13 @@ def pack(workdir: str, out_dir=None, *, dtype: str = "float16") -> dict:
     final.parent.mkdir(parents=True, exist_ok=True)
     out = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}-packing-", dir=final.parent))
     try:
-        return _pack_into(source, wd, out, final, dtype)
+        return _pack_into(source, wd, out, final, dtype, allow_changed_decisions)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str) -> dict:
+def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str,
+               allow_changed_decisions: bool) -> dict:
     arrays = {f"{net}/{k}": v.astype(dtype) for net, tree in (("ds", source.ds), ("dq", source.dq))
               for k, v in _flat(tree).items()}
     bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
@@ -83,6 +105,7 @@ def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str) -
                       "max_score_diff": float(np.max(np.abs(a.score - b.score))),
                       "decisions_changed": int(np.sum(a.is_attack != b.is_attack)),
                       "probe": "serving.pretrained.check_crops(image_size), 16 crops"}
+    check_packed(info["packed"], allow_changed_decisions=allow_changed_decisions)
     (out / "model.json").write_text(json.dumps(info, indent=1) + "\n")
     if final.exists():   # the package folder holds other files too: replace ours one by one
         for name in model_lib.PACKAGED_FILES:
@@ -97,8 +120,15 @@ def main(argv=None) -> int:
     ap.add_argument("workdir")
     ap.add_argument("--out", default="", help="default: the package's serving/pretrained/")
     ap.add_argument("--dtype", default="float16", choices=("float16", "float32"))
+    ap.add_argument("--allow-changed-decisions", action="store_true",
+                    help="install float16 weights even when they change a probe decision")
     args = ap.parse_args(argv)
-    info = pack(args.workdir, args.out or None, dtype=args.dtype)
+    try:
+        info = pack(args.workdir, args.out or None, dtype=args.dtype,
+                    allow_changed_decisions=args.allow_changed_decisions)
+    except PackRefused as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(info["packed"], indent=1))
     return 0
 

@@ -138,3 +138,36 @@ def test_load_errors_say_what_to_do(workdir, tmp_path):
         json.dump(cfg, f)
     with pytest.raises(api.ModelLoadError, match="do not fit config.json.*ds_width=1.0"):
         api.load(str(wrong))
+
+
+def test_load_errors_for_workdirs_that_hold_no_servable_model(tmp_path):
+    """A multi-fold run's root and a baseline's workdir both lack eval/model.json, but running
+    the evaluation again would not help either: the error says what would (only the files the
+    check reads are written here)."""
+    config = json.loads((api.pretrained_dir() / "config.json").read_text())
+    model_json = (api.pretrained_dir() / "model.json").read_text()
+    root = tmp_path / "folds"
+    for k in range(3):
+        (root / f"fold{k}" / "eval").mkdir(parents=True)
+        (root / f"fold{k}" / "config.json").write_text(json.dumps(config))
+        if k:                                           # fold0 was not evaluated yet
+            (root / f"fold{k}" / "eval" / "model.json").write_text(model_json)
+    (root / "eval").mkdir()
+    (root / "eval" / "metrics_folds.json").write_text("{}")
+    (root / "config.json").write_text(json.dumps(dict(config, data=dict(config["data"], fold=-1))))
+    with pytest.raises(api.ModelLoadError, match=r"root of a multi-fold run.*fold0, fold1, "
+                                                 r"fold2/.*--model .*fold1`") as e:
+        api.load(str(root))
+    assert "never evaluated" not in str(e.value)
+    for method in ("binary_cnn", "depth_only"):
+        wd = tmp_path / method
+        (wd / "eval").mkdir(parents=True)
+        (wd / "config.json").write_text(json.dumps(dict(config, method=method)))
+        (wd / "eval" / "metrics.json").write_text("{}")
+        with pytest.raises(api.ModelLoadError, match=f"'{method}' baseline run.*not servable"):
+            api.load(str(wd / "eval"))
+    # a de-spoofing workdir without eval/model.json is still one to evaluate
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(api.ModelLoadError, match="never evaluated.*config.mode=eval"):
+        api.load(str(tmp_path / "plain"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -177,3 +178,132 @@ def test_pil_images_follow_the_file_policy_and_floats_score_as_their_8_bit_image
     # a float copy of a picture that needs resizing scores as the picture itself
     np.testing.assert_array_equal(model.score(rgb.astype(np.float32) / 255.0).score,
                                   model.score(rgb).score)
+
+
+def _sideways_photo(tmp_path, suffix):
+    """A colour photo saved with EXIF orientation 6 (stored sideways, shown rotated 90 degrees
+    clockwise); square, so that only the orientation tells the two readings apart."""
+    r = np.random.default_rng(4)
+    photo = np.clip(r.normal(128, 60, (150, 150, 3)), 0, 255).astype(np.uint8)
+    photo[:40] = (220, 40, 30)            # a red band on top of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"sideways{suffix}"
+    Image.fromarray(photo).save(path, exif=exif, **({"quality": 95} if suffix == ".jpg" else {}))
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_pil_images_get_the_exif_orientation_files_get(tmp_path, suffix):
+    path = _sideways_photo(tmp_path, suffix)
+    from_file = api.prepare_image(imageio.read_image(path), 128)
+    with Image.open(path) as im:
+        from_pil = api.prepare_image(im, 128)
+    np.testing.assert_array_equal(from_pil, from_file)
+    with Image.open(path) as im:
+        stored = api.prepare_image(np.asarray(im.convert("RGB")), 128)
+    assert not np.array_equal(from_pil, stored)          # the rotation was applied, not skipped
+    assert from_pil[:, -5:, 0].mean() > 200 > from_pil[:, :5, 0].mean()   # red band: right
+
+
+def test_gray_stored_as_rgb_is_refused_like_a_grayscale_file(tmp_path):
+    r = np.random.default_rng(5)
+    gray = np.repeat(r.integers(0, 256, (140, 140, 1), dtype=np.uint8), 3, axis=-1)
+    path = tmp_path / "gray_rgb.png"
+    Image.fromarray(gray, "RGB").save(path)
+    # a file, a numpy array (uint8 and float) and a PIL image: each refused, each accepted with
+    # allow_gray (the same option, and the same rule, as the video path)
+    with pytest.raises(imageio.InputError, match=r"gray_rgb.png: grayscale image \(R = G = B\)"):
+        imageio.read_image(str(path))
+    np.testing.assert_array_equal(imageio.read_image(str(path), allow_gray=True), gray)
+    for img in (gray, gray / 255.0, Image.fromarray(gray, "RGB")):
+        with pytest.raises(api.InputError, match=r"crop: grayscale image \(R = G = B\).*allow_gray"):
+            api.prepare_image(img, 128, name="crop")
+        assert api.prepare_image(img, 128, allow_gray=True).shape == (128, 128, 3)
+    # a flat (or black) crop says nothing about colour and is not refused, nor is colour
+    api.prepare_image(np.full((128, 128, 3), 120, np.uint8), 128)
+    gray[0, 0, 0] ^= 1
+    api.prepare_image(gray, 128)
+
+
+def test_the_command_line_passes_allow_gray_to_the_library(tmp_path, capsys):
+    gray = np.repeat(np.random.default_rng(6).integers(0, 256, (128, 128, 1), np.uint8), 3, -1)
+    Image.fromarray(gray, "RGB").save(tmp_path / "gray_rgb.png")
+    argv = ["--cpu-kernels=default", "score", str(tmp_path / "gray_rgb.png"), "--model",
+            "pretrained"]
+    assert cli.main(argv) == 1
+    assert "gray_rgb.png: grayscale image (R = G = B)" in capsys.readouterr().err
+    assert cli.main(argv + ["--allow-gray"]) == 0
+    assert "1 scored, 0 failed" in capsys.readouterr().err
+
+
+def test_bad_files_are_input_errors_not_raw_exceptions(tmp_path, monkeypatch):
+    good = np.random.default_rng(7).integers(0, 256, (140, 140, 3), np.uint8)
+    Image.fromarray(good).save(tmp_path / "good.png")
+    data = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    # a truncated file opened lazily by the user and handed to the model (an OSError before)
+    model = api.load("pretrained")
+    with Image.open(tmp_path / "cut.png") as im:
+        with pytest.raises(api.InputError, match=r"images\[0\] \(.*cut.png\): truncated or corrupt"):
+            model.score(im)
+    # more pixels than PIL's decompression-bomb guard (a DecompressionBombError escaped before),
+    # read as a file, through the command line's reader, or as one frame of a GIF
+    frames = [Image.fromarray(good), Image.fromarray(good[::-1])]
+    frames[0].save(tmp_path / "clip.gif", save_all=True, append_images=frames[1:])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 140 * 140 // 4)
+    with pytest.raises(imageio.InputError, match="good.png: too many pixels.*MAX_IMAGE_PIXELS"):
+        imageio.read_image(str(tmp_path / "good.png"))
+    with pytest.raises(imageio.InputError, match="good.png: too many pixels"):
+        list(imageio.iter_inputs(str(tmp_path / "good.png")))
+    with pytest.raises(imageio.InputError, match="clip.gif: too many pixels"):
+        list(imageio.iter_inputs(str(tmp_path / "clip.gif")))
+
+
+def test_a_decoder_failing_mid_video_is_an_input_error(tmp_path, monkeypatch):
+    """The imageio fallback (no OpenCV): a decoder error after the first frame is reported with
+    the file, after the frames it did read, instead of escaping as the decoder's exception."""
+    iio = pytest.importorskip("imageio.v3")
+    frame = np.random.default_rng(8).integers(0, 256, (16, 16, 3), np.uint8)
+
+    def imiter(path):
+        yield frame
+        yield frame
+        raise OSError("Invalid data found when processing input")
+    monkeypatch.setitem(sys.modules, "cv2", None)        # import cv2 -> ImportError
+    monkeypatch.setattr(iio, "imiter", imiter)
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"\0")
+    got = []
+    with pytest.raises(imageio.InputError, match="broken.mp4: truncated or corrupt video after "
+                                                  "frame 1 .*OSError"):
+        for i, f in imageio.read_frames(str(path)):
+            got.append(i)
+    assert got == [0, 1]
+
+
+@pytest.mark.parametrize("reader", ["opencv", "imageio"])
+def test_video_frames_come_back_in_rgb_order(tmp_path, monkeypatch, reader):
+    """A lossless video of one colour, (250, 10, 60): R, G and B come back in that order from
+    either reader (OpenCV decodes to BGR; inputs flips it)."""
+    av = pytest.importorskip("av")
+    if reader == "opencv":
+        pytest.importorskip("cv2")
+    else:
+        pytest.importorskip("imageio.v3")
+        monkeypatch.setitem(sys.modules, "cv2", None)    # import cv2 -> ImportError: imageio
+    colour = np.array([250, 10, 60], np.uint8)
+    path = str(tmp_path / "colour.avi")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("ffv1", rate=5)          # lossless, as the gray video test
+        stream.width = stream.height = 16
+        stream.pix_fmt = "bgr0"
+        for _ in range(2):
+            rgb = np.broadcast_to(colour, (16, 16, 3)).copy()
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    frames = list(imageio.read_frames(path))
+    assert len(frames) == 2
+    for _, f in frames:
+        assert f.shape == (16, 16, 3) and f.dtype == np.uint8
+        np.testing.assert_allclose(f.reshape(-1, 3).mean(0), colour, atol=2)

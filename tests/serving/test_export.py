@@ -117,3 +117,17 @@ def test_bucketed_export_and_bad_inputs(model, tmp_path):
         f.write(b"tampered")
     with pytest.raises(serving_loader.ServingError, match="sha256"):
         serving_loader.load(out)
+
+
+def test_bad_batch_sizes_are_one_line_errors(tmp_path, capsys):
+    from despoof_jax import cli, commands  # noqa: PLC0415
+    assert commands.parse_batch_sizes("") is None
+    assert commands.parse_batch_sizes(" 1, 8,32 ") == [1, 8, 32]
+    for bad, named in (("1,,8", "''"), ("a", "'a'"), ("0", "'0'"), ("4,-2", "'-2'"),
+                       ("2.5", "'2.5'")):
+        rc = cli.main(["--cpu-kernels=default", "export", "--model", "pretrained", "--out",
+                       str(tmp_path / "out"), "--batch-sizes", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error: --batch-sizes") and named in err, (bad, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ gives the library's scores; the reproduction config exists in its smoke form."""
 from __future__ import annotations
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -66,6 +67,12 @@ def test_pretrained_loads_from_the_package_and_exports(tmp_path):
     crops = pretrained.check_crops(model.image_size, n=3, seed=2)
     out = model.score(crops)
     assert np.all(np.isfinite(out.score))
+    # Pins the shipped weights and the preprocessing (resize, RGB + HSV, fusion): measured
+    # 2026-12-04 with the suite's XLA settings; XLA's optimised programs and YNNPACK kernels
+    # differ by ~2e-6. A change here means the shipped model now scores differently: re-pack
+    # on purpose and update the model card, or find what changed the inputs.
+    np.testing.assert_allclose(out.score, [0.014431, -1.737569, -1.008721], rtol=0, atol=1e-3)
+    np.testing.assert_array_equal(out.is_attack, [False, False, False])
     export.export_model(model, str(tmp_path / "export"), batch_sizes=[3])
     served = serving_loader.load(str(tmp_path / "export"))(crops)
     np.testing.assert_allclose(served["score"], out.score, atol=1e-4)
@@ -166,3 +173,85 @@ def test_reproduction_config_runs_at_smoke_scale(synthetic_data_dir, tmp_path):
     model = api.load(str(root / "packed"))
     assert model.fusion == info["fusion"] and model.image_size == config.data.image_size
     assert np.all(np.isfinite(model.score(pretrained.check_crops(model.image_size, n=2)).score))
+
+
+def _fake_workdir(root):
+    """A workdir's config.json and eval/model.json (the shipped model's): what `pack` reads from
+    a workdir beside the model itself, which the tests below hand it directly."""
+    import shutil  # noqa: PLC0415
+    (root / "eval").mkdir(parents=True)
+    shutil.copyfile(api.pretrained_dir() / "config.json", root / "config.json")
+    shutil.copyfile(api.pretrained_dir() / "model.json", root / "eval" / "model.json")
+    return str(root)
+
+
+def test_pack_refuses_weights_that_change_a_decision(tmp_path, monkeypatch, capsys):
+    """The probe's decisions are forced apart (the float32 source says live for every crop, the
+    packed copy attack for one): `pack` installs nothing, unless it is told to."""
+    work = _fake_workdir(tmp_path / "work")
+    monkeypatch.setattr(api, "load", lambda path, **k: api.load_packaged(api.pretrained_dir()))
+    calls = []
+
+    def fake_score(self, images, **k):   # the source's scores first, then the packed copy's
+        calls.append(1)
+        n = len(images)
+        score = np.full(n, -1.0) + (np.arange(n) == 0) * (len(calls) % 2 == 0) * 3.0
+        return api.Scores(score=score, is_attack=score >= self.threshold, components={},
+                          threshold=self.threshold, fusion=self.fusion)
+    monkeypatch.setattr(api.DespoofModel, "score", fake_score)
+    out = tmp_path / "packed"
+    out.mkdir()
+    (out / "model.json").write_text("previous")
+    with pytest.raises(pretrained.PackRefused, match=r"float16 weights change 1 of the probe.*"
+                                                     r"--dtype float32.*--allow-changed-decisions"):
+        pretrained.pack(work, out)
+    assert (out / "model.json").read_text() == "previous"        # nothing installed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["packed", "work"]   # no temporary left
+    assert pretrained.main([work, "--out", str(out)]) == 2
+    assert "error: float16 weights change 1" in capsys.readouterr().err
+    info = pretrained.pack(work, out, allow_changed_decisions=True)
+    assert info["packed"]["decisions_changed"] == 1 and api.is_packaged(out)
+    assert pretrained.pack(work, tmp_path / "f32", dtype="float32")["packed"]["decisions_changed"] == 1
+    # the rule alone
+    record = dict(weights_dtype="float16", decisions_changed=0, max_score_diff=0.0, probe="p")
+    pretrained.check_packed(record)
+    pretrained.check_packed(dict(record, decisions_changed=2), allow_changed_decisions=True)
+    pretrained.check_packed(dict(record, weights_dtype="float32", decisions_changed=2))
+    with pytest.raises(pretrained.PackRefused):
+        pretrained.check_packed(dict(record, decisions_changed=2))
+
+
+def test_a_folder_named_pretrained_is_loaded_by_its_path_and_never_written(tmp_path, monkeypatch,
+                                                                           capsys):
+    import shutil  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    from despoof_jax import cli  # noqa: PLC0415
+    shipped_json = (api.pretrained_dir() / "model.json").read_bytes()
+    shipped = json.loads(shipped_json)["threshold"]
+    local = tmp_path / "pretrained"
+    shutil.copytree(api.pretrained_dir(), local)
+    info = json.loads((local / "model.json").read_text())
+    info["threshold"] = shipped + 1.0                        # tells the two models apart
+    (local / "model.json").write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    # the bare name stays the shipped model, and says that a folder of that name is here
+    with pytest.warns(UserWarning, match=r"shipped inside despoof_jax.*'\./pretrained'"):
+        assert api.load("pretrained").threshold == shipped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert api.load("./pretrained").threshold == shipped + 1.0
+        assert api.load(str(local)).threshold == shipped + 1.0
+    assert api.model_json_path("./pretrained") == pathlib.Path("pretrained") / "model.json"
+    # --write never writes into the installed package, by name or by path; it says what to do,
+    # before anything is scored
+    for model in ("pretrained", str(api.pretrained_dir())):
+        for extra in ([], ["--bona-fide", str(tmp_path)]):
+            rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", model, "--write",
+                           *extra])
+            err = capsys.readouterr().err
+            assert rc == 2 and "is never written to" in err and "Copy it to a folder" in err
+            assert model != "pretrained" or "pass './pretrained'" in err
+    with pytest.raises(api.ModelLoadError, match="never written to.*'./pretrained'"):
+        api.model_json_path("pretrained")
+    assert (api.pretrained_dir() / "model.json").read_bytes() == shipped_json
