@@ -226,8 +226,12 @@ def add_intervals(result: dict, test_set: metrics.ScoreSet, test: dict) -> None:
         test_set, identity, result["frame"]["threshold"])
     if test_set.video is not None:
         videos = metrics.video_level(test_set)
-        _, first = np.unique(test_set.video, return_index=True)
-        result["video"]["ci95"] = metrics.bootstrap_intervals(
+        ids, first, inv = np.unique(test_set.video, return_index=True, return_inverse=True)
+        mixed = np.flatnonzero(identity != identity[first][inv.reshape(-1)])
+        if mixed.size:   # video_level already refuses mixed labels and species
+            raise ValueError(f"video {ids[inv.reshape(-1)[mixed[0]]]!r} holds frames of more "
+                             "than one identity; a video is one person's presentation")
+        result["video"]["ci95"] = metrics.bootstrap_intervals(   # np.unique: video_level's order
             videos, identity[first], result["video"]["threshold"])
 
 

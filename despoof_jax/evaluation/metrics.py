@@ -10,7 +10,8 @@ Conventions (used everywhere in this module):
 * **Decision rule**: a sample is classified as *attack iff score >= threshold*. A score exactly
   equal to the threshold is therefore an attack. This matches scikit-learn's ``roc_curve``
   (a point (fpr, tpr) at threshold t counts ``score >= t`` as positive), so the ROC here and
-  sklearn's agree, and every threshold returned by this module is one of the observed scores.
+  sklearn's agree. The ROC and EER thresholds are observed scores; `threshold_between` (used to
+  fix an operating point between two scores, e.g. at a BPCER target) returns midpoints.
 * **Species**: integer presentation-attack-instrument ids. Id ``0`` (``BONA_FIDE_SPECIES``) is
   reserved for bona fide samples and every attack has an id ``>= 1``; e.g. Oulu-NPU uses
   ``OULU_SPECIES_NAMES``: 0 live, 1 print1, 2 print2, 3 replay1 (display1), 4 replay2 (display2).
@@ -259,11 +260,15 @@ def auc(scores, labels) -> float:
 
 
 def threshold_between(lo, hi=None):
-    """A threshold t (decision: attack iff score >= t) above `lo` and at most `hi`, in float64 and
-    in float32 alike: the midpoint, or the next float32 after `lo` where the midpoint of two
-    adjacent float32 values rounds back onto `lo` (the exported model and numpy 2's comparison
-    of a float32 score array with a Python float both decide in float32). hi=None: just above
-    `lo`, by max(1e-6, 1e-6 |lo|). Elementwise on arrays."""
+    """A threshold t (decision: attack iff score >= t) above `lo` and, where float32 can tell
+    `lo` and `hi` apart, at most `hi`, in float64 and in float32 alike: the midpoint, or the
+    next float32 after `lo` where the midpoint of two adjacent float32 values rounds back onto
+    `lo` (the exported model and numpy 2's comparison of a float32 score array with a Python
+    float both decide in float32). Where `lo` and `hi` are one float32 value, no float32
+    threshold splits them: t is then that next float32, above `hi` too, so a score at `hi` is
+    decided bona fide like one at `lo`; callers compute their error rates at t itself, which
+    keeps their figures true. hi=None: just above `lo`, by max(1e-6, 1e-6 |lo|). Elementwise
+    on arrays."""
     lo = np.asarray(lo, np.float64)
     above32 = np.nextafter(lo.astype(np.float32), np.float32(np.inf)).astype(np.float64)
     if hi is None:
@@ -476,7 +481,10 @@ def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int
     resampling samples would make the intervals too narrow.
 
     The threshold is held fixed (chosen on dev): the intervals describe the test set's sampling
-    error, not the threshold's. A resample lacking bona fide or attack samples is redrawn.
+    error, not the threshold's. A resample lacking bona fide samples, or lacking any attack
+    species of the test set, is redrawn: APCER is the worst species, and a resample without one
+    of them would measure the worst of fewer species, another quantity (with every species in
+    every identity, as in the synthetic world and the three datasets, no draw is redrawn for it).
 
     Args:
       test: the test ScoreSet (frame- or video-level).
@@ -497,15 +505,18 @@ def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int
     n_groups = len(ids)
     bona, att = labels == BONA_FIDE, labels == ATTACK
     has_bona = np.bincount(inv, weights=bona, minlength=n_groups) > 0
-    has_att = np.bincount(inv, weights=att, minlength=n_groups) > 0
+    present = np.unique(species[att])
+    has_species = np.stack([np.bincount(inv, weights=att & (species == sid), minlength=n_groups)
+                            > 0 for sid in present], axis=1)             # [groups, species]
     rng = np.random.default_rng(seed)
     counts, tries = [], 0
     while len(counts) < n_boot:   # the same draws, in the same order, as one call per resample
         tries += 1
         if tries > 20 * n_boot:
-            raise ValueError("bootstrap: resamples keep missing a class; too few groups")
+            raise ValueError("bootstrap: resamples keep missing bona fide samples or an attack "
+                             "species; too few groups")
         pick = rng.integers(0, n_groups, n_groups)
-        if has_att[pick].any() and has_bona[pick].any():
+        if has_species[pick].any(axis=0).all() and has_bona[pick].any():
             counts.append(np.bincount(pick, minlength=n_groups))
     # A resample is its samples, each repeated as often as its group was drawn: every metric at
     # the fixed threshold is a ratio of weighted counts, computed for a block of resamples at a

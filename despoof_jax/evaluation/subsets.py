@@ -87,9 +87,13 @@ def load(workdir, split: str = "test"):
         if not np.array_equal(rows[col].astype(np.int64), table[col].astype(np.int64)):
             raise ValueError(f"{csv_path}: column {col} disagrees with the {split} split's "
                              "metadata; the scores were made on another build of the dataset")
+    names = datasets.species_names(data)
+    if config.eval.get("apcer_per", "species") == "medium":
+        # APCER per attack type, as the evaluation computed it (evaluate.fusion_table); the
+        # `species` column of `rows` keeps the instrument, for --where and --by.
+        table, names = evaluate.by_medium(table, names)
     s = metrics.ScoreSet(scores=scores.fuse(table, stats, how), labels=table["label"],
-                         species=table["species"], video=table["video"],
-                         species_names=datasets.species_names(data))
+                         species=table["species"], video=table["video"], species_names=names)
     return s, table["identity"], rows, threshold, how
 
 

@@ -96,11 +96,13 @@ def _check(n: int, bpcer: float) -> None:
                          "on fewer says little about the BPCER it will have)")
 
 
-def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = False) -> dict:
+def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = False,
+                  allow_gray: bool = False) -> dict:
     """The library form: a loaded model (`despoof_jax.load`) and bona fide face crops (what
     `model.score` takes) -> a JSON-able report (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the
     current threshold and its BPCER). Set `model.threshold = report["threshold"]` to use it."""
-    score = np.asarray(model.score(images, allow_upsample=allow_upsample).score, np.float64)
+    score = np.asarray(model.score(images, allow_upsample=allow_upsample,
+                                   allow_gray=allow_gray).score, np.float64)
     _check(score.size, bpcer)
     t = threshold_at_bpcer(score, bpcer)
     n = score.size
@@ -124,7 +126,7 @@ def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
             f"{p}: {m}" for p, m in failures))
     _check(len(images), bpcer)   # before loading the model
     report = threshold_for(serving_model.load(model_path), images, bpcer,
-                           allow_upsample=allow_upsample)
+                           allow_upsample=allow_upsample, allow_gray=allow_gray)
     return {"model": model_path, **report, "captures": names}
 
 

@@ -52,7 +52,12 @@ def per_sample_terms(noise, x, depth_target, *, dq, vq, dq_model, vq_model, k: i
     """Eq. 7's noise-dependent terms for spoof samples, per sample -> {term: [b]}.
 
     noise, x: [b, H, W, 6]; depth_target: [b, h, w, 1] (the face depth: stage 2's target for every
-    input). J_r is the spoof sign (-peak); J_VQ is -log p(real) of the reconstruction."""
+    input). J_r is the spoof sign (-peak); J_VQ is -log p(real) of the reconstruction.
+
+    VQ Net runs in inference mode, on its running BatchNorm statistics, so that a sample's term
+    does not depend on the others in its batch. Training only ever runs VQ Net on batch
+    statistics (of the discriminator's mixed batch, steps.py), so J_VQ here is a close relative
+    of the function DS Net was trained against, not that function itself (README, table note)."""
     live = x - noise
     depth = dq_model.apply(dq.variables(), live, train=False)
     logits = vq_model.apply(vq.variables(), live, train=False)

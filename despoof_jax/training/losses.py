@@ -100,7 +100,9 @@ def high_frequency_peak(noise: jnp.ndarray, k: int) -> jnp.ndarray:
     the raw FFT a grating of amplitude a peaks at a*H*W/2, which at lambda_2 = 0.005 would
     outweigh every other term of Eq. 7 by orders of magnitude; with a mean-normalised FFT it would
     be negligible. The orthonormal peak (a*sqrt(HW)/2) puts lambda_2 J_r on the scale of lambda_3
-    J_DQ, where the paper's weights say it belongs. The magnitude is sqrt(|F|^2 + eps) so that the
+    J_DQ, where the paper's weights say it belongs (at 256 px: the peak grows as sqrt(HW), so at
+    128 and 64 px lambda_2 J_r weighs 2x and 4x less; README, "Repetitive loss scaling"). The
+    magnitude is sqrt(|F|^2 + eps) so that the
     gradient is finite (zero) at zero noise instead of NaN.
     """
     b, h, w, c = noise.shape

@@ -288,7 +288,7 @@ def test_bootstrap_intervals_equal_one_metric_call_per_resample(decimals):
     while len(draws["acer"]) < 200:
         pick = np.concatenate([members[g] for g in rng.integers(0, n_ids, n_ids)])
         s, y, sp = scores[pick], labels[pick], species[pick]
-        if not (np.any(y == 1) and np.any(y == 0)):
+        if not (set(species[labels == 1]) <= set(sp[y == 1]) and np.any(y == 0)):
             continue
         ap, bp = M.apcer(s, y, sp, threshold, test.species_names), M.bpcer(s, y, threshold)
         draws["apcer"].append(ap)
@@ -300,6 +300,23 @@ def test_bootstrap_intervals_equal_one_metric_call_per_resample(decimals):
         np.testing.assert_allclose(got[k], np.percentile(draws[k], [2.5, 97.5]), rtol=0,
                                    atol=1e-12, err_msg=k)
     assert got["n_groups"] == n_ids and got["n_boot"] == 200
+
+
+def test_bootstrap_resamples_keep_every_attack_species():
+    """APCER is the worst species: a resample that drew no identity with some species would report
+    the worst of the others. Here species 2 sits in two identities out of ten and is always
+    accepted (APCER 1); every interval of APCER must stay at 1, not reach down to the others'."""
+    ids = np.repeat(np.arange(10), 6)
+    labels = np.tile([0, 0, 1, 1, 1, 1], 10)
+    species = np.where(labels == 1, 1, 0)
+    species[(ids < 2) & (labels == 1)] = 2
+    scores = np.where(labels == 1, 1.0, 0.0)
+    scores[species == 2] = -1.0                          # below the threshold: always accepted
+    test = M.ScoreSet(scores, labels, species, species_names=("live", "print", "replay"))
+    assert M.apcer(scores, labels, species, 0.5, test.species_names) == 1.0
+    ci = M.bootstrap_intervals(test, ids, 0.5, n_boot=300, seed=0)
+    assert ci["apcer"] == [1.0, 1.0]
+    assert ci["bpcer"] == [0.0, 0.0]
 
 
 def test_bootstrap_intervals_resample_identities_and_shrink_with_more_of_them():
@@ -328,3 +345,27 @@ def test_bootstrap_intervals_resample_identities_and_shrink_with_more_of_them():
     assert width(ci_big, "acer") > width(frames, "acer")
     with pytest.raises(ValueError, match="groups must be"):
         M.bootstrap_intervals(big, ids_big[:-1], 0.75)
+
+
+def test_video_level_intervals_resample_the_videos_identities():
+    """evaluate.add_intervals: the video-level interval is the identity bootstrap of the
+    video-level scores, each video carrying its person; a video of two people is refused."""
+    from despoof_jax.evaluation import evaluate
+    r = np.random.default_rng(0)
+    video = np.repeat(np.arange(40), 5)                  # 40 videos of 5 frames, 10 people
+    identity = video // 4
+    labels = (video % 4 != 0).astype(np.int64)
+    species = np.where(labels == 1, video % 4, 0)
+    scores = r.normal(labels + 0.5 * (identity % 3), 1.0)
+    names = ("live", "a", "b", "c")
+    test_set = M.ScoreSet(scores, labels, species, video=video, species_names=names)
+    result = {"frame": {"threshold": 0.5}, "video": {"threshold": 0.7}}
+    evaluate.add_intervals(result, test_set, {"identity": identity})
+    per_video = M.ScoreSet(scores.reshape(40, 5).mean(1), labels[::5], species[::5],
+                           species_names=names)
+    assert result["video"]["ci95"] == M.bootstrap_intervals(per_video, identity[::5], 0.7)
+    assert result["frame"]["ci95"] == M.bootstrap_intervals(test_set, identity, 0.5)
+    identity = identity.copy()
+    identity[7] = 9                                      # a frame of video 1 from another person
+    with pytest.raises(ValueError, match="more than one identity"):
+        evaluate.add_intervals(result, test_set, {"identity": identity})

@@ -100,3 +100,22 @@ def test_scores_of_another_dataset_build_are_refused(trained_workdir, tmp_path):
     evaluate.write_csv(csv, table)
     with pytest.raises(ValueError, match="another build of the dataset"):
         subsets.run(wd)
+
+
+def test_apcer_per_medium_follows_the_runs_config(trained_workdir, tmp_path):
+    """A run evaluated with `eval.apcer_per = "medium"` (the Oulu configs) reports APCER per attack
+    type; `despoof subset` must compute the same quantity, not APCER per instrument."""
+    wd = tmp_path / "w"
+    shutil.copytree(trained_workdir, wd, ignore=shutil.ignore_patterns("checkpoints", "dq", "ds"))
+    config = json.loads((wd / "config.json").read_text())
+    config["eval"]["apcer_per"] = "medium"
+    (wd / "config.json").write_text(json.dumps(config))
+    table, fused, m = _decision(trained_workdir)
+    lab, sp, t = table["label"].astype(int), table["species"].astype(int), m["threshold"]
+    per_medium = [np.mean(fused[(lab == 1) & np.isin(sp, ids)] < t) for ids in ((1, 2), (3, 4))]
+    r = subsets.run(wd)
+    assert r["apcer"] == pytest.approx(max(per_medium))
+    assert set(r["apcer_per_species"]) == {"print", "display"}
+    per_species = subsets.run(trained_workdir)
+    assert per_species["apcer"] >= r["apcer"]        # the worst instrument is at least its medium
+    assert r["bpcer"] == per_species["bpcer"]

@@ -92,6 +92,11 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert again["threshold"] == pytest.approx(report["threshold"]) and again["n"] == 24
     with pytest.raises(ValueError, match="need at least"):
         bona_fide.threshold_for(model, images[:5])
+    # gray captures stored as RGB: refused like the model's other inputs, accepted with allow_gray
+    gray = [np.repeat(img.mean(-1, keepdims=True).astype(np.uint8), 3, -1) for img in images]
+    with pytest.raises(ValueError, match="gray"):
+        bona_fide.threshold_for(model, gray, 0.1)
+    assert bona_fide.threshold_for(model, gray, 0.1, allow_gray=True)["n"] == 24
     decided = np.asarray(model.score(images).score) >= model.threshold
     assert decided.sum() == int(np.floor(0.1 * len(images))) == round(report["bpcer"] * len(images))
     assert report["bpcer_upper95"] > report["bpcer"]

@@ -89,6 +89,14 @@ def test_summary_at_the_threshold():
     assert s["draws"]["kept"] == 40 and s["draws"]["redrawn"] > 0
     assert s["apcer_per_attack"]["rgbw_quad"] is None and s["bpcer_per_photo"][1] is None
     json.dumps(s, allow_nan=False)                   # valid JSON
+    # the photo is the unit resampled, its crops kept whole: four photos alike (one of two live
+    # crops rejected in each) give every resample BPCER 1/2, an interval of no width
+    species = np.tile([0, 0, 1, 2, 3, 4], 4)
+    photo = np.repeat(np.arange(4), 6)
+    score = np.where(species > 0, 1.0, -1.0)
+    score[::6] = 1.0
+    s = cs.summarise(score, species, photo, 0.0, draws=60)
+    assert s["bpcer"]["ci95"] == [0.5, 0.5] and s["draws"]["redrawn"] == 0
     with pytest.raises(ValueError, match="live and attack"):
         cs.summarise(np.zeros(3), np.ones(3, int), np.zeros(3, int), 0.0)
     with pytest.raises(ValueError, match="one length"):
