@@ -28,15 +28,25 @@ SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # `make_example(world=...)`: the base world, or the wide world of `wide` (domain randomisation).
 # "wide2" is the wide world plus photo sources and content scenes (`wide.sample_photo_source`,
 # `wide.sample_content`); "wide" keeps the first round's physics, so its datasets (and the models
-# and tables made from them) stay reproducible.
-WORLDS: tuple[str, ...] = ("base", "wide", "wide2")
+# and tables made from them) stay reproducible. "wide3" is wide2 (the same sessions and draws) with
+# two physics fixes, so wide and wide2 records stay byte for byte what they were: display
+# lattices and print screens area-sampled over each camera sample's footprint (FOOTPRINT) instead
+# of point-sampled at its centre (which aliased fine pitches into fake moire), and the rolling
+# shutter's refresh banding along the camera's rows instead of the screen's.
+WORLDS: tuple[str, ...] = ("base", "wide", "wide2", "wide3")
 # Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
 WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source",
                                 "scene_content")
 N_CAPTURE_DEVICES: int = camera.N_CAPTURE_DEVICES
 
 SS_LIVE = 2     # supersampling of live scenes (smooth: 2 suffices for the camera's pixel aperture)
-SS_SPOOF = 3    # supersampling of spoof media: resolves lattice periods down to ~0.7 px before aliasing
+# Supersampling of spoof media. Point-sampled (base, wide, wide2), a sub-pixel lattice's sharp
+# windows carry harmonics above the grid's 1.5 cycles/px that fold into low frequencies: fine
+# pitches (< ~2 px) get fake moire. World wide3 area-samples the lattice and the screens over each
+# sample's footprint (`wide.footprint_points`: tent-weighted, FOOTPRINT points per grid step, i.e.
+# SS_SPOOF * FOOTPRINT = 12 points/px, (2 * FOOTPRINT)^2 = 64 evaluations per sample).
+SS_SPOOF = 3
+FOOTPRINT = 4   # footprint sub-points per grid step and axis (world wide3; 1 = point sampling)
 SRC_EXTENT = 1.3  # the attacker's photo covers [-1.3, 1.3]^2 so tilted media still fill the crop
 
 # Stream tags (any fixed distinct ints).
@@ -97,7 +107,11 @@ class _Medium:
     src: the attacker's photo, linear RGB [n, n, 3] in [0, 1] over [-SRC_EXTENT, SRC_EXTENT]^2;
     src_depth [n, n, 1]; texel_px: photo texel size in output px; params: spoof.PrintParams or
     spoof.DisplayParams; fibre: paper texture [n, n] (print); lamp [3] and gradient (gx, gy): the
-    recapture room's light on a print; extra [S, S, 3]: glare + ambient reflection (presenting)."""
+    recapture room's light on a print; extra [S, S, 3]: glare + ambient reflection (presenting).
+    Wide-world media only (world wide3; the defaults are the base, wide and wide2 physics):
+    footprint: sub-points per axis over which the display lattice or print screen of each camera
+    sample is averaged (`wide.footprint_points`; 1 = its centre, point sampling); camera_rows: the
+    refresh banding runs along the camera's rows (the grid's y), not the screen's (my)."""
     is_print: bool
     src: np.ndarray
     src_depth: np.ndarray
@@ -107,6 +121,8 @@ class _Medium:
     lamp: np.ndarray | None
     gradient: tuple
     extra: np.ndarray
+    footprint: int = 1
+    camera_rows: bool = False
 
 
 def _sample_medium(ident, species, scene, src_pose, session, size, strength) -> _Medium:
@@ -128,16 +144,23 @@ def _sample_medium(ident, species, scene, src_pose, session, size, strength) -> 
     return _Medium(is_print, src, src_depth, texel_px, p, fibre, lamp, gradient, extra)
 
 
-def _medium_radiance(m: _Medium, mx, my, size, params=None) -> np.ndarray:
+def _medium_radiance(m: _Medium, mx, my, size, params=None, rows=None) -> np.ndarray:
     """Steps 1-2 (and the replay's refresh banding): unlit print reflectance or display emission
-    [H, W, 3] at medium points (mx, my) [H, W]; `params` overrides m.params (stage chain)."""
+    [H, W, 3] at medium points (mx, my) [H, W] of the camera's samples; `params` overrides
+    m.params (stage chain); rows [H, W]: the samples' image y (crop units), which the banding
+    follows where m.camera_rows (world wide3)."""
     p = m.params if params is None else params
     if isinstance(p, wide.PrintParams):
         table = np.concatenate([m.src, m.fibre[..., None]], -1)
-        return wide.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p)
+        return wide.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p,
+                                      footprint=m.footprint)
     if isinstance(p, wide.DisplayParams):
         src = spoof.frame_blend(m.src, p.tone, m.texel_px)
-        return wide.display_emission(src, SRC_EXTENT, mx, my, size / 2, p)
+        if m.camera_rows and rows is None:
+            raise ValueError("_medium_radiance: a medium with camera_rows=True needs the camera "
+                             "grid's rows (the y of `_spoof_grid`).")
+        return wide.display_emission(src, SRC_EXTENT, mx, my, size / 2, p, footprint=m.footprint,
+                                     rows=rows if m.camera_rows else None)
     if m.is_print:
         table = np.concatenate([m.src, m.fibre[..., None]], -1)
         return spoof.print_reflectance(table, SRC_EXTENT, mx, my, size / 2, p)
@@ -254,13 +277,16 @@ def _photographed(ident, scene, pose, x, y, *, render, source, size, rng):
 
 
 def _wide_example(seed, identity, species, device, video, frame, size, difficulty,
-                  second: bool = False) -> dict:
+                  second: bool = False, area_sampled: bool = False) -> dict:
     """`make_example(world="wide")`: the base world's identity, scene, devices, settings, head
     motion and sensor noise streams, with the wide world's look, medium and pipeline drawn from
     streams of their own (`wide`). The live reference keeps its definition: the same photo on an
     ideal medium at the same pose, through the same pipeline with the same noise draws.
     `second` (world "wide2"): a session may also draw a photo source and a content scene, each
-    from a stream of its own, so a wide2 session that draws neither is the wide session."""
+    from a stream of its own, so a wide2 session that draws neither is the wide session.
+    `area_sampled` (world "wide3", with `second`): the same draws as wide2, the medium's lattice or
+    screen averaged over each camera sample's footprint (FOOTPRINT) and the refresh banding along
+    the camera's rows; no random stream changes, so live records and contone prints are wide2's."""
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)
     key = (seed, 0x31DE, identity, species, device, video)
     look = wide.sample_look(rng_for(*key, _W_LOOK), int(size * wide.SKIN_EXTENT))
@@ -307,10 +333,11 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
     # Glossy photo paper reflects like a screen.
     glossy = not is_print or params.family == wide.PRINT_FAMILIES.index("contone")
     extra = spoof.reflections(mrng, size, glossy=glossy, strength=strength * mrng.uniform(0.3, 1.5))
-    m = _Medium(is_print, src, src_depth, texel_px, params, fibre, lamp, gradient, extra)
+    m = _Medium(is_print, src, src_depth, texel_px, params, fibre, lamp, gradient, extra,
+                footprint=FOOTPRINT if area_sampled else 1, camera_rows=area_sampled)
     x, y, mx, my = _spoof_grid(size, settings, mpose)
     ref = capture(_ideal_radiance(m, mx, my), SS_SPOOF, profile, settings, _twin(noise_rng))
-    rad = _present(m, _medium_radiance(m, mx, my, size), x, y, size)
+    rad = _present(m, _medium_radiance(m, mx, my, size, rows=y), x, y, size)
     img = capture(rad, SS_SPOOF, profile, settings, noise_rng)
     xo, yo = pixel_grid(size, 1.0, settings.phase)
     mxo, myo = spoof.medium_coords(xo, yo, mpose)
@@ -328,8 +355,10 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     motion and fresh sensor noise, so consecutive frames form a short video.
     `difficulty` > 0: spoof artifact amplitudes scale as 1 / difficulty (higher = subtler).
     `world`: "base", "wide" (`wide`: randomised print screening, display layouts, camera
-    pipelines, skin texture and natural backgrounds) or "wide2" (wide, plus photo sources and
-    content scenes); a wide or wide2 example also carries the int fields
+    pipelines, skin texture and natural backgrounds), "wide2" (wide, plus photo sources and
+    content scenes) or "wide3" (wide2's sessions with area-sampled lattices and screens and
+    refresh banding along the camera's rows: see WORLDS); a wide, wide2 or wide3 example also
+    carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
     photo_source: -1 where the scene and the attacker's photo are not photographs;
     scene_content: -1 for a person, else the natural image shown instead, depth 0).
@@ -357,7 +386,7 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
             "identity": int(identity), "video": int(video), "frame": int(frame)}
     if world != "base":
         ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty,
-                           second=world == "wide2")
+                           second=world in ("wide2", "wide3"), area_sampled=world == "wide3")
         ex["depth"] = _to_u8(ex["depth"])
         return {**ex, **meta, **{k: int(ex[k]) for k in WIDE_FIELDS}}
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)

@@ -364,7 +364,16 @@ def replay_emission(src_table: np.ndarray, src_extent: float, mx: np.ndarray, my
     by a screen showing the photo `src_table` [n, n, 3+] (linear RGB over [-src_extent, src_extent]^2).
 
     The photo is resampled to the display's own pixel grid (pixelation, the paper's 'approximation
-    and down-sampling'), tone-mapped, then each pixel lights its sub-pixels."""
+    and down-sampling'), tone-mapped, then each pixel lights its sub-pixels.
+
+    Known limitations, kept so that the base world's records (and the figures published from
+    them) stay byte for byte: the sub-pixel lattice is point-sampled at each sample of the
+    supersampled camera grid (generator.SS_SPOOF = 3 per px), so its sharp windows' harmonics
+    above 1.5 cycles/px fold into low frequencies before the camera's optics and pixels act:
+    fine pitches (replay2's PenTile, 0.9-1.5 px) show stronger moire than a real sensor would
+    (README "A wider world", 2026-12-04); `halftone` is point-sampled the same way. The refresh
+    banding runs along the screen's my, not the camera's rows (equal only for an upright screen).
+    The wide world's `wide.display_emission(footprint=..., rows=...)` (world wide3) fixes both."""
     mpx, mpy = mx * np.float32(px_per_unit), my * np.float32(px_per_unit)
     i, j, fx, fy = display_pixels(mpx, mpy, p.pitch)
     # The display frame: the photo sampled at every display pixel centre covering the medium.
@@ -380,6 +389,6 @@ def replay_emission(src_table: np.ndarray, src_extent: float, mx: np.ndarray, my
     pat = subpixel_lattice(fx, fy, (i + j) & 1, p) / lattice_norm(p)
     emitted *= 1 - p.mod + p.mod * pat
     amp, period, phase = p.flicker
-    if amp > 0:   # rolling-shutter refresh banding, in the camera's rows (my ~ image y)
+    if amp > 0:   # rolling-shutter refresh banding: meant along the camera's rows, taken along my
         emitted *= (1 + amp * np.sin(2 * np.pi * my / period + phase))[..., None]
     return emitted

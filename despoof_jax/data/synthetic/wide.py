@@ -13,7 +13,8 @@ each recorded per example so that protocols can hold one out:
                     gamut, dot gain and paper grain.
     display_layout  (`DISPLAY_LAYOUTS`): RGB stripe, BGR stripe, delta (replay1: LCD-like),
                     PenTile RG-BG and diamond (replay2: OLED-like) at log-uniform pitches 0.7..4.5
-                    output px, so moire runs from none to strong; gamma, backlight, white point.
+                    output px, so moire runs from none to strong (strong partly fake below ~2 px:
+                    see "wide3" below); gamma, backlight, white point.
     camera_pipeline (`CAMERA_PIPELINES`): the base ISP + JPEG at a wide quality range, and three
                     raw pipelines (Bayer RGGB mosaic, sensor noise on the mosaic, bilinear
                     demosaicing, denoising, tone curve, sharpening) ending in JPEG or in a
@@ -33,6 +34,16 @@ own (a wide2 session that draws neither is the wide session, byte for byte):
                     resolution, noise, tone, sharpening and compression), as the "live" faces of
                     a photo collection are; one law for both classes, so the source camera's
                     texture is not a spoof cue either; -1: the scene is seen directly.
+
+The world "wide3" (`make_example(world="wide3")`) is wide2 - the same sessions and draws, so its
+live records are wide2's - with two physics fixes (2026-12-04). Wide and wide2 point-sample each
+display lattice and print screen at the centre of every sample of the supersampled camera grid,
+so the lattices' sharp sub-pixel windows alias on that grid before the camera's optics and pixels
+act: fine pitches (< ~2 output px) show strong moire no real sensor would (a 0.75 px RGB stripe:
+relative spread 0.50 after the camera, against 0.004 with 24 samples/px). Wide3 area-samples them
+over each sample's footprint on the medium (`footprint_points`; `display_emission` and
+`print_reflectance`, `footprint`), and bands the refresh along the camera's rows (`rows`), not
+the screen's. Wide and wide2 keep the old sampling, so their datasets stay byte for byte.
 
 In the wide world both columns are -1. Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
@@ -280,6 +291,36 @@ def sample_medium_pose(rng: np.random.Generator, paper: bool) -> spoof.MediumPos
                             bend=float(rng.uniform(0.0, 0.35)) if paper else 0.0)
 
 
+# ---- area sampling -------------------------------------------------------------------------------
+
+
+def footprint_points(mx: np.ndarray, my: np.ndarray, k: int):
+    """Weighted sub-points of each camera sample's footprint on the medium: the area average of a
+    pattern over them is what a supersampled grid can hold of a pattern finer than it.
+
+    mx, my [H, W]: where the samples of a camera grid (one per grid step, e.g. the SS_SPOOF grid)
+    hit the medium (crop units). The footprint is mapped to the medium through the local Jacobian
+    of (mx, my) with respect to the grid (`np.gradient`: central differences, one-sided at the
+    border), so tilt, perspective and bend shape it. Yields (2k)^2 triples (mx', my' [H, W],
+    weight): a 2k x 2k grid of points at (a + 0.5) / k - 1 steps, a = 0..2k-1, along each grid
+    axis, weighted by the tent (1 - |u|)(1 - |v|) over +-1 step (weights sum to 1).
+
+    Why a tent and not the sample's own cell (a box of one step): a box's response falls to zero
+    only at the grid rate (3 cycles/px on the SS_SPOOF grid), so a sub-pixel lattice's harmonics
+    near it (2.2-3.8 cycles/px) still fold into the low frequencies that the camera's pixels keep;
+    measured on a 0.75 px RGB stripe (relative spread of a flat picture after the camera, blur
+    0.35 px): centre 0.50, box 0.067, tent 0.011, point sampling at 24 samples/px 0.0037. The tent
+    (box * box) has double zeros there; it costs 4x the points of the box for the same density.
+    """
+    dmx_dr, dmx_dc = np.gradient(mx)     # per grid row (image y), per grid column (image x)
+    dmy_dr, dmy_dc = np.gradient(my)
+    offsets = (np.arange(2 * k, dtype=np.float32) + np.float32(0.5)) / np.float32(k) - np.float32(1)
+    weights = (1 - np.abs(offsets)) / np.float32(k)          # sums to 1 over the 2k offsets
+    for v, wv in zip(offsets, weights):
+        for u, wu in zip(offsets, weights):
+            yield mx + u * dmx_dc + v * dmx_dr, my + u * dmy_dc + v * dmy_dr, wu * wv
+
+
 # ---- print families ------------------------------------------------------------------------------
 
 
@@ -360,9 +401,16 @@ def stochastic_screen(cover: np.ndarray, mx_px: np.ndarray, my_px: np.ndarray, p
     return spoof.ink_reflectance(inks, p.base)
 
 
-def print_reflectance(src_table, src_extent, mx, my, px_per_unit, p: PrintParams) -> np.ndarray:
+def print_reflectance(src_table, src_extent, mx, my, px_per_unit, p: PrintParams,
+                      footprint: int = 1) -> np.ndarray:
     """`spoof.print_reflectance` for every family: reflectance [H, W, 3] at medium points (mx, my)
-    [H, W] of the photo `src_table` [n, n, 4] (linear RGB + paper fibre)."""
+    [H, W] of the photo `src_table` [n, n, 4] (linear RGB + paper fibre).
+
+    footprint: as in `display_emission`: 1 evaluates the screen (AM dot/line threshold, FM and
+    inkjet threshold tiles) at each sample's centre (worlds "wide", "wide2"); k > 1 averages the
+    screened reflectance over the sample's footprint on the paper (`footprint_points`, world "wide3"),
+    the ink coverage held at the sample's value (it is smooth: texel scale). Head banding is the
+    print's own (paper rows) in every world; the contone family has no screen."""
     b = p.base
     cover = spoof.gamut_compress(src_table[..., :3], b)
     ct_table = spoof.ink_reflectance([cover[..., i] for i in range(4)], b)
@@ -375,10 +423,15 @@ def print_reflectance(src_table, src_extent, mx, my, px_per_unit, p: PrintParams
     ct = s[..., 4:7]
     ppu = np.float32(px_per_unit)
     if b.mod > 0:
-        if p.mask is None:
-            ht = spoof.halftone(s[..., :4], mx4 * ppu, my4 * ppu, b)
+        def screen(sx, sy):
+            sx, sy = sx.reshape(h // 2, 2, w // 2, 2), sy.reshape(h // 2, 2, w // 2, 2)
+            if p.mask is None:
+                return spoof.halftone(s[..., :4], sx * ppu, sy * ppu, b)
+            return stochastic_screen(s[..., :4], sx * ppu, sy * ppu, p)
+        if footprint > 1:
+            ht = sum(wt * screen(sx, sy) for sx, sy, wt in footprint_points(mx, my, footprint))
         else:
-            ht = stochastic_screen(s[..., :4], mx4 * ppu, my4 * ppu, p)
+            ht = screen(mx, my)
         ct = ct + b.mod * (ht - ct)
     refl = ct * (1 + b.grain * s[..., 7:8])
     amp, period, phase = p.banding
@@ -462,18 +515,35 @@ def _lattice_mean(layout: int, aperture: float) -> np.ndarray:
     return (m / 2 + 1e-6).astype(np.float32)
 
 
-def display_emission(src_table, src_extent, mx, my, px_per_unit, p: DisplayParams) -> np.ndarray:
-    """`spoof.replay_emission` for every layout: radiance [H, W, 3] at medium points (mx, my)."""
-    t = p.tone
+def _display_cells(mx, my, px_per_unit, pitch: float, layout: int):
+    """Display pixel index and in-pixel position of medium points (mx, my) [H, W] (crop units)
+    -> (i, j int32, fx, fy in [0, 1)), the delta layout's odd rows shifted by half a pixel."""
     mpx, mpy = mx * np.float32(px_per_unit), my * np.float32(px_per_unit)
-    gy = mpy / np.float32(t.pitch)
+    gy = mpy / np.float32(pitch)
     j = np.floor(gy)
-    gx = mpx / np.float32(t.pitch)
-    if DISPLAY_LAYOUTS[p.layout] == "delta":   # odd rows shifted by half a pixel
+    gx = mpx / np.float32(pitch)
+    if DISPLAY_LAYOUTS[layout] == "delta":   # odd rows shifted by half a pixel
         gx = gx + np.float32(0.5) * (j.astype(np.int32) & 1)
     i = np.floor(gx)
     fx, fy = gx - i, gy - j
-    i, j = i.astype(np.int32), j.astype(np.int32)
+    return i.astype(np.int32), j.astype(np.int32), fx, fy
+
+
+def display_emission(src_table, src_extent, mx, my, px_per_unit, p: DisplayParams,
+                     footprint: int = 1, rows: np.ndarray | None = None) -> np.ndarray:
+    """`spoof.replay_emission` for every layout: radiance [H, W, 3] at medium points (mx, my)
+    [H, W], the camera's samples (one per grid step) as seen on the screen.
+
+    footprint: 1 (worlds "wide", "wide2") evaluates the sub-pixel lattice at each sample's centre:
+    point sampling, so the lattice's sharp windows alias on the supersampled grid before the
+    camera's optics and pixel box act (fake moire at pitches below ~2 output px, README "A wider
+    world", 2026-12-04). k > 1 (world "wide3") averages it over the sample's footprint on the
+    screen (`footprint_points`: 2k x 2k tent-weighted sub-points): area sampling, the
+    pre-filter that the supersampled grid needs. The frame's colour (constant over a display pixel) stays sampled at
+    the centre. rows [H, W] (crop units): the camera's image y of each sample, along which the
+    rolling shutter bands the refresh (world "wide3"); None: the screen's own my (wide, wide2)."""
+    t = p.tone
+    i, j, fx, fy = _display_cells(mx, my, px_per_unit, t.pitch, p.layout)
     half = int(np.ceil(src_extent * px_per_unit / t.pitch)) + 2
     c = (np.arange(-half, half, dtype=np.float32) + 0.5) * np.float32(t.pitch / px_per_unit)
     n = src_table.shape[0]
@@ -483,11 +553,19 @@ def display_emission(src_table, src_extent, mx, my, px_per_unit, p: DisplayParam
     ii = np.clip(i + half, 0, 2 * half - 1)
     jj = np.clip(j + half, 0, 2 * half - 1)
     emitted = np.take(frame.reshape(-1, 3), jj * (2 * half) + ii, axis=0)
-    pat = lattice(fx, fy, (i + j) & 1, p.layout, t.aperture) / _lattice_mean(p.layout, t.aperture)
+    if footprint > 1:
+        pat = np.zeros(fx.shape + (3,), np.float32)
+        for sx, sy, wt in footprint_points(mx, my, footprint):
+            si, sj, sfx, sfy = _display_cells(sx, sy, px_per_unit, t.pitch, p.layout)
+            pat += wt * lattice(sfx, sfy, (si + sj) & 1, p.layout, t.aperture)
+    else:
+        pat = lattice(fx, fy, (i + j) & 1, p.layout, t.aperture)
+    pat = pat / _lattice_mean(p.layout, t.aperture)
     emitted *= 1 - t.mod + t.mod * pat
     amp, period, phase = t.flicker
     if amp > 0:
-        emitted *= (1 + amp * np.sin(2 * np.pi * my / period + phase))[..., None]
+        band_y = my if rows is None else rows
+        emitted *= (1 + amp * np.sin(2 * np.pi * band_y / period + phase))[..., None]
     return emitted
 
 

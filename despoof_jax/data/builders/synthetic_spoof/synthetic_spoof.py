@@ -50,7 +50,7 @@ SPLITS = ("train", "dev", "test")
 # Metadata columns saved per split (`load_metadata`): everything protocols filter on, none of the
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
-# Wide-world configs (`world="wide"` or "wide2") add the physics family of each stage (`synthetic.WIDE_FIELDS`:
+# Wide-world configs (`world="wide"`, "wide2" or "wide3") add the physics family of each stage (`synthetic.WIDE_FIELDS`:
 # print_family, display_layout, camera_pipeline, photo_source, scene_content; -1 where a record
 # has no such stage), which the unseen-physics protocols filter on. Base configs keep their records and
 # columns, byte for byte.
@@ -72,8 +72,10 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         difficulty: generator difficulty (strength of the spoof cues' disguise), > 0.
         seed: generator seed; the whole dataset is a function of the config.
         world: "base" (the base world), "wide" (`synthetic.wide`: randomised physics families,
-            recorded per example in the WIDE_FIELDS columns) or "wide2" (wide, plus photo sources
-            and content scenes).
+            recorded per example in the WIDE_FIELDS columns), "wide2" (wide, plus photo sources
+            and content scenes) or "wide3" (wide2's sessions with area-sampled display lattices
+            and print screens and refresh banding along the camera's rows:
+            `synthetic.generator.WORLDS`).
     """
 
     size: int = 64
@@ -165,6 +167,13 @@ CONFIGS = (
             world="wide2"),
     _config("wide2_s128", 128, (40, 12, 12), 3, 2, 2, "Wide2 world, 128 px, 40/12/12 identities, "
             "2 videos x 2 frames.", world="wide2"),
+    # wide2 with the 2026-12-04 physics fix (world "wide3"): the same sessions, the display
+    # lattices and print screens area-sampled (no fake moire at fine pitches), the refresh banding
+    # along the camera's rows. Added under version 1.3.0: every earlier config is unchanged.
+    _config("wide3_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide3 world, 64 px, 4/4/4 identities: tests.",
+            world="wide3"),
+    _config("wide3_s128", 128, (40, 12, 12), 3, 2, 2, "Wide3 world, 128 px, 40/12/12 identities, "
+            "2 videos x 2 frames.", world="wide3"),
 )
 
 
@@ -240,6 +249,8 @@ def _render(job: tuple[SyntheticSpoofConfig, PlanEntry]) -> dict:
 class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
     """Synthetic live/spoof faces with face depth; see the module docstring for the layout."""
 
+    # Adding configs does not change a config's records, so wide3 came without a bump: a bump
+    # would send readers of existing 1.3.0 builds (e.g. a resumed run) to a build that isn't there.
     VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {
         "1.0.0": "Initial release.",
@@ -253,7 +264,11 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "(`synthetic.wide.CONTENT_IMAGES`: 30 % of sessions show natural-image content "
                  "instead of a person, live and spoofed alike, depth 0). Wide records gain the "
                  "columns `photo_source` and `scene_content` (-1 in wide configs, whose images are "
-                 "unchanged byte for byte); base configs unchanged.",
+                 "unchanged byte for byte); base configs unchanged. Later (2026-12-04), without a "
+                 "version bump: world `wide3` (configs wide3_smoke, wide3_s128), wide2's sessions "
+                 "with area-sampled display lattices and print screens and refresh banding along "
+                 "the camera's rows; every earlier config's records unchanged byte for byte, so "
+                 "builds of them made before stay valid.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
 
