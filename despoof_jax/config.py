@@ -49,7 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.degrade_size = 0                # down-sample to this side, then back up (resolution)
     c.data.blur_sigma = 0.0                # Gaussian blur, std in pixels of the input size
     c.data.worker_count = 0                # grain worker processes (0 = in the main process)
-    c.data.prefetch = 2                    # batches kept ready ahead of the step
+    c.data.prefetch = 2                    # this host's batches kept ready ahead of the step
 
     c.model = ml_collections.ConfigDict()
     c.model.ds_width = 1.0                 # channel multipliers of Table 1 (1.0 = the paper)
@@ -105,9 +105,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Net by painting colour (README, "Reading of the paper"; issue #13's ablation).
     c.train.dq_colour_jitter = 0.0
     c.train.baseline_steps = 0             # binary-CNN baseline; 0 = stage1 + stage2 steps
-    c.train.log_every = 50
+    c.train.log_every = 50                 # a progress line; a NaN loss stops the run by then
     c.train.checkpoint_every = 500
-    c.train.keep_checkpoints = 3
+    c.train.keep_checkpoints = 3           # >= 1: the newest checkpoints kept (orbax's max_to_keep)
     c.train.progress_every_secs = 30.0    # a progress line at least this often (wall clock)
     c.train.profile_steps = 0             # > 0: a jax.profiler trace of this many steps
     c.train.tensorboard = True            # event files beside metrics.jsonl

@@ -5,8 +5,10 @@ The top of the pipeline (config -> data -> models -> training -> evaluation): it
 pod, evaluate later with "eval") or "dq", "ds", "eval" alone — for the
 de-spoofing method or a baseline (`config.method`), and every fold of a multi-fold protocol
 (`data.fold = -1`). `despoof train` and `python -m despoof_jax.main` call it; so can a notebook.
-Paths inside the workdir: `training.workdir`. Before anything is trained, `preflight` checks that
-the workdir takes files and has room for the largest checkpoint of the stages to run.
+Paths inside the workdir: `training.workdir`. Before anything is trained, `preflight` checks every
+field that takes one of a few values (a typo would otherwise surface after stage 1 trained, or
+in the evaluation), the checkpoint schedule, and that the workdir takes files and has room for the
+largest checkpoint of the stages to run.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import ml_collections
 from despoof_jax import config as config_lib
 from despoof_jax.data import datasets
 from despoof_jax.evaluation import baselines as baseline_eval
-from despoof_jax.evaluation import evaluate
+from despoof_jax.evaluation import evaluate, scores
 from despoof_jax.tools import calibration_simulator
-from despoof_jax.training import baselines, checkpoint, loop
+from despoof_jax.training import baselines, checkpoint, loop, parallel, steps
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training.workdir import as_workdir
@@ -38,21 +40,61 @@ def stages_to_train(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     return ()
 
 
+def modes_of(method: str) -> tuple[str, ...]:
+    """The values of `config.mode` that apply to `method`."""
+    if method == "despoof":
+        return MODES
+    return ("all", "train", "eval") + (("dq",) if method == "depth_only" else ())
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+    """Raises `ConfigError` naming the field, the value and what it takes when a field that takes
+    one of a few values holds anything else, or the checkpoint schedule is not one. The choices
+    come from the modules that read the fields, so they cannot drift apart."""
+    methods = ("despoof",) + baselines.METHODS
+    choices = [("method", config.method, methods)]
+    if config.method in methods:
+        choices.append(("mode", config.mode, modes_of(config.method)))
+    choices += [
+        ("parallel", config.parallel, parallel.MODES),
+        ("eval.apcer_per", config.eval.get("apcer_per", "species"), evaluate.APCER_PER),
+    ]
+    if config.method == "despoof":   # a baseline has no stage 2, and names its one score itself
+        choices += [
+            ("train.vq_batch", config.train.get("vq_batch", "separate"), steps.VQ_BATCH_MODES),
+            ("eval.fusion", config.eval.fusion, scores.FUSIONS + (evaluate.DEV_CHOICE,)),
+        ]
+    for field, value, allowed in choices:
+        if value not in allowed:
+            raise config_lib.ConfigError(f"config.{field}={value!r}; expected one of {allowed}")
+    checkpoint.check_schedule(config.train.checkpoint_every, config.train.keep_checkpoints)
+    evaluate.threshold_criterion(config.eval.threshold)
+    # These raise plain ValueError where they are used; here they are config errors.
+    for check in (lambda: state_lib.compute_dtype(config),          # model.compute_dtype
+                  lambda: datasets.get_protocol(config.data),       # data.protocol
+                  lambda: calibration_simulator.check_config(config)):   # eval.calibration*
+        try:
+            check()
+        except ValueError as e:
+            if isinstance(e, config_lib.ConfigError):
+                raise
+            raise config_lib.ConfigError(str(e)) from e
+
+
 def preflight(config: ml_collections.ConfigDict, workdir) -> None:
-    """Raises `workdir.WorkdirNotWritable` before training when this process cannot write the
-    workdir or (local workdirs) its disk lacks room for the largest checkpoint to be saved; the
-    size comes from the abstract state (`jax.eval_shape`), nothing is allocated."""
+    """Raises `ConfigError` (`check_values`) or `workdir.WorkdirNotWritable` before training:
+    a config value that the run would refuse later; this process cannot write the workdir or
+    (local workdirs) its disk lacks room for the largest checkpoint to be saved. The size comes
+    from the abstract state (`jax.eval_shape`), nothing is allocated."""
+    check_values(config)
     need = max((checkpoint.checkpoint_bytes(state_lib.abstract(INIT[s], config))
                 for s in stages_to_train(config)), default=0)
     as_workdir(workdir).check_writable(need, process_index=jax.process_index())
-    calibration_simulator.check_config(config)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:
     """Runs `config.mode` in `workdir` (a local path or a URL); returns what each part reported
     ({"dq": ..., "ds": ..., "eval": metrics}). Resumes whatever a killed run had finished."""
-    if config.mode not in MODES:
-        raise config_lib.ConfigError(f"config.mode={config.mode!r}; expected one of {MODES}")
     preflight(config, workdir)
     if config.data.fold == ALL_FOLDS:
         return train_all_folds(config, workdir)
@@ -81,7 +123,7 @@ def train_and_evaluate_baseline(config, workdir, dp: DataParallel) -> dict:
     if config.method not in baselines.METHODS:
         raise config_lib.ConfigError(f"config.method={config.method!r}; expected 'despoof' or one of "
                          f"{baselines.METHODS}")
-    allowed = ("all", "train", "eval") + (("dq",) if config.method == "depth_only" else ())
+    allowed = modes_of(config.method)
     if config.mode not in allowed:
         raise config_lib.ConfigError(f"config.mode={config.mode!r} does not apply to method "
                          f"{config.method!r}; expected one of {allowed}")

@@ -8,16 +8,22 @@
 #   launch/synthetic_tables.sh workdir quickstart ablations baselines table3 decomposition report
 #
 # Each run resumes from its checkpoints, so rerunning the script after a kill continues where it
-# stopped; finished runs are skipped. The ablations and the decomposition runs reuse the
+# stopped; finished runs are skipped. A run is finished once `despoof train` exited 0 for it: the
+# script then leaves $w/synthetic_tables.done (eval/metrics.json alone is no sign: the evaluation
+# writes it before its other files). The ablations and the decomposition runs reuse the
 # quickstart's stage-1 DQ Net (it does not depend on stage 2's losses), so they train stage 2 only.
 set -euo pipefail
 root=${1:-workdir}; shift || true
 parts=${*:-quickstart ablations baselines table3 decomposition report}
 run() {   # workdir, config, extra flags
   local w=$1 c=$2; shift 2
-  if [[ -f "$w/eval/metrics.json" ]]; then echo "== $w: done"; return; fi
+  if [[ -f "$w/synthetic_tables.done" ]]; then echo "== $w: done"; return; fi
   echo "== $w ($c) $(date -u +%H:%M:%S)"
-  despoof train --config="$c" --workdir="$w" "$@" 2>&1 | grep -v " step [0-9]*/" | tail -3
+  # pipefail: a run that fails or is killed stops the script here, before the marker (grep's
+  # own status, 1 when every line is a progress line, is not the run's)
+  despoof train --config="$c" --workdir="$w" "$@" 2>&1 | { grep -v " step [0-9]*/" || true; } |
+    tail -3
+  touch "$w/synthetic_tables.done"
 }
 on_quickstart_dq() {   # workdir, config, extra flags: stage 2 on the quickstart's stage-1 DQ Net
   local w=$1

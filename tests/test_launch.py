@@ -1,5 +1,6 @@
-"""The launch scripts: every one parses (`bash -n`) and passes shellcheck, and the GPU training
-script refuses bad arguments before it starts anything."""
+"""The launch scripts: every one parses (`bash -n`) and passes shellcheck, the GPU training
+script refuses bad arguments before it starts anything, and synthetic_tables.sh skips only the
+runs that finished."""
 import pathlib
 import shutil
 import subprocess
@@ -44,3 +45,29 @@ def test_gpu_pretrained_refuses_bad_names_before_starting(tmp_path, args, messag
                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_synthetic_tables_skips_a_run_only_once_despoof_train_finished_it(tmp_path):
+    # A fake `despoof` that writes eval/metrics.json (the evaluation's first report file) and
+    # then exits with $RC: 1 is a run killed while the evaluation writes its other files.
+    fake = tmp_path / "bin" / "despoof"
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n'
+                    'for a; do [[ $a == --workdir=* ]] && w=${a#--workdir=}; done\n'
+                    'mkdir -p "$w/eval" && echo "{}" > "$w/eval/metrics.json"\nexit "$RC"\n')
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+
+    def tables(rc):
+        return subprocess.run(
+            ["bash", str(ROOT / "launch" / "synthetic_tables.sh"), str(tmp_path / "w"),
+             "quickstart"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+            env={"PATH": f"{fake.parent}:/usr/bin:/bin", "CALLS": str(calls), "RC": str(rc)})
+
+    assert tables(1).returncode != 0
+    out = tables(0)                     # metrics.json is there, but the run did not finish
+    assert out.returncode == 0, out.stderr
+    assert len(calls.read_text().splitlines()) == 2
+    out = tables(0)
+    assert out.returncode == 0 and f"== {tmp_path}/w/quickstart: done" in out.stdout
+    assert len(calls.read_text().splitlines()) == 2

@@ -7,7 +7,9 @@ Writes into `<workdir>/eval/` (paths: `training.workdir.Workdir`):
                                    APCER (max and per species), BPCER, ACER, HTER, EER, AUC; and,
                                    when the test records carry `live_reference` (synthetic data),
                                    `decomposition`: how close DS Net's noise comes to the true
-                                   spoof noise, per species (`despoof_jax.evaluation.decomposition`)
+                                   spoof noise, per species (`evaluation.decomposition`); and
+                                   `checkpoint_steps`: the steps of the checkpoints evaluated
+                                   ({"dq": ..., "ds": ...}, each stage's last: `load_model`)
   table2.md                        the fusion table, frame level then video level
   model.json                       what the library API needs to score new images with the same
                                    decision rule: fusion statistics (from dev) and the threshold
@@ -32,9 +34,10 @@ import numpy as np
 from absl import logging
 from etils import epath
 
+from despoof_jax import config as config_lib
 from despoof_jax.data import datasets, pipeline, synthetic
 from despoof_jax.evaluation import analysis, decomposition, metrics, plots, scores
-from despoof_jax.training import checkpoint, observe
+from despoof_jax.training import checkpoint, loop, observe
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import as_workdir
 
@@ -42,29 +45,45 @@ META_COLUMNS = ("label", "species", "device", "identity", "video")
 
 
 def threshold_criterion(spec: str):
-    """config.eval.threshold -> metrics criterion: "eer" or "apcer@0.05" -> ("apcer", 0.05)."""
+    """config.eval.threshold -> metrics criterion: "eer" or "apcer@0.05" -> ("apcer", 0.05);
+    anything else is a `ConfigError` (`experiment.preflight` asks before training)."""
     if spec == "eer":
         return "eer"
-    if spec.startswith("apcer@"):
-        return ("apcer", float(spec.split("@", 1)[1]))
-    raise ValueError(f"eval.threshold={spec!r}; expected 'eer' or 'apcer@<target>' (e.g. "
-                     "'apcer@0.05')")
+    if isinstance(spec, str) and spec.startswith("apcer@"):
+        try:
+            target = float(spec.split("@", 1)[1])
+        except ValueError:
+            target = None
+        if target is not None and 0.0 <= target < 1.0:   # metrics.threshold_at_apcer's range
+            return ("apcer", target)
+    raise config_lib.ConfigError(f"eval.threshold={spec!r}; expected 'eer' or 'apcer@<target>' "
+                                 "with a target in [0, 1) (e.g. 'apcer@0.05')")
 
 
 def load_model(config, workdir: str, sharding=None) -> tuple[state_lib.FrozenNet,
                                                               state_lib.FrozenNet]:
-    """(DS Net, DQ Net) of a workdir's latest checkpoints, as inference trees on the host's
-    first device (or on `sharding`)."""
+    """(DS Net, DQ Net) of a workdir's final checkpoints, as inference trees on the host's
+    first device (or on `sharding`).
+
+    Each stage's latest readable checkpoint must be its last step (`train.stage1_steps`,
+    `train.stage2_steps`), the rule stage 2 applies to stage 1 (`loop.require_final_step`):
+    otherwise `loop.UnfinishedStage` says to finish the training, instead of a run stopped early
+    (or whose last checkpoint cannot be read) being evaluated or served as if trained. No caller
+    wants an intermediate step; to look at one, give `train.stage2_steps` its step."""
     if sharding is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     wd = as_workdir(workdir)
-    dq_dir, ds_dir = wd.checkpoints("dq"), wd.checkpoints("ds")
-    s1, _ = checkpoint.restore_state_only(
-        dq_dir, state_lib.abstract(state_lib.init_stage1, config), sharding)
-    s2, _ = checkpoint.restore_state_only(
-        ds_dir, state_lib.abstract(state_lib.init_stage2, config), sharding)
+    nets = {}
+    for stage, init in (("dq", state_lib.init_stage1), ("ds", state_lib.init_stage2)):
+        directory = wd.checkpoints(stage)
+        nets[stage], step = checkpoint.restore_state_only(
+            directory, state_lib.abstract(init, config), sharding)
+        loop.require_final_step(stage, step, config, directory, needed_by="evaluation",
+                                finish="Finish the training first: run the training command "
+                                       "again (--config.mode=all or train resumes it)")
+    s2 = nets["ds"]
     return (state_lib.FrozenNet(s2.ds.params, s2.ds.batch_stats),
-            state_lib.frozen_dq_from_stage1(s1))
+            state_lib.frozen_dq_from_stage1(nets["dq"]))
 
 
 def make_predict(config):
@@ -354,8 +373,12 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
     """Scores dev and test with the workdir's model (or the given trees) and writes the report
     files listed in the module docstring into the workdir's eval/; returns the metrics dict."""
     wd = as_workdir(workdir)
+    checkpoint_steps = None     # unknown for trees given by the caller
     if ds is None or dq is None:
         ds, dq = load_model(config, wd)
+        # load_model takes each stage's last step and nothing else
+        checkpoint_steps = {"dq": int(config.train.stage1_steps),
+                            "ds": int(config.train.stage2_steps)}
     predict = make_predict(config)
     criterion = threshold_criterion(config.eval.threshold)
     dev = score_split(config, ds, dq, "dev", predict)
@@ -370,6 +393,8 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
                  criterion=config.eval.threshold, default_fusion=how,
                  fusion_rule=config.eval.fusion)
     table.update(method="despoof")
+    if checkpoint_steps is not None:
+        table["checkpoint_steps"] = checkpoint_steps
     summary = truth.summary(synthetic.SPECIES)
     if summary is not None:   # only data with ground truth (the synthetic world)
         table["decomposition"] = summary

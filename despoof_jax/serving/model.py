@@ -35,6 +35,7 @@ import numpy as np
 from flax import traverse_util
 from PIL import Image, ImageOps
 
+from despoof_jax import config as config_lib
 from despoof_jax.data.color import model_input
 from despoof_jax.evaluation import evaluate, scores
 from despoof_jax.serving import inputs
@@ -551,6 +552,8 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
                                  "the model first (despoof train ...)")
     try:
         ds, dq = evaluate.load_model(config, wd)
+    except config_lib.ConfigError as e:   # e.g. a stage stopped before its last step: say so
+        raise ModelLoadError(str(e)) from e
     except (ValueError, KeyError, TypeError) as e:
         reason = str(e).splitlines()[0].split(" Truncating")[0][:300]   # orbax's first sentence
         raise ModelLoadError(

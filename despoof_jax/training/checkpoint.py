@@ -41,6 +41,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+from despoof_jax import config as config_lib
 from despoof_jax.training.workdir import is_url
 
 PyTree = Any
@@ -67,6 +68,19 @@ def checkpoint_bytes(abstract_state: PyTree) -> int:
     arrays = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize
                  for s in jax.tree.leaves(abstract_state))
     return int(arrays * 1.1) + 2**20
+
+
+def check_schedule(every, keep) -> None:
+    """Raises `ConfigError` unless `train.checkpoint_every` and `train.keep_checkpoints` are whole
+    numbers >= 1. `keep` becomes orbax's `max_to_keep`, which keeps no checkpoint at all at 0, so
+    a typo there would leave a run nothing to resume from."""
+    for field, value, meaning in (
+            ("checkpoint_every", every, "a positive number of steps (stops and the end of a stage "
+                                        "save anyway)"),
+            ("keep_checkpoints", keep, "a whole number >= 1 of checkpoints to keep (orbax keeps "
+                                       "none at 0: every checkpoint is deleted once saved)")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise config_lib.ConfigError(f"train.{field}={value!r}; expected {meaning}")
 
 
 def all_processes_agree(ok: bool) -> bool:
@@ -120,9 +134,8 @@ class Checkpointer:
 
     def __init__(self, directory, *, every: int, keep: int = 3, read_only: bool = False):
         self.directory = absolute(directory)
-        if not read_only and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-            raise ValueError(f"train.checkpoint_every={every!r}; expected a positive number of "
-                             "steps (stops and the end of a stage save anyway)")
+        if not read_only:
+            check_schedule(every, keep)
         self.every, self.read_only = every, read_only
         # The interval is ours (`should_save`); orbax's own would also save the first step.
         # Only a trainer cleans up what a save killed half-way left behind: a reader (`read_only`:

@@ -27,6 +27,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from despoof_jax import config as config_lib
 from despoof_jax.data import datasets, pipeline
 from despoof_jax.training import checkpoint, observe, steps
 from despoof_jax.training import state as state_lib
@@ -51,6 +52,39 @@ class Interrupted(RuntimeError):
 
 class NonFiniteLoss(FloatingPointError):
     """A loss became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+class UnfinishedStage(config_lib.ConfigError):
+    """A stage's latest readable checkpoint is not the step the config trains it to, so the net
+    a reader wants (stage 2 the final DQ Net, evaluation both) is not there: the stage was stopped
+    before its end (or its last checkpoint cannot be read), or was trained for more steps than the
+    config says. The entry points print it in one line and exit 2, as for any config the run
+    cannot take."""
+
+
+# stage -> (what the messages call it, its net, the config field of its number of steps)
+_FINAL_STEP = {"dq": ("stage 1", "DQ Net", "stage1_steps"),
+               "ds": ("stage 2", "DS Net", "stage2_steps")}
+
+
+def require_final_step(stage: str, step: int, config, directory, *, needed_by: str,
+                       finish: str) -> None:
+    """Raises `UnfinishedStage` unless `step`, the latest readable checkpoint of `stage` in
+    `directory`, is the stage's last (`train.stage1_steps` / `train.stage2_steps`): the rule of
+    every reader of a trained net (`load_frozen_dq`, `evaluate.load_model`). `needed_by` names the
+    reader, `finish` tells the user how to complete the stage."""
+    label, net, field = _FINAL_STEP[stage]
+    final = int(config.train[field])
+    if step == final:
+        return
+    head = (f"{needed_by} needs {label}'s final {net} (step {final}), but the latest checkpoint "
+            f"in {directory} is step {step}: ")
+    if step < final:
+        raise UnfinishedStage(head + f"{label} was stopped before its end (or its last checkpoint "
+                              f"cannot be read: see the warning above). {finish}")
+    raise UnfinishedStage(head + f"{label} was trained for more steps than "
+                          f"train.{field}={final}; pass the number it was trained with, "
+                          f"--config.train.{field}={step}")
 
 
 class _StopRequest:
@@ -141,13 +175,14 @@ def _train_iterator(config, dp: DataParallel, seed: Optional[int] = None,
                     with_reference: bool = False):
     source, meta = datasets.load_split(datasets.for_split(config.data, "train"), "train")
     indices = datasets.protocol_indices(config.data, "train", meta)
-    dp.check_batch_size(config.train.batch_size)
+    host_batch = dp.check_batch_size(config.train.batch_size)
     return pipeline.train_iterator(
         source, indices, global_batch_size=config.train.batch_size,
         seed=config.seed if seed is None else seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
         size=config.data.image_size, worker_count=config.data.worker_count,
-        prefetch=max(config.data.prefetch * config.train.batch_size, 1),
+        # `data.prefetch` batches of this host's records (grain's buffer is per process).
+        prefetch=max(config.data.prefetch * host_batch, 1),
         degradation=datasets.degradation(config.data), with_reference=with_reference)
 
 
@@ -210,28 +245,47 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                                 config.train.get("progress_every_secs", 30.0))
     profiler = observe.StepProfiler(stage_dir, start, config.train.get("profile_steps", 0))
 
-    def flush():
+    bad = None      # the first row whose loss or parameters were not finite
+
+    def flush(check: bool):
+        """Writes the pending rows; with `check`, raises NonFiniteLoss if any row so far was not
+        finite. Several processes must stop at the same step (one that stopped alone would leave
+        the others waiting in the next collective), so `check` is only given at steps fixed by
+        the step count, where every process flushes with the same rows (the metrics are
+        replicated): log_every multiples, saves, stops and the stage's end. A flush on the
+        wall-clock timer, whose ticks differ between processes, only records. A NaN thus stops
+        the run within `train.log_every` steps, and no non-finite state is ever saved."""
         # Metrics stay on the device until here: no host synchronisation inside the loop.
-        nonlocal pending, last
-        if not pending:
-            return
-        rows = [dict(step=s, **{k: float(v) for k, v in dp.to_host(m).items()})
-                for s, m in pending]
-        pending = []
-        last = rows[-1]
-        bad = [r for r in rows if not r["finite"]]
-        log.write(rows)
-        for r in rows:
-            events.scalars(r["step"], {f"{name}/{k}": v for k, v in r.items()
-                                       if k not in ("step", "finite")})
-        events.flush()
-        if bad:
+        nonlocal pending, last, bad
+        if pending:
+            rows = [dict(step=s, **{k: float(v) for k, v in dp.to_host(m).items()})
+                    for s, m in pending]
+            pending = []
+            last = rows[-1]
+            log.write(rows)
+            for r in rows:
+                events.scalars(r["step"], {f"{name}/{k}": v for k, v in r.items()
+                                           if k not in ("step", "finite")})
+            events.flush()
+            if bad is None:
+                bad = next((r for r in rows if not r["finite"]), None)
+                if bad is not None and not check:
+                    logging.warning("%s: non-finite loss or parameters at step %d; stopping at "
+                                    "the next step every process checks (a multiple of "
+                                    "train.log_every=%d, a save or the last step)", name,
+                                    bad["step"], config.train.log_every)
+        if check and bad is not None:
             raise NonFiniteLoss(f"{name}: non-finite loss or parameters at step "
-                                f"{bad[0]['step']}: {bad[0]} "
+                                f"{bad['step']}: {bad} "
                                 f"(metrics in {log.path}); the last good checkpoint is kept in "
                                 f"{ckpt.directory}; lower train.learning_rate or check the data")
 
     def save(step):
+        # The rows up to this checkpoint are made durable with it: a URL workdir's metrics.jsonl
+        # and event files are otherwise uploaded on a timer, and a run killed after the save
+        # would lose the rows before it for good (the rows after it are trimmed on resume).
+        log.upload()
+        events.upload()
         ckpt.save(step, dp.to_global(p_state), it)
 
     saved = None
@@ -257,23 +311,23 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                 pending.append((done, metrics))
                 profiler.after_step(done, metrics)
                 if progress.due(done, total_steps):
-                    flush()
+                    flush(check=progress.on_schedule(done, total_steps))
                     rate = (done - s0) / max(time.time() - t0, 1e-9) if done > s0 else 0.0
                     eta = (total_steps - done) / rate if rate > 0 else float("nan")
                     logging.info("%s step %d/%d  %.3f steps/s  eta %.0f s  %s", name, done,
                                  total_steps, rate, eta,
                                  {k: round(v, 4) for k, v in last.items() if k != "step"})
                 if stop.due():   # also on the last step: the next stage must not start
-                    flush()
+                    flush(check=True)
                     save(done)
                     ckpt.close()
                     signum, how = stop.describe()
                     raise Interrupted(name, done, ckpt.directory, signum, how)
                 if ckpt.should_save(done):
-                    flush()
+                    flush(check=True)
                     save(done)
                     saved = done
-            flush()
+            flush(check=True)
             if saved != total_steps:
                 save(total_steps)
             # Inside the stop request: a signal while the last save is written (close waits for
@@ -315,11 +369,8 @@ def load_frozen_dq(config, workdir, sharding) -> state_lib.FrozenNet:
     except FileNotFoundError as e:
         raise FileNotFoundError(f"stage 2 needs a pretrained DQ Net in {directory}; run stage 1 "
                                 "first (--config.mode=dq, or mode=all)") from e
-    if step != config.train.stage1_steps:
-        raise ValueError(
-            f"stage 2 needs stage 1's final DQ Net (step {config.train.stage1_steps}), but the "
-            f"latest checkpoint in {directory} is step {step}: stage 1 was stopped before its "
-            "end. Finish it first (--config.mode=dq, or mode=all resumes it)")
+    require_final_step("dq", step, config, directory, needed_by="stage 2",
+                       finish="Finish it first (--config.mode=dq, or mode=all resumes it)")
     logging.info("ds: frozen DQ Net from step %d of %s", step, directory)
     return state_lib.frozen_dq_from_stage1(st)
 

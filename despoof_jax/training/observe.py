@@ -6,7 +6,7 @@
 - `MetricsLog`: `metrics.jsonl`, one JSON line per step, written by process 0.
 Both write through `etils.epath`. Object stores cannot append (gcsfs even treats mode "a" as
 "w"), so in a URL workdir both keep their file locally and upload it whole, at most every
-`upload_every_secs` and when closed.
+`upload_every_secs`, when the loop saves a checkpoint (`upload`) and when closed.
 - `parameter_overview(tree)`: a table of every parameter array (path, shape, size), logged at the
   start of each stage (big_vision's `parameter_overview`).
 - `Progress`: says when a progress line is due, every N steps *or* every `every_secs` seconds of
@@ -44,11 +44,12 @@ class EventWriter:
     For a URL `logdir` the files are written to a local temporary folder and uploaded whole."""
 
     def __init__(self, logdir, *, enabled: bool = True,
-                 upload_every_secs: float = UPLOAD_EVERY_SECS):
+                 upload_every_secs: Optional[float] = None):
         self.logdir = str(logdir)
         self._w = None
         self._local = None      # the local folder of a URL logdir
-        self._every, self._uploaded = upload_every_secs, time.monotonic()
+        self._every = UPLOAD_EVERY_SECS if upload_every_secs is None else upload_every_secs
+        self._uploaded = time.monotonic()
         if enabled and jax.process_index() == 0:
             epath.Path(logdir).mkdir(parents=True, exist_ok=True)
             if is_url(logdir):
@@ -83,6 +84,12 @@ class EventWriter:
             self._w.flush()
             self._upload(force=False)
 
+    def upload(self) -> None:
+        """Writes out and (URL logdir) uploads what was added so far, whatever the timer says."""
+        if self._w is not None:
+            self._w.flush()
+            self._upload(force=True)
+
     def _upload(self, force: bool) -> None:
         if self._local is None or (not force and
                                    time.monotonic() - self._uploaded < self._every):
@@ -107,25 +114,40 @@ class MetricsLog:
 
     A run that resumes at `start_step` drops the rows after it (a run killed after its last
     checkpoint logged steps that the resumed run computes again), so the file holds each step
-    once. Local files are appended to; a URL file is rewritten whole (see the module docstring).
+    once. A line that is not a JSON row is dropped with a warning: a torn last line (a kill
+    during a write) is expected, one in the middle is damage. The file is then rewritten through
+    a temporary file and a rename, so a kill during the rewrite leaves the old file whole. Local
+    files are appended to; a URL file is rewritten whole (see the module docstring).
     """
 
     def __init__(self, path, start_step: int, *, enabled: bool = True,
-                 upload_every_secs: float = UPLOAD_EVERY_SECS):
+                 upload_every_secs: Optional[float] = None):
         self.path = epath.Path(path)
         self.enabled = enabled
         self._url = is_url(path)
-        self._every, self._uploaded = upload_every_secs, time.monotonic()
+        self._every = UPLOAD_EVERY_SECS if upload_every_secs is None else upload_every_secs
+        self._uploaded = time.monotonic()
         self._lines: list[str] = []     # the whole file (URL) or nothing (local)
         self._dirty = False
         if not enabled or not self.path.exists():
             return
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line).get("step", 0) <= start_step]
+        text = self.path.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        kept = []
+        for i, line in enumerate(lines):
+            step = _row_step(line)
+            if step is None:
+                where = ("its last line (cut short by a kill during a write?)"
+                         if i == len(lines) - 1 else f"line {i + 1} of {len(lines)}")
+                logging.warning("%s: %s is not a JSON row with a step, dropped: %.200r",
+                                self.path, where, line)
+            elif step <= start_step:
+                kept.append(line)
         if self._url:
             self._lines = kept
-        if len(kept) != len(lines):
-            self.path.write_text("".join(line + "\n" for line in kept))
+        # Also when only the last newline is missing: the next append would join two rows.
+        if len(kept) != len(lines) or (text and not text.endswith("\n")):
+            _replace(self.path, "".join(line + "\n" for line in kept), self._url)
 
     def write(self, rows: list[dict]) -> None:
         if not self.enabled or not rows:
@@ -139,14 +161,49 @@ class MetricsLog:
         self._lines += lines
         self._dirty = True
         if time.monotonic() - self._uploaded >= self._every:
-            self.close()
+            self.upload()
 
-    def close(self) -> None:
-        """Uploads what a URL file still lacks (a local file is always complete)."""
+    def upload(self) -> None:
+        """Uploads what a URL file still lacks, whatever the timer says (a local file is always
+        complete)."""
         if self._dirty:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text("".join(line + "\n" for line in self._lines))
             self._dirty, self._uploaded = False, time.monotonic()
+
+    def close(self) -> None:
+        self.upload()
+
+
+def _row_step(line: str) -> Optional[int]:
+    """The step of a metrics.jsonl line, or None when the line is not a JSON row with one."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    step = row.get("step") if isinstance(row, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _replace(path: epath.Path, text: str, url: bool) -> None:
+    """`path`'s content replaced by `text` all at once: a local file through a temporary file in
+    its folder and an atomic rename; a URL object by one upload (an object store replaces an
+    object whole, and has no rename)."""
+    if url:
+        path.write_text(text)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=os.fspath(path.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, os.stat(os.fspath(path)).st_mode & 0o7777)   # mkstemp's is 0600
+        os.replace(tmp, os.fspath(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def read_scalars(logdir) -> dict:
@@ -182,11 +239,16 @@ class Progress:
 
     def due(self, step: int, total: int) -> bool:
         now = time.monotonic()
-        if (step % self.every_steps == 0 or step == total
+        if (self.on_schedule(step, total)
                 or (self.every_secs > 0 and now - self._last >= self.every_secs)):
             self._last = now
             return True
         return False
+
+    def on_schedule(self, step: int, total: int) -> bool:
+        """Due by the step count alone (every N steps and the last): the same on every process,
+        where the wall-clock part of `due` is not."""
+        return step % self.every_steps == 0 or step == total
 
 
 class StepProfiler:

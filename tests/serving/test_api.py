@@ -138,6 +138,14 @@ def test_load_errors_say_what_to_do(workdir, tmp_path):
         json.dump(cfg, f)
     with pytest.raises(api.ModelLoadError, match="do not fit config.json.*ds_width=1.0"):
         api.load(str(wrong))
+    cfg["model"]["ds_width"] = 0.5
+    cfg["train"]["stage2_steps"] += 10                  # as if stopped 10 steps before its end
+    with open(wrong / "config.json", "w") as f:
+        json.dump(cfg, f)
+    with pytest.raises(api.ModelLoadError) as e:
+        api.load(str(wrong))
+    assert "stage2_steps" in str(e.value) or "resume" in str(e.value)
+    assert "do not fit" not in str(e.value)
 
 
 def test_load_errors_for_workdirs_that_hold_no_servable_model(tmp_path):

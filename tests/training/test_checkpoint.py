@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from despoof_jax import config as config_lib
 from despoof_jax.data import datasets, pipeline
 from despoof_jax.training import checkpoint, parallel
 from despoof_jax.training import state as state_lib
@@ -105,3 +106,17 @@ def test_processes_resume_from_a_step_every_one_of_them_can_read(tmp_path, monke
     with pytest.raises(RuntimeError, match="checkpoint 2: another process could not read it"):
         votes.clear()
         checkpoint.Checkpointer(tmp_path / "c", every=1).restore(abstract, sharding, step=2)
+
+
+@pytest.mark.parametrize("keep", [0, -1, 1.5, True, "3", None])
+def test_keep_checkpoints_below_one_is_refused_before_anything_is_written(tmp_path, keep):
+    # orbax's max_to_keep=0 keeps no checkpoint at all: a run would have nothing to resume from
+    with pytest.raises(config_lib.ConfigError, match=f"train.keep_checkpoints={keep!r}; expected "
+                                                     "a whole number >= 1"):
+        checkpoint.Checkpointer(tmp_path / "c", every=1, keep=keep)
+    assert not (tmp_path / "c").exists()
+    ckpt = checkpoint.Checkpointer(tmp_path / "c", every=1, keep=1)
+    for step in (1, 2):
+        ckpt.save(step, {"w": np.full(3, float(step), np.float32)})
+    ckpt.close()
+    assert sorted(os.listdir(tmp_path / "c")) == ["2"]     # the smallest keep still keeps one

@@ -1,15 +1,21 @@
 """Faults: a save cut by SIGKILL, a corrupt latest checkpoint, a signal during the last save, a
-half-copied checkpoint, a reader beside a trainer, an unwritable or full workdir, and
-what `despoof train` prints and returns when a signal or a NaN loss stops it. (The loop's NaN
+half-copied checkpoint, a reader beside a trainer, an unwritable or full workdir, an evaluation
+of a run that did not finish, and what `despoof train` prints and returns when a signal or a NaN
+loss stops it. (The loop's NaN
 stop: test_train.test_nan_loss_stops_loudly; SIGTERM on two processes: test_multihost.)"""
 import collections
+import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
+import pytest
+
 from despoof_jax import cli, commands
+from despoof_jax.evaluation import evaluate
 from despoof_jax.training import loop, parallel
 from despoof_jax.training import workdir as workdir_lib
 from tests.training import fault_worker
@@ -72,10 +78,6 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(synthetic_da
 
 def test_a_signal_in_the_last_save_a_half_copied_step_a_reader_and_an_unfinished_stage1(
         synthetic_data_dir, tmp_path, monkeypatch, caplog):
-    import shutil  # noqa: PLC0415
-
-    import pytest  # noqa: PLC0415
-
     from despoof_jax.training import checkpoint, state as state_lib  # noqa: PLC0415
     close = checkpoint.Checkpointer.close
 
@@ -173,3 +175,42 @@ def test_despoof_train_exits_3_with_one_line_on_a_nan_loss(synthetic_data_dir, t
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: dq: non-finite loss or parameters at step 1")
 
+
+
+def test_evaluation_refuses_a_stage_that_did_not_reach_its_last_step(trained_workdir, tmp_path,
+                                                                     capsys):
+    wd = workdir_lib.Workdir(trained_workdir)
+    # The finished run (4 + 4 steps) was evaluated at both last steps, and says so.
+    assert json.loads(wd.metrics_json.read_text())["checkpoint_steps"] == {"dq": 4, "ds": 4}
+    config = wd.read_config()
+    # A run meant for 6 stage-2 steps, preempted after its checkpoint of step 4 ...
+    config.train.stage2_steps = 6
+    with pytest.raises(loop.UnfinishedStage, match=(
+            r"evaluation needs stage 2's final DS Net \(step 6\), but the latest checkpoint in "
+            r"\S+/ds/checkpoints is step 4: stage 2 was stopped before its end .*run the "
+            r"training command again")):
+        evaluate.load_model(config, wd)
+    # ... one trained longer than its config says, and a stage 1 that stopped early.
+    config.train.stage2_steps = 2
+    with pytest.raises(loop.UnfinishedStage, match=r"is step 4: stage 2 was trained for more "
+                                                   r"steps than train.stage2_steps=2; pass .*"
+                                                   r"--config.train.stage2_steps=4"):
+        evaluate.load_model(config, wd)
+    config.train.stage2_steps, config.train.stage1_steps = 4, 5
+    with pytest.raises(loop.UnfinishedStage, match=r"stage 1's final DQ Net \(step 5\)"):
+        evaluate.load_model(config, wd)
+    # `despoof train --config.mode=eval` on the preempted run: one line, exit 2, nothing written.
+    copy = tmp_path / "preempted"
+    for part in ("dq", "ds"):
+        shutil.copytree(os.path.join(trained_workdir, part, "checkpoints"),
+                        copy / part / "checkpoints")
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={copy}", f"--config.data.data_dir={config.data.data_dir}",
+                   "--config.train.stage1_steps=4", "--config.train.stage2_steps=6",
+                   "--config.loss.noise_truth=3.0", "--config.mode=eval"])
+    assert rc == commands.EXIT_USAGE
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in err and len(errors) == 1, err[-3000:]
+    assert errors[0].startswith("error: evaluation needs stage 2's final DS Net (step 6)")
+    assert not (copy / "eval").exists()

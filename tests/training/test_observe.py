@@ -1,6 +1,7 @@
 """Watching a run: TensorBoard event files beside metrics.jsonl (read back with the writer's own
 package), the profile trace, the parameter overview and the wall-clock progress timer."""
 import json
+import logging
 import os
 
 import jax
@@ -75,3 +76,36 @@ def test_progress_is_due_every_n_steps_or_every_n_seconds(monkeypatch):
     assert not p.due(4, 1000)
     assert p.due(100, 1000)          # every N steps regardless of time
     assert p.due(1000, 1000)         # the last step
+
+
+def test_metrics_log_drops_torn_and_corrupt_lines_and_rewrites_through_a_rename(
+        tmp_path, monkeypatch, caplog):
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": 0.5} for s in (1, 2, 3, 4)]
+    text = (json.dumps(rows[0]) + "\n" + "\x00\x00garbage\n" + "".join(
+        json.dumps(r) + "\n" for r in rows[1:]) + '{"step": 5, "lo')   # killed mid-write
+    path.write_text(text)
+    path.chmod(0o644)
+
+    def crash(src, dst):
+        raise OSError("killed during the rewrite")
+    monkeypatch.setattr(observe.os, "replace", crash)
+    with pytest.raises(OSError, match="killed during the rewrite"):
+        observe.MetricsLog(path, start_step=3)
+    assert path.read_text() == text and os.listdir(tmp_path) == ["metrics.jsonl"]
+    monkeypatch.undo()
+
+    with caplog.at_level(logging.WARNING):
+        log = observe.MetricsLog(path, start_step=3)       # resumed from the checkpoint of step 3
+    assert "line 2 of 6 is not a JSON row with a step, dropped" in caplog.text
+    assert "its last line (cut short by a kill during a write?) is not a JSON row" in caplog.text
+    assert _jsonl(path) == rows[:3] and path.stat().st_mode & 0o777 == 0o644
+    log.write([{"step": 4, "loss": 0.25}])
+    log.close()
+    assert _jsonl(path) == rows[:3] + [{"step": 4, "loss": 0.25}]
+    assert os.listdir(tmp_path) == ["metrics.jsonl"]
+
+    # A last row whole but for its newline gets one: the next append would join two rows.
+    path.write_text(json.dumps(rows[0]))
+    observe.MetricsLog(path, start_step=3).write([rows[1]])
+    assert _jsonl(path) == rows[:2]

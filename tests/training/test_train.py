@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,11 +11,12 @@ import jax
 import numpy as np
 import pytest
 
-from despoof_jax import experiment
-from despoof_jax.training import checkpoint, loop, parallel
+from despoof_jax import cli, commands, experiment
+from despoof_jax import config as config_lib
+from despoof_jax.training import checkpoint, loop, observe, parallel
 from despoof_jax.training import state as state_lib
 from tests import fake_gcs
-from tests.util import smoke_config
+from tests.util import CONFIGS, config_module, smoke_config, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,6 +33,61 @@ def test_main_rejects_a_misspelt_override(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "stage1_stepz" in out.stderr
+
+
+@pytest.mark.parametrize("field, value, message", [
+    # each read only where it is used: stage 2's step, the evaluation, DataParallel, the nets
+    ("train.vq_batch", "separated", "config.train.vq_batch='separated'; expected one of "
+                                    "('separate', 'shared')"),
+    ("eval.threshold", "apcer@5%", "eval.threshold='apcer@5%'; expected 'eer' or 'apcer@<target>'"),
+    ("eval.threshold", "apcer@5", "eval.threshold='apcer@5'; expected 'eer' or 'apcer@<target>' "
+                                  "with a target in [0, 1)"),
+    ("eval.threshold", "EER", "eval.threshold='EER'"),
+    ("eval.fusion", "avg", "config.eval.fusion='avg'; expected one of ('map', 'noise', 'depth', "
+                           "'max', 'average', 'max_all', 'average_all', 'dev_eer')"),
+    ("eval.apcer_per", "media", "config.eval.apcer_per='media'; expected one of ('species', "
+                                "'medium')"),
+    ("parallel", "shardmap", "config.parallel='shardmap'; expected one of ('pmap', 'shard_map')"),
+    ("method", "cnn", "config.method='cnn'; expected one of ('despoof', 'binary_cnn', "
+                      "'depth_only')"),
+    ("mode", "evaluate", "config.mode='evaluate'; expected one of ('all', 'train', 'dq', 'ds', "
+                         "'eval')"),
+    ("model.compute_dtype", "bf16", "config.model.compute_dtype = 'bf16'"),
+    ("data.protocol", "intra_x", "Unknown protocol 'intra_x'"),
+    ("eval.calibration", "simulator", "eval.calibration='simulator'"),
+    ("train.keep_checkpoints", 0, "train.keep_checkpoints=0; expected a whole number >= 1"),
+    ("train.keep_checkpoints", -2, "train.keep_checkpoints=-2"),
+    ("train.checkpoint_every", 0, "train.checkpoint_every=0; expected a positive number"),
+])
+def test_preflight_refuses_a_config_value_before_anything_trains(tmp_path, field, value, message):
+    config = tiny_config(**{field: value})
+    with pytest.raises(config_lib.ConfigError, match=re.escape(message)):
+        experiment.preflight(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_baselines_name_their_own_score_and_every_shipped_config_passes():
+    baseline = tiny_config(**{"method": "binary_cnn", "eval.fusion": "cnn"})
+    experiment.check_values(baseline)               # configs/baseline_cnn.py's fusion
+    baseline.mode = "ds"
+    with pytest.raises(config_lib.ConfigError, match=re.escape(
+            "config.mode='ds'; expected one of ('all', 'train', 'eval')")):
+        experiment.check_values(baseline)
+    for path in sorted(CONFIGS.glob("*.py")):
+        module = config_module(path.stem)
+        for variant in getattr(module, "VARIANTS", ("",)):
+            experiment.check_values(module.get_config(variant))
+
+
+def test_a_config_value_typo_exits_2_with_one_line(tmp_path, capsys):
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={tmp_path}/run", "--config.train.vq_batch=shard"])
+    assert rc == commands.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: config.train.vq_batch='shard'; expected one of ('separate', 'shared')"]
+    assert not (tmp_path / "run").exists()
 
 
 def _dq_params(workdir, config) -> list:
@@ -89,6 +146,23 @@ def test_nan_loss_stops_loudly(synthetic_data_dir, tmp_path):
     assert not [p for p in os.listdir(ckpts) if p.isdigit()], "a NaN state was checkpointed"
 
 
+def test_a_nan_seen_on_the_wall_clock_timer_stops_at_a_step_every_process_checks(
+        synthetic_data_dir, tmp_path, caplog):
+    # Every step is due on the timer (1 us), but the timer ticks differently on each process: a
+    # process that raised there alone would leave the others waiting in a collective. The stop
+    # comes at step 2, the first multiple of log_every, where every process flushes the same rows.
+    config = smoke_config(synthetic_data_dir, **{
+        "train.stage1_steps": 4, "train.log_every": 2, "train.checkpoint_every": 10,
+        "train.progress_every_secs": 1e-6, "train.learning_rate": float("nan")})
+    with caplog.at_level(logging.WARNING), pytest.raises(
+            loop.NonFiniteLoss, match="non-finite loss or parameters at step 1"):
+        loop.train_dq(config, str(tmp_path), parallel.DataParallel("pmap"))
+    assert "dq: non-finite loss or parameters at step 1; stopping at the next step" in caplog.text
+    assert _steps(os.path.join(tmp_path, "dq", "metrics.jsonl")) == [1, 2]
+    ckpts = os.path.join(tmp_path, "dq", "checkpoints")
+    assert not [p for p in os.listdir(ckpts) if p.isdigit()], "a NaN state was checkpointed"
+
+
 def test_stage2_needs_stage1(synthetic_data_dir, tmp_path):
     config = smoke_config(synthetic_data_dir, mode="ds")
     with pytest.raises(FileNotFoundError, match="run stage 1 first"):
@@ -139,3 +213,39 @@ def test_whole_pipeline_with_shard_map_and_one_batch_stage2_in_a_url_workdir(
     assert {os.path.basename(f) for f in fake_gcs.FakeGCS.written} >= {
         "config.json", "metrics.jsonl", "metrics.json", "model.json", "sample_sheet.png"}
     assert any("tfevents" in f for f in fake_gcs.FakeGCS.written)
+
+
+def test_a_url_workdir_uploads_metrics_jsonl_before_each_checkpoint(synthetic_data_dir, tmp_path,
+                                                                    gcs, monkeypatch):
+    # The upload timer never fires and the run dies during step 3 without closing its log (as
+    # under SIGKILL): the rows up to the checkpoint of step 2 must be in the bucket all the same.
+    monkeypatch.setattr(observe, "UPLOAD_EVERY_SECS", 1e9)
+    monkeypatch.setattr(observe.MetricsLog, "close", lambda self: None)
+    wrap = parallel.DataParallel.wrap
+
+    def wrap_and_die(self, *args, **kwargs):
+        step_fn, calls = wrap(self, *args, **kwargs), []
+
+        def counted(*a):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("killed during step 3")
+            return step_fn(*a)
+        return counted
+
+    monkeypatch.setattr(parallel.DataParallel, "wrap", wrap_and_die)
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 4, "train.log_every": 1,
+                                                 "train.checkpoint_every": 2})
+    with pytest.raises(RuntimeError, match="killed during step 3"):
+        loop.train_dq(config, "gs://bucket/run", parallel.DataParallel("pmap"))
+    assert _steps(tmp_path / "gcs" / "bucket" / "run" / "dq" / "metrics.jsonl") == [1, 2]
+
+
+def test_each_host_prefetches_data_prefetch_batches_of_its_own(synthetic_data_dir, monkeypatch):
+    # 2 processes: a host's batch is half the global one, and so is its prefetch buffer (records)
+    seen = {}
+    monkeypatch.setattr(loop.pipeline, "train_iterator", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    config = smoke_config(synthetic_data_dir, **{"train.batch_size": 16, "data.prefetch": 3})
+    loop._train_iterator(config, parallel.DataParallel("pmap"))   # noqa: SLF001
+    assert seen["global_batch_size"] == 16 and seen["prefetch"] == 3 * 8
