@@ -26,9 +26,19 @@ def _first_device():
 def make_score_fn(config, workdir):
     """`score(rgb uint8 [B, H, W, 3]) -> [B]` attack scores of the config's baseline."""
     if config.method == "binary_cnn":
-        st, _ = checkpoint.restore_state_only(as_workdir(workdir).checkpoints("cnn"),
-                                              state_lib.abstract(baselines.init_cnn, config),
-                                              _first_device())
+        directory = as_workdir(workdir).checkpoints("cnn")
+        st, step = checkpoint.restore_state_only(directory,
+                                                 state_lib.abstract(baselines.init_cnn, config),
+                                                 _first_device())
+        final = baselines.baseline_steps(config)
+        if step != final:   # the rule of `loop.require_final_step`, for the CNN's own stage
+            raise loop.UnfinishedStage(
+                f"the evaluation needs the binary CNN's final step ({final}), but the latest "
+                f"checkpoint in {directory} is step {step}: "
+                + ("it was stopped before its end (or its last checkpoint cannot be read); run "
+                   "the training command again to resume it" if step < final else
+                   "it was trained for more steps than train.baseline_steps says; pass "
+                   f"--config.train.baseline_steps={step}"))
         model, variables = baselines.make_cnn(config), st.cnn.variables()
 
         @jax.jit

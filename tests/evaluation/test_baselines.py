@@ -2,10 +2,14 @@
 import json
 import os
 
+import pytest
+
 import jax
+import ml_collections
 import numpy as np
 
-from despoof_jax.training import baselines
+from despoof_jax.evaluation import baselines as eval_baselines
+from despoof_jax.training import baselines, loop
 from despoof_jax.training import state as state_lib
 from tests.util import random_batch, tiny_config
 
@@ -53,3 +57,16 @@ def test_depth_only_score_equals_the_despoof_depth_component(smoke_workdirs):
         with open(os.path.join(smoke_workdirs[name], "eval", "scores_test.csv")) as f:
             rows[name] = np.asarray([float(r[col]) for r in csv.DictReader(f)])
     np.testing.assert_allclose(rows["depth"], rows["ablation"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_binary_cnn_stopped_before_its_last_step_is_not_evaluated(smoke_workdirs):
+    """As for the de-spoofing model (`evaluate.load_model`): a CNN whose latest checkpoint is not
+    its last step is refused, not scored as if it were the trained baseline."""
+    w = smoke_workdirs["cnn"]
+    config = ml_collections.ConfigDict(json.load(open(os.path.join(w, "config.json"))))
+    final = baselines.baseline_steps(config)
+    assert callable(eval_baselines.make_score_fn(config, w))       # the finished run is taken
+    with config.unlocked():
+        config.train.baseline_steps = final + 5
+    with pytest.raises(loop.UnfinishedStage, match="stopped before its end"):
+        eval_baselines.make_score_fn(config, w)
