@@ -57,6 +57,7 @@ def check_values(config: ml_collections.ConfigDict) -> None:
         choices.append(("mode", config.mode, modes_of(config.method)))
     choices += [
         ("parallel", config.parallel, parallel.MODES),
+        ("data.dataset", config.data.dataset, datasets.DATASETS),
         ("eval.apcer_per", config.eval.get("apcer_per", "species"), evaluate.APCER_PER),
     ]
     if config.method == "despoof":   # a baseline has no stage 2, and names its one score itself

@@ -48,6 +48,8 @@ def test_main_rejects_a_misspelt_override(tmp_path):
     ("eval.apcer_per", "media", "config.eval.apcer_per='media'; expected one of ('species', "
                                 "'medium')"),
     ("parallel", "shardmap", "config.parallel='shardmap'; expected one of ('pmap', 'shard_map')"),
+    ("data.dataset", "oulu", "config.data.dataset='oulu'; expected one of ('synthetic_spoof', "
+                             "'oulu_npu'"),
     ("method", "cnn", "config.method='cnn'; expected one of ('despoof', 'binary_cnn', "
                       "'depth_only')"),
     ("mode", "evaluate", "config.mode='evaluate'; expected one of ('all', 'train', 'dq', 'ds', "
