@@ -63,6 +63,10 @@ def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
             top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0
         else:
             top = 65535.0 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 255.0
+            if mode == "I" and top == 255.0:   # 32-bit ints: no bit depth to read, only values
+                warnings.warn(f"{name}: PIL mode I image with values up to {a.max(initial=0):g}, "
+                              "read as 8-bit (0-255); if it is a dark 16-bit image, convert it "
+                              "to 8 bits yourself", stacklevel=3)
         if not np.all(np.isfinite(a)) or a.min(initial=0) < 0 or a.max(initial=0) > top:
             raise InputError(f"{name}: {mode} image with values in [{a.min()}, {a.max()}]; "
                              f"expected [0, {top:g}]")

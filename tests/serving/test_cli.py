@@ -117,6 +117,10 @@ def test_reading_policy(tmp_path):
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(deep)
     assert np.all(imageio.read_image(str(deep), allow_gray=True) == 255)   # 16 -> 8 bits
+    # 32-bit ints carry no bit depth: values up to 255 are read as 8-bit, with a warning
+    ints = Image.fromarray(np.full((4, 4), 200, np.int32), "I")
+    with pytest.warns(UserWarning, match="mode I image with values up to 200, read as 8-bit"):
+        assert np.all(imageio.to_rgb8(ints, "ints", allow_gray=True) == 200)
     opaque = tmp_path / "opaque.png"
     Image.fromarray(np.full((4, 4, 4), 255, np.uint8)).save(opaque)
     assert imageio.read_image(str(opaque)).shape == (4, 4, 3)
