@@ -152,6 +152,9 @@ def _crosscheck(sub):
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--cache", default="", help="crops cache (.npz, kept outside the repository)")
     c.add_argument("--save-crops", default="", help="write a PNG sheet of some crops here")
+    c.add_argument("--area-sampled", action="store_true", help="average the attack media over "
+                   "each camera sample's footprint instead of point-sampling them (no aliased "
+                   "moire; the check of issue #14 is the point-sampled default)")
     c.set_defaults(command="crosscheck")
 
 

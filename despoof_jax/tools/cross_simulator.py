@@ -31,6 +31,7 @@ intervals (resampling photos, with all their crops, since crops of one photo are
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -43,6 +44,7 @@ from PIL import Image
 from scipy import ndimage
 
 from despoof_jax.data import faces as faces_lib
+from despoof_jax.data.synthetic import wide
 from despoof_jax.evaluation import baselines as eval_baselines
 from despoof_jax.evaluation import metrics
 from despoof_jax.serving import inputs
@@ -193,53 +195,76 @@ def print_inks(cover: np.ndarray, thresholds, paper: np.ndarray) -> np.ndarray:
     return refl
 
 
-def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+def attack_radiance(kind: str, photo: np.ndarray, size: int, rng: np.random.Generator,
+                    footprint: int = 1) -> np.ndarray:
     """The medium showing `photo` (linear [m, m, 3], the crop region) as the camera sees it:
-    [size * SS, size * SS, 3] linear radiance."""
+    [size * SS, size * SS, 3] linear radiance.
+
+    footprint 1 (the check as defined, crops v2): the screen or sub-pixel pattern is taken at each
+    sample's centre. Its hard edges carry harmonics above the SS grid's rate, which fold into
+    moire no sensor would record (the training world's wide and wide2 do the same; README, "the
+    displays alias on the simulator's own grid"). footprint k > 1 (`--area-sampled`): the medium
+    is averaged over each sample's footprint (`wide.footprint_points`, the tent the training
+    world's wide3 uses): the pattern, and for a display the colour of the pixel each point falls
+    in, at (2k)^2 points; a print's ink coverage stays the centre's. The random draws are the
+    same either way, so the two renderings show the same photo, pose and medium."""
     n = size * SS
     mx, my, _ = medium_points(n, rng)
     half = size / 2 * 1.15
     shown = lookup(photo, mx, my, half)
+    points = ([(mx, my, np.float32(1))] if footprint <= 1
+              else list(wide.footprint_points(mx, my, footprint)))
     if kind in ("ordered_dither", "clustered_37"):
         cover = inks(shown)
         paper = np.float32(rng.uniform(0.85, 0.95)) * np.array([1.0, 0.99, 0.95], np.float32)
         if kind == "ordered_dither":
             cell = rng.uniform(0.5, 1.2)           # one dither cell in output px
-            ix = np.floor(mx / cell).astype(np.int64) % 8
-            iy = np.floor(my / cell).astype(np.int64) % 8
-            thr = [_BAYER8[(iy + 2 * i) % 8, (ix + 3 * i) % 8] for i in range(4)]
+
+            def thresholds(px, py):
+                ix = np.floor(px / cell).astype(np.int64) % 8
+                iy = np.floor(py / cell).astype(np.int64) % 8
+                return [_BAYER8[(iy + 2 * i) % 8, (ix + 3 * i) % 8] for i in range(4)]
         else:
             period = rng.uniform(1.8, 3.2)
             a = np.deg2rad(37.5)
-            u = (np.cos(a) * mx + np.sin(a) * my) / period
-            v = (-np.sin(a) * mx + np.cos(a) * my) / period
-            du, dv = np.abs(u - np.round(u)), np.abs(v - np.round(v))
-            spot = np.maximum(du, dv) * 2        # square dots growing from the cell centre
-            thr = [spot * (1 - 0.05 * i) for i in range(4)]
-        rad = print_inks(cover, thr, paper) * np.float32(rng.uniform(0.8, 1.2))
+
+            def thresholds(px, py):
+                u = (np.cos(a) * px + np.sin(a) * py) / period
+                v = (-np.sin(a) * px + np.cos(a) * py) / period
+                du, dv = np.abs(u - np.round(u)), np.abs(v - np.round(v))
+                spot = np.maximum(du, dv) * 2        # square dots growing from the cell centre
+                return [spot * (1 - 0.05 * i) for i in range(4)]
+        refl = sum(w * print_inks(cover, thresholds(px, py), paper) for px, py, w in points)
+        rad = refl * np.float32(rng.uniform(0.8, 1.2))
     else:
         pitch = rng.uniform(1.0, 3.0)
-        gx, gy = mx / pitch, my / pitch
-        i, j = np.floor(gx), np.floor(gy)
-        fx, fy = gx - i, gy - j
-        # The display frame: the photo sampled once per display pixel (pixelation).
-        frame = lookup(photo, (i + 0.5) * pitch, (j + 0.5) * pitch, half)
-        frame = np.clip(frame, 0, 1) ** np.float32(rng.uniform(0.9, 1.15))
-        if kind == "rgbw_quad":   # R G / B W quadrants, W lit by the frame's minimum channel
-            q = (fx >= 0.5).astype(np.int64) + 2 * (fy >= 0.5)
-            w = frame.min(-1)
-            pat = np.zeros_like(frame)
-            for k, ch in enumerate((0, 1, 2)):
-                pat[..., ch] = (q == k) * frame[..., ch] * 4
-            pat += ((q == 3) * w * 4)[..., None] * 0.5
-        else:                    # S-stripe: R over G in the left 2/3, a tall B on the right
-            left = fx < 0.62
-            pat = np.zeros_like(frame)
-            pat[..., 0] = (left & (fy < 0.5)) * frame[..., 0] / (0.62 * 0.5)
-            pat[..., 1] = (left & (fy >= 0.5)) * frame[..., 1] / (0.62 * 0.5)
-            pat[..., 2] = (~left) * frame[..., 2] / 0.38
+        gamma = np.float32(rng.uniform(0.9, 1.15))
+
+        def pixels(px, py):   # (frame colour, emitted pattern) at medium points (px, py)
+            gx, gy = px / pitch, py / pitch
+            i, j = np.floor(gx), np.floor(gy)
+            fx, fy = gx - i, gy - j
+            # The display frame: the photo sampled once per display pixel (pixelation).
+            frame = lookup(photo, (i + 0.5) * pitch, (j + 0.5) * pitch, half)
+            frame = np.clip(frame, 0, 1) ** gamma
+            if kind == "rgbw_quad":   # R G / B W quadrants, W lit by the frame's minimum channel
+                q = (fx >= 0.5).astype(np.int64) + 2 * (fy >= 0.5)
+                w = frame.min(-1)
+                pat = np.zeros_like(frame)
+                for k, ch in enumerate((0, 1, 2)):
+                    pat[..., ch] = (q == k) * frame[..., ch] * 4
+                pat += ((q == 3) * w * 4)[..., None] * 0.5
+            else:                    # S-stripe: R over G in the left 2/3, a tall B on the right
+                left = fx < 0.62
+                pat = np.zeros_like(frame)
+                pat[..., 0] = (left & (fy < 0.5)) * frame[..., 0] / (0.62 * 0.5)
+                pat[..., 1] = (left & (fy >= 0.5)) * frame[..., 1] / (0.62 * 0.5)
+                pat[..., 2] = (~left) * frame[..., 2] / 0.38
+            return frame, pat
+
         mod = rng.uniform(0.5, 0.95)
-        rad = (1 - mod) * frame + mod * pat
+        rad = sum(w * ((1 - mod) * f + mod * pat)
+                  for (f, pat), w in ((pixels(px, py), w) for px, py, w in points))
         rad = rad * np.array(rng.uniform(0.92, 1.08, 3), np.float32) + rng.uniform(0.0, 0.03)
     return add_glare(rad, rng)
 
@@ -323,6 +348,10 @@ class Physics:
 
 
 CROSS = Physics(ATTACKS, attack_radiance, cross_camera)
+AREA_FOOTPRINT = 4   # `--area-sampled`: footprint points per SS step and axis (as world wide3)
+# The same attacks, area-sampled instead of point-sampled (`attack_radiance`'s footprint).
+CROSS_AREA = Physics(ATTACKS, functools.partial(attack_radiance, footprint=AREA_FOOTPRINT),
+                     cross_camera)
 
 
 def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0,
@@ -474,10 +503,13 @@ def scorer(model_path: str) -> Scorer:
 
 
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
-        n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "") -> dict:
+        n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "",
+        area_sampled: bool = False) -> dict:
     """The whole check -> a JSON-able report (see the module docstring). `cache`: an .npz file
     for the crops (read when it exists and matches the settings, else written): the crops are a
-    deterministic function of the photos and the settings, and rendering them is the slow part."""
+    deterministic function of the photos and the settings, and rendering them is the slow part.
+    `area_sampled`: the attack media averaged over each camera sample's footprint (`CROSS_AREA`)
+    instead of point-sampled; the check as defined for issue #14 is the point-sampled one."""
     model = scorer(model_path)
     size = size or model.image_size
     faces = load_faces(faces_dir, min_side=size)
@@ -489,7 +521,8 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     for f in faces:
         digest.update(f.name.encode() + np.float64([f.cx, f.cy, f.side]).tobytes())
         digest.update(np.ascontiguousarray(f.linear).tobytes())
-    key = np.array([CROPS_VERSION, size, n_live, n_spoof, seed])
+    key = np.array([CROPS_VERSION, size, n_live, n_spoof, seed]
+                   + ([AREA_FOOTPRINT] if area_sampled else []))
     cached = None
     if cache:   # np.savez adds ".npz" to a name without it: read where it writes
         cached = pathlib.Path(cache if cache.endswith(".npz") else cache + ".npz")
@@ -501,7 +534,8 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
             if hit:
                 crops, species, photo = z["crops"], z["species"], z["photo"]
     if not hit:
-        crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed)
+        crops, species, photo = make_crops(faces, size, n_live, n_spoof, seed,
+                                           physics=CROSS_AREA if area_sampled else CROSS)
         if cached is not None:
             np.savez_compressed(cached, crops=crops, species=species, photo=photo, key=key,
                                 digest=np.array(digest.hexdigest()),
@@ -509,6 +543,7 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     score = model.score(crops)
     report = summarise(score, species, photo, model.threshold, draws=draws, seed=seed)
     report.update(model=model_path, fusion=model.fusion, crop_size=size,
+                  media="area-sampled" if area_sampled else "point-sampled",
                   photos=[{"name": f.name, "found_by": f.found_by} for f in faces],
                   mean_score={"live": float(score[species == 0].mean()),
                               **{a: float(score[species == k + 1].mean())
@@ -520,14 +555,16 @@ def check(args) -> int:
     """`despoof crosscheck` (its options are defined in cli.py): prints the report as JSON,
     optionally writes it (--json) and a PNG sheet of crops (--save-crops)."""
     report = run(args.faces_dir, args.model, size=args.size or None, n_live=args.n_live,
-                 n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache)
+                 n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache,
+                 area_sampled=args.area_sampled)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
         pathlib.Path(args.json).write_text(text + "\n")
     if args.save_crops:
         faces = load_faces(args.faces_dir, min_side=report["crop_size"])
-        crops, _, _ = make_crops(faces, report["crop_size"], 10, 10, args.seed)
+        crops, _, _ = make_crops(faces, report["crop_size"], 10, 10, args.seed,
+                                 physics=CROSS_AREA if args.area_sampled else CROSS)
         Image.fromarray(np.concatenate([np.concatenate(list(crops[:10]), 1),
                                         np.concatenate(list(crops[10:20]), 1)], 0)).save(args.save_crops)
     return 0
