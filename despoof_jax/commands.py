@@ -124,26 +124,29 @@ def medium(args) -> int:
 
 def crosscheck(args) -> int:
     """`despoof crosscheck`: the cross-simulator check on real photographs."""
-    return cross_simulator.check(args)
+    try:
+        return cross_simulator.check(args)
+    except (ValueError, FileNotFoundError, api.ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def calibrate(args) -> int:
     """`despoof calibrate`: the decision threshold from the held-out calibration simulator, or
     (--bona-fide) from the deployment's own bona fide captures. --write into the model shipped
     inside the package is refused before anything is scored (`api.model_json_path`)."""
-    if args.write:
-        try:
-            api.model_json_path(args.model)
-        except api.ModelLoadError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    if args.bona_fide is not None:
-        try:
+    try:
+        if args.write:
+            path = api.model_json_path(args.model)
+            if not path.exists():   # e.g. a baseline's workdir: no decision to store a threshold in
+                raise api.ModelLoadError(f"{path} is missing: --write stores the threshold in an "
+                                         "evaluated de-spoofing model's model.json")
+        if args.bona_fide is not None:
             return bona_fide.main(args)
-        except (ValueError, api.ModelLoadError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    return calibration_simulator.main(args)
+        return calibration_simulator.main(args)
+    except (ValueError, FileNotFoundError, api.ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def subset(args) -> int:

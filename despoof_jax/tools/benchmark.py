@@ -50,7 +50,8 @@ from despoof_jax.training import parallel
 from despoof_jax.training import state as state_lib
 from despoof_jax.training import steps as train_step
 
-DEFAULT_PEER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peer_torch.py"
+# ../shared/bench beside the checkout: despoof_jax/tools/benchmark.py -> parents[3] is its parent.
+DEFAULT_PEER = Path(__file__).resolve().parents[3] / "shared" / "bench" / "peer_torch.py"
 
 
 # ------------------------------------------------------------------ measurement helpers
@@ -313,6 +314,10 @@ def run(args) -> dict:
           f"dtype {args.dtype}, widths {widths}", flush=True)
     results = dict(env=env, args=vars(args), runs=[])
     only = args.only.split(",")
+    unknown = [k for k in only if k not in KINDS + ("data",)]
+    if unknown:   # before anything is measured: a misspelt name would measure nothing
+        raise SystemExit(f"--only {args.only}: unknown {', '.join(unknown)}; expected names "
+                         f"from {', '.join(KINDS + ('data',))}")
     if "data" in only:
         if not args.data:
             raise SystemExit("--only data needs --data DIR (a TFDS data dir; built if missing)")

@@ -174,9 +174,11 @@ def copy_packaged(model_path: str, out) -> pathlib.Path:
 def main(args) -> int:
     """`despoof calibrate --bona-fide ...`: prints the report; --write stores the threshold in the
     model, --out in a copy of it."""
-    if args.fusions or args.sources != "render" or args.data_dir:
+    if (args.fusions or args.sources != "render" or args.data_dir
+            or args.builder_config != "wide2_s128"):
         raise ValueError("--bona-fide sets the threshold of the model's own decision score from "
-                         "real captures; --fusions, --sources and --data-dir are the simulator's")
+                         "real captures; --fusions, --sources, --data-dir and --builder-config "
+                         "are the simulator's")
     if args.out and args.write:
         raise ValueError("--write stores the threshold in the model itself, --out in a copy: "
                          "give one of them")

@@ -450,8 +450,15 @@ def calibrate_workdir(config, workdir) -> dict:
 def main(args) -> int:
     """`despoof calibrate` (its options are defined in cli.py): prints the report; --write stores
     the threshold in the model's model.json."""
+    given = [flag for flag, on in (("--out", args.out), ("--bpcer", args.bpcer != 0.05),
+                                   ("--every", args.every != 1),
+                                   ("--allow-upsample", args.allow_upsample),
+                                   ("--allow-gray", args.allow_gray)) if on]
+    if given:   # they belong to --bona-fide: ignoring them would run the simulator silently
+        raise ValueError(f"{', '.join(given)}: options of --bona-fide (a threshold from your own "
+                         "bona fide captures); the simulator calibration does not use them")
     if args.sources == "stored" and not args.data_dir:
-        raise SystemExit("despoof calibrate --sources stored needs --data-dir")
+        raise ValueError("despoof calibrate --sources stored needs --data-dir")
     report = calibrate(args.model, args.data_dir, args.builder_config, draws=args.draws,
                        fusions=parse_fusions(args.fusions), sources_from=args.sources)
     text = json.dumps(report, indent=1)

@@ -79,6 +79,7 @@ def train_oracle(config, steps: int, log_every: int = 50, channels: int = 6):
     rng = np.random.default_rng(config.seed)
     curve, t0, done = [], time.time(), 0
     while done < steps:
+        before = done
         for batch, ref in _batches(config, "train", rng, shuffle=True):
             net, loss = step(net, batch["rgb"], ref)
             done += 1
@@ -88,6 +89,9 @@ def train_oracle(config, steps: int, log_every: int = 50, channels: int = 6):
                       f"{done / (time.time() - t0):.2f} steps/s", flush=True)
             if done >= steps:
                 break
+        if done == before:   # an epoch without one full batch would loop forever
+            raise ValueError(f"the train split yields no full batch of train.batch_size="
+                             f"{config.train.batch_size}: lower it or use more records")
     return state_lib.FrozenNet(net.params, net.batch_stats), curve
 
 
@@ -117,6 +121,9 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"unknown arguments {bad}")
     config = config_lib.load_file(args.config, [o[len("--config."):] for o in overrides])
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"--steps {args.steps}: expected at least 1 (leave it out for the "
+                         "config's stage-2 steps)")
     steps = args.steps or config.train.stage2_steps
     ds, curve = train_oracle(config, steps, channels=6 if args.channels == "all" else 3)
     summary = score(config, ds)

@@ -75,6 +75,16 @@ def test_benchmark_main_runs_on_a_tiny_config(tmp_path):
     with pytest.raises(SystemExit, match="compares like with like"):
         cli.main(["--cpu-kernels", "default", "benchmark", "--sizes", "32", "--batch", "8",
                   "--vs-peer"])
+    with pytest.raises(SystemExit, match="unknown stage_2"):     # a misspelt name measures nothing
+        cli.main(["--cpu-kernels", "default", "benchmark", "--sizes", "32", "--only", "stage_2"])
+
+
+def test_the_default_peer_script_is_the_one_beside_the_checkout():
+    """`--vs-peer` without --peer-script reads ../shared/bench/peer_torch.py (README)."""
+    from despoof_jax.tools import benchmark   # noqa: PLC0415 (the module behind the CLI)
+    assert benchmark.DEFAULT_PEER == REFERENCE.parent / "peer_torch.py"
+    if REFERENCE.parent.exists():
+        assert benchmark.DEFAULT_PEER.exists()
 
 
 def test_strided_max_pool_equals_reduce_window_pool():

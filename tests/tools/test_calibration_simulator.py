@@ -130,7 +130,7 @@ def test_rendered_sources_are_the_records_with_a_photographs_detail():
 
 
 def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic_data_dir,
-                                                     tmp_path):
+                                                     tmp_path, capsys):
     from despoof_jax.serving import pretrained   # noqa: PLC0415 (lazily: only this test packs)
     packed = tmp_path / "packed"
     pretrained.pack(trained_workdir, packed)
@@ -154,9 +154,16 @@ def test_calibrate_and_write_through_the_command_line(trained_workdir, synthetic
     assert report["dev"]["acer"]["value"] <= report["dev"]["acer_at_dev_threshold"] + 1e-12
     # choosing the decision score too: the fusion of lowest dev ACER, each at its own threshold;
     # sources: the stored records (round 3), which need the data dir
-    with pytest.raises(SystemExit, match="--data-dir"):
-        cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed),
-                  "--sources", "stored", "--builder-config", "s64_small"])
+    assert cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed),
+                     "--sources", "stored", "--builder-config", "s64_small"]) == 2
+    assert "--data-dir" in capsys.readouterr().err
+    # the options of --bona-fide are refused without it, not ignored
+    assert cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed),
+                     "--out", str(tmp_path / "copy")]) == 2
+    assert "--out: options of --bona-fide" in capsys.readouterr().err
+    assert cli.main(["--cpu-kernels=default", "calibrate", "--model",
+                     str(tmp_path / "missing")]) == 2                   # one line, no traceback
+    assert capsys.readouterr().err.startswith("error: ")
     rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--data-dir",
                    synthetic_data_dir, "--builder-config", "s64_small", "--draws", "20",
                    "--sources", "stored", "--fusions", "map,noise", "--json", str(out), "--write"])
