@@ -45,7 +45,7 @@ class InputError(ValueError):
     """A file or array that cannot be scored; the message names it and what was expected."""
 
 
-def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
+def to_rgb8(img: Image.Image, name: str, allow_gray: bool, what: str = "image") -> np.ndarray:
     """A decoded PIL image (one frame) -> uint8 [H, W, 3], following the module's policy."""
     mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
@@ -54,7 +54,7 @@ def to_rgb8(img: Image.Image, name: str, allow_gray: bool) -> np.ndarray:
             warnings.warn(f"{name}: has transparent pixels (mode {mode}); the alpha channel is "
                           "dropped and the colour under it scored as it is", stacklevel=3)
     if mode in GRAY_MODES and not allow_gray:
-        raise InputError(f"{name}: grayscale image (PIL mode {mode}); expected a colour RGB face "
+        raise InputError(f"{name}: grayscale {what} (PIL mode {mode}); expected a colour RGB face "
                          "crop: the model reads RGB + HSV and was trained on colour faces "
                          "(pass allow_gray=True / --allow-gray to replicate the gray channel)")
     if mode.startswith("I") or mode == "F":
@@ -110,20 +110,26 @@ def _open(path: str) -> Image.Image:
         raise InputError(f"{path}: cannot be opened ({e})") from e
 
 
-def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
-    """One image file -> uint8 RGB [H, W, 3] (the first frame of an animated file)."""
-    img = _open(path)
+def decode(img: Image.Image, name: str, allow_gray: bool, what: str = "image") -> np.ndarray:
+    """A (lazily opened) PIL image -> uint8 RGB [H, W, 3] by the module's policy, EXIF orientation
+    applied. Decoding happens here, so a truncated or oversized file is an `InputError` naming
+    `name`, not an OSError raised later; gray stored as RGB is left to `check_colour`."""
     try:
-        with img:
-            img.load()     # decoding happens here: a truncated file fails now, not later
-            rgb = to_rgb8(ImageOps.exif_transpose(img), path, allow_gray)
+        img.load()
+        return to_rgb8(ImageOps.exif_transpose(img), name, allow_gray, what)
     except InputError:
         raise
     except Image.DecompressionBombError as e:
-        raise _bomb(path, e) from e
+        raise _bomb(name, e) from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{path}: truncated or corrupt image ({e}); expected a complete "
-                         "image file") from e
+        raise InputError(f"{name}: truncated or corrupt {what} ({e}); expected a complete "
+                         f"{what}") from e
+
+
+def read_image(path: str, *, allow_gray: bool = False) -> np.ndarray:
+    """One image file -> uint8 RGB [H, W, 3] (the first frame of an animated file)."""
+    with _open(path) as img:
+        rgb = decode(img, path, allow_gray)
     return check_colour(rgb, path, allow_gray)
 
 

@@ -33,7 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 from flax import traverse_util
-from PIL import Image, ImageOps
+from PIL import Image
 
 from despoof_jax import config as config_lib
 from despoof_jax.data.color import model_input
@@ -132,24 +132,6 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
 
 
-def _pil_to_rgb8(img: Image.Image, where: str, allow_gray: bool) -> np.ndarray:
-    """A PIL image -> uint8 [H, W, 3] by the file readers' policy, EXIF orientation included; a
-    lazily opened file that turns out truncated is an `InputError` naming it, not an OSError."""
-    try:
-        img.load()     # a truncated file fails here, while we can still name it
-        return inputs.to_rgb8(ImageOps.exif_transpose(img), where, allow_gray)
-    except InputError as e:
-        if "grayscale" not in str(e):
-            raise
-        raise InputError(f"{where}: grayscale PIL image (mode {img.mode}); expected a colour "
-                         "RGB face crop: the model reads RGB + HSV and was trained on colour "
-                         "faces (pass allow_gray=True / --allow-gray to replicate the gray "
-                         "channel)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InputError(f"{where}: truncated or corrupt PIL image ({e}); expected a complete "
-                         "image") from e
-
-
 def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False,
                   allow_gray: bool = False) -> np.ndarray:
     """One crop -> uint8 [size, size, 3].
@@ -164,7 +146,7 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
     if isinstance(img, Image.Image):
         file = getattr(img, "filename", "") or ""   # set by Image.open: name the file too
         name = f"{name} ({file})" if file and file not in name else name
-        img = _pil_to_rgb8(img, name, allow_gray)
+        img = inputs.decode(img, name, allow_gray, "PIL image")
     a = np.asarray(img)
     if a.ndim != 3 or a.shape[-1] != 3:
         hint = (" (grayscale: the model reads colour; np.repeat(img[..., None], 3, -1) with "
