@@ -9,9 +9,6 @@ and the ground truth of the decomposition: every record's `live_reference` (the 
 an ideal medium), so that N* = image - live_reference is the true spoof noise, split by the paper's
 Sec. 3.1 steps by `spoof_noise_stages`.
 """
-import hashlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -29,13 +26,9 @@ from despoof_jax.data.synthetic import (
 )
 from despoof_jax.data.synthetic._util import rng_for
 from despoof_jax.evaluation import decomposition
+from tests.util import example_digest, example_digest_in_fresh_process
 
 SEED = 7
-
-
-def _digest(ex: dict) -> str:
-    return hashlib.sha256(ex["image"].tobytes() + ex["depth"].tobytes()
-                          + ex["live_reference"].tobytes()).hexdigest()
 
 
 def test_constants():
@@ -82,16 +75,12 @@ def test_supports_other_sizes_and_rejects_bad_arguments():
 
 def test_deterministic_across_calls_and_processes():
     args = dict(seed=SEED, identity=11, species=2, device=4, video=3, frame=1, size=64)
-    first = _digest(make_example(**args))
+    first = example_digest(make_example(**args))
     # Other samples (and a cache-filling identity) in between must not change it.
     for sp in range(5):
         make_example(seed=SEED + 1, identity=12, species=sp, device=1, video=0, frame=0, size=64)
-    assert _digest(make_example(**args)) == first
-    code = ("import hashlib; from despoof_jax.data.synthetic import make_example as m; "
-            f"e = m(**{args!r}); print(hashlib.sha256(e['image'].tobytes() + e['depth'].tobytes() "
-            "+ e['live_reference'].tobytes()).hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == first
+    assert example_digest(make_example(**args)) == first
+    assert example_digest_in_fresh_process(args) == first
     pair = make_registered_pair(seed=SEED, identity=11, species=3, device=4, video=3, size=64)
     again = make_registered_pair(seed=SEED, identity=11, species=3, device=4, video=3, size=64)
     assert all(np.array_equal(a, b) for a, b in zip(pair, again))

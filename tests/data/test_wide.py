@@ -2,9 +2,6 @@
 `make_example(world="wide")`, its physics-family columns, its determinism through the builder,
 the camera pipelines' own signatures, and the unseen-physics protocols."""
 import dataclasses
-import hashlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +12,7 @@ from despoof_jax.data import protocols, synthetic
 from despoof_jax.data.builders import synthetic_spoof as ss
 from despoof_jax.data.synthetic import camera, generator, make_example, spoof, wide
 from despoof_jax.data.synthetic._util import pixel_grid, rng_for
+from tests.util import example_digest, example_digest_in_fresh_process
 
 
 def _wide(**kw):
@@ -67,13 +65,11 @@ def test_every_family_is_reached_and_drawn_from_its_own_stream():
 
 
 def test_deterministic_and_distinct_from_the_base_world():
-    def digest(ex):
-        return hashlib.sha256(ex["image"].tobytes() + ex["live_reference"].tobytes()).hexdigest()
     a, b = _wide(species=4), _wide(species=4)
-    assert digest(a) == digest(b)
+    assert example_digest(a) == example_digest(b)
     base = make_example(seed=5, identity=2, species=4, device=1, video=3, frame=0, size=64)
     assert set(base) == set(a) - set(synthetic.WIDE_FIELDS)   # base records: no new columns
-    assert digest(base) != digest(a)
+    assert example_digest(base) != example_digest(a)
 
 
 def test_video_codec_leaves_8x8_blocks_and_demosaic_keeps_flat_colour():
@@ -371,19 +367,11 @@ def test_wide3_refresh_banding_follows_the_camera_rows():
 
 def test_wide3_is_deterministic_across_calls_and_processes():
     args = dict(seed=5, identity=2, species=4, device=1, video=3, frame=0, size=64, world="wide3")
-
-    def digest(ex):
-        return hashlib.sha256(ex["image"].tobytes() + ex["live_reference"].tobytes()
-                              + ex["depth"].tobytes()).hexdigest()
-    first = digest(make_example(**args))
+    first = example_digest(make_example(**args))
     make_example(**(args | dict(species=1, video=4)))      # other work in between
-    assert digest(make_example(**args)) == first
-    code = ("import hashlib; from despoof_jax.data.synthetic import make_example as m; "
-            f"e = m(**{args!r}); print(hashlib.sha256(e['image'].tobytes() + "
-            "e['live_reference'].tobytes() + e['depth'].tobytes()).hexdigest())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == first
-    assert digest(make_example(**(args | dict(world="wide2")))) != first
+    assert example_digest(make_example(**args)) == first
+    assert example_digest_in_fresh_process(args) == first
+    assert example_digest(make_example(**(args | dict(world="wide2")))) != first
 
 
 def test_wide3_configs_mirror_wide2_and_render():
