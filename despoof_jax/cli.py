@@ -2,7 +2,7 @@
 
     despoof train --config=configs/quickstart.py --workdir=W [--config.train.stage2_steps=100 ...]
     despoof score PATH... --model pretrained|W [--csv OUT] [--json OUT] [--visualize DIR]
-                  [--every N]
+                  [--every N] [--detect-faces]
     despoof export --model pretrained|W --out DIR [--batch-sizes 1,8,32] [--platforms cpu,cuda]
     despoof report W [W ...] [--out DIR] [--medium]
     despoof medium W [W ...]
@@ -62,6 +62,11 @@ def _score(sub):
     s.add_argument("--visualize", metavar="DIR",
                    help="write one PNG per input: input, noise, live, depth, |FFT| noise")
     s.add_argument("--every", type=int, default=1, help="score every N-th video frame")
+    s.add_argument("--detect-faces", action="store_true",
+                   help="PATHs are photographs or videos, not face crops: score the square "
+                   "around the most confident face MediaPipe finds in each image or frame "
+                   "(needs pip install 'despoof_jax[faces]'; its box is written in the "
+                   "face_cx, face_cy, face_side columns)")
     s.add_argument("--allow-upsample", action="store_true",
                    help="score crops smaller than the model's input (upsampled; less reliable)")
     s.add_argument("--allow-gray", action="store_true",
@@ -189,6 +194,9 @@ def _calibrate(sub):
     own.add_argument("--allow-upsample", action="store_true",
                      help="accept crops smaller than the model's input")
     own.add_argument("--allow-gray", action="store_true", help="accept grayscale images")
+    own.add_argument("--detect-faces", action="store_true",
+                     help="the captures are photographs or videos: score the detected face's "
+                     "square, as `despoof score --detect-faces` will")
     c.set_defaults(command="calibrate")
 
 

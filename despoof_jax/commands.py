@@ -17,6 +17,7 @@ from etils import epath
 
 from despoof_jax import config as config_lib
 from despoof_jax import experiment
+from despoof_jax.data import faces
 from despoof_jax.evaluation import analysis, plots
 from despoof_jax.evaluation import medium as medium_lib
 from despoof_jax.evaluation import report as report_lib
@@ -169,6 +170,7 @@ def benchmark(args) -> int:
 
 
 COLUMNS = ("path", "frame", "score", "decision", "score_noise", "score_map", "score_depth")
+FACE_COLUMNS = ("face_cx", "face_cy", "face_side")   # --detect-faces: the square scored
 CHUNK = 64   # crops held in memory before a batch is scored
 
 
@@ -196,19 +198,22 @@ class _Scorer:
     def __init__(self, model, args):
         self.model, self.args = model, args
         self.rows, self.failures = [], []
-        self.pending = []   # (path, frame, prepared [S, S, 3])
+        self.pending = []   # (path, frame, prepared [S, S, 3], face square or None)
         self.count = 0
 
     def add(self, path: str, frame: Optional[int], img: np.ndarray):
         name = _name(path, frame)
+        options = dict(name=name, allow_upsample=self.args.allow_upsample,
+                       allow_gray=self.args.allow_gray)
         try:
-            prepared = self.model.prepare([img], names=[name],
-                                          allow_upsample=self.args.allow_upsample,
-                                          allow_gray=self.args.allow_gray)[0]
+            if self.args.detect_faces:
+                prepared, box = api.prepare_face(img, self.model.image_size, **options)
+            else:
+                prepared, box = api.prepare_image(img, self.model.image_size, **options), None
         except InputError as e:
             self.fail(name, str(e))
             return
-        self.pending.append((path, frame, prepared))
+        self.pending.append((path, frame, prepared, box))
         if len(self.pending) >= CHUNK:
             self.flush()
 
@@ -225,10 +230,12 @@ class _Scorer:
         # prepared in add(), with --allow-gray already applied: the same option here
         run = self.model.decompose if vis else self.model.score
         d = run(batch, allow_gray=self.args.allow_gray)
-        for i, (path, frame, _) in enumerate(self.pending):
+        for i, (path, frame, _, box) in enumerate(self.pending):
             row = {"path": path, "frame": frame, "score": float(d.score[i]),
                    "decision": "attack" if d.is_attack[i] else "live",
                    **{f"score_{c}": float(d.components[c][i]) for c in ("noise", "map", "depth")}}
+            if box is not None:
+                row.update(zip(FACE_COLUMNS, (round(float(v), 1) for v in box)))
             self.rows.append(row)
             if vis:
                 out = epath.Path(vis) / _png_name(self.count, path, frame)
@@ -242,20 +249,24 @@ def _print_table(rows: list[dict], model) -> None:
     print(f"# model {model.workdir}: fusion={model.fusion}, threshold={model.threshold:.6g} "
           "(attack iff score >= threshold)")
     width = max([len(_name(r["path"], r["frame"])) for r in rows] + [5])
+    face = any("face_side" in r for r in rows)
     print(f"{'input':<{width}}  {'score':>9}  {'decision':<8}  {'noise':>9}  {'map':>9}  "
-          f"{'depth':>9}")
+          f"{'depth':>9}" + ("  face square (cx, cy, side px)" if face else ""))
     for r in rows:
         print(f"{_name(r['path'], r['frame']):<{width}}  {r['score']:>9.4f}  {r['decision']:<8}  "
-              f"{r['score_noise']:>9.4f}  {r['score_map']:>9.4f}  {r['score_depth']:>9.4f}")
+              f"{r['score_noise']:>9.4f}  {r['score_map']:>9.4f}  {r['score_depth']:>9.4f}"
+              + (f"  {r['face_cx']:.0f}, {r['face_cy']:.0f}, {r['face_side']:.0f}"
+                 if "face_side" in r else ""))
 
 
 def _write_outputs(args, rows, failures, skipped, model):
     if args.csv:
         with epath.Path(args.csv).open("w") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            columns = COLUMNS + (FACE_COLUMNS if args.detect_faces else ())
+            w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
             for r in rows:
-                w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+                w.writerow({k: ("" if r[k] is None else r[k]) for k in columns})
     if args.json:
         with epath.Path(args.json).open("w") as f:
             json.dump({"model": model.workdir, "fusion": model.fusion,
@@ -273,6 +284,12 @@ def score(args) -> int:
     except (api.ModelLoadError, ValueError) as e:   # ValueError: --max-batch < 1
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.detect_faces:
+        try:
+            faces.detector()   # before any input: without MediaPipe, one error, not one per file
+        except (ImportError, RuntimeError, OSError) as e:
+            print(f"error: --detect-faces: {e}", file=sys.stderr)
+            return 2
     if args.visualize:
         epath.Path(args.visualize).mkdir(parents=True, exist_ok=True)
     files, errors, skipped = inputs.expand_paths(args.paths)

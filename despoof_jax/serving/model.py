@@ -6,7 +6,10 @@
     out.score, out.is_attack                          # [N] fused attack score, decision
     d = model.decompose(images)                       # d.live = d.input - d.noise, [N, S, S, 6]
 
-Inputs are *face crops* (a face-detection step slots in before `prepare` later). Each crop is
+Inputs are *face crops*, or whole photographs and frames with `detect_faces=True`: MediaPipe's
+face detector (the `faces` extra) finds the most confident face and the square the datasets'
+builders and the cross-simulator cut around a detected face (`faces.CROP_SCALE` x its box) is
+scored; `Scores.face_boxes` says where it was. Each crop is
 resized to the model's `image_size` S with PIL's bilinear filter, which is antialiased when
 shrinking (every source pixel under the filter's support contributes, like an area average) so
 the spoof noise is averaged rather than aliased. Crops smaller than S are rejected by default:
@@ -26,6 +29,7 @@ import functools
 import importlib.resources
 import json
 import pathlib
+import sys
 import warnings
 from typing import Optional, Sequence
 
@@ -36,6 +40,7 @@ from flax import traverse_util
 from PIL import Image
 
 from despoof_jax import config as config_lib
+from despoof_jax.data import faces as faces_lib
 from despoof_jax.data.color import model_input
 from despoof_jax.evaluation import evaluate, scores
 from despoof_jax.serving import inputs
@@ -62,6 +67,9 @@ class Scores:
     components: {"noise", "map", "depth"} -> float32 [N] raw component scores
                 (`scores.component_scores`).
     threshold, fusion: the decision rule used.
+    face_boxes: with `detect_faces=True`, a tuple of N `faces.FaceBox` (cx, cy, side in the input
+                image's pixels): the square that was cut around each detected face and scored;
+                None otherwise.
     """
 
     score: np.ndarray
@@ -69,6 +77,7 @@ class Scores:
     components: dict
     threshold: float
     fusion: str
+    face_boxes: Optional[tuple] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,17 +141,17 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img, "RGB").resize((size, size), Image.BILINEAR))
 
 
-def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False,
-                  allow_gray: bool = False) -> np.ndarray:
-    """One crop -> uint8 [size, size, 3].
+def _warn(message: str) -> None:
+    """warnings.warn, attributed to the first caller outside this module (the user's line,
+    however deep the call chain inside the library is)."""
+    frame, level = sys._getframe(1), 2   # noqa: SLF001 (the only way to count the frames)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
 
-    Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (read by the
-    file readers' policy, `inputs`: EXIF orientation applied, grayscale refused, 16-bit scaled,
-    alpha dropped with a warning). Grayscale stored as RGB (R = G = B everywhere) is refused
-    like a grayscale file (`inputs.check_colour`) unless `allow_gray`. A float image is scored
-    as the 8-bit image it rounds to (round(255 x)): the model was trained on 8-bit crops, resized
-    in 8 bits, and so a float and a uint8 copy of one picture score the same. Raises
-    `InputError` naming `name` for anything else."""
+
+def _rgb8(img, name: str, allow_gray: bool) -> np.ndarray:
+    """An input image -> uint8 RGB [H, W, 3] by the input policy (see `prepare_image`)."""
     if isinstance(img, Image.Image):
         file = getattr(img, "filename", "") or ""   # set by Image.open: name the file too
         name = f"{name} ({file})" if file and file not in name else name
@@ -164,22 +173,71 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
     else:
         raise InputError(f"{name}: dtype {a.dtype}; expected uint8 [0, 255] or float in [0, 1] "
                          "(convert 16-bit images with (img / 257).round().astype(np.uint8))")
-    h, w = a.shape[:2]
-    if h == 0 or w == 0:
+    if a.shape[0] == 0 or a.shape[1] == 0:
         raise InputError(f"{name}: empty image {a.shape}")
     inputs.check_colour(a, name, allow_gray)
-    if min(h, w) < size:
-        msg = (f"{name}: {h}x{w} is smaller than the model's input {size}x{size}; upsampling "
-               "smooths away the spoof noise the model measures")
-        if not allow_upsample:
-            raise InputError(msg + " (pass a larger face crop, or allow_upsample=True / "
-                             "--allow-upsample to score it anyway)")
-        warnings.warn(msg + "; upsampled anyway (allow_upsample=True)", stacklevel=3)
+    return a
+
+
+def _check_side(side: float, size: int, what: str, allow_upsample: bool) -> None:
+    """Refuses (or, with allow_upsample, warns about) a crop of `side` source px < size."""
+    if side >= size:
+        return
+    msg = (f"{what} is smaller than the model's input {size}x{size}; upsampling smooths away the "
+           "spoof noise the model measures")
+    if not allow_upsample:
+        raise InputError(msg + " (pass a larger face crop, or allow_upsample=True / "
+                         "--allow-upsample to score it anyway)")
+    _warn(msg + "; upsampled anyway (allow_upsample=True)")
+
+
+def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool = False,
+                  allow_gray: bool = False) -> np.ndarray:
+    """One crop -> uint8 [size, size, 3].
+
+    Accepts a numpy array [H, W, 3] (uint8, or float in [0, 1]) or a PIL image (read by the
+    file readers' policy, `inputs`: EXIF orientation applied, grayscale refused, 16-bit scaled,
+    alpha dropped with a warning). Grayscale stored as RGB (R = G = B everywhere) is refused
+    like a grayscale file (`inputs.check_colour`) unless `allow_gray`. A float image is scored
+    as the 8-bit image it rounds to (round(255 x)): the model was trained on 8-bit crops, resized
+    in 8 bits, and so a float and a uint8 copy of one picture score the same. Raises
+    `InputError` naming `name` for anything else."""
+    a = _rgb8(img, name, allow_gray)
+    h, w = a.shape[:2]
+    _check_side(min(h, w), size, f"{name}: {h}x{w}", allow_upsample)
     if max(h, w) > 1.1 * min(h, w):
-        warnings.warn(f"{name}: {h}x{w} is not square; it is stretched to {size}x{size}, but the "
-                      "model was trained on square face crops (cut a square around the face "
-                      "first)", stacklevel=3)
+        _warn(f"{name}: {h}x{w} is not square; it is stretched to {size}x{size}, but the model "
+              "was trained on square face crops (cut a square around the face first, or let the "
+              "face detector cut it: detect_faces=True / --detect-faces)")
     return _resize(a, size)
+
+
+def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = False,
+                 allow_gray: bool = False) -> tuple[np.ndarray, faces_lib.FaceBox]:
+    """A photograph or frame -> (uint8 [size, size, 3] face crop, the square it was cut from).
+
+    The input policy of `prepare_image`; then MediaPipe's short-range face detector
+    (`faces.detector()`, score >= 0.5; made for faces within ~2 m of the camera) finds the most
+    confident face, and the square of `faces.CROP_SCALE` x its box around the box's centre is cut
+    (black where it leaves the image) and resized (`faces.crop`): the crop the real-dataset
+    builders and the cross-simulator make of a detected face. The square is returned as a
+    `FaceBox` (cx, cy, side) in the input's pixels. Raises `InputError` when no face is found
+    or the square is under `size` px (unless allow_upsample), ImportError (with the install
+    line) without MediaPipe."""
+    a = _rgb8(img, name, allow_gray)
+    detector = faces_lib.detector()   # ImportError naming the `faces` extra without MediaPipe
+    try:
+        box = detector.detect(a)
+    except (RuntimeError, ValueError) as e:   # MediaPipe's graph refused the image
+        raise InputError(f"{name}: face detection failed: {e}") from e
+    if box is None:
+        raise InputError(f"{name}: no face found ({a.shape[0]}x{a.shape[1]}; MediaPipe's "
+                         f"short-range detector, score >= {detector.min_score}): pass a face "
+                         "crop without detect_faces / --detect-faces")
+    square = faces_lib.FaceBox(box.cx, box.cy, faces_lib.CROP_SCALE * box.side)
+    _check_side(square.side, size, f"{name}: the face crop ({square.side:.0f} px)",
+                allow_upsample)
+    return faces_lib.crop(a, box, scale=faces_lib.CROP_SCALE, size=size), square
 
 
 class DespoofModel:
@@ -215,13 +273,19 @@ class DespoofModel:
         return self._fn._cache_size()   # noqa: SLF001 (jax's documented-in-tests jit cache size)
 
     def prepare(self, images, *, names: Optional[Sequence[str]] = None,
-                allow_upsample: bool = False, allow_gray: bool = False) -> np.ndarray:
+                allow_upsample: bool = False, allow_gray: bool = False,
+                detect_faces: bool = False) -> np.ndarray:
         """Images -> uint8 [N, S, S, 3] batch, whatever the input dtype (`prepare_image`: a
-        float image is rounded to the 8-bit image it stands for).
+        float image is rounded to the 8-bit image it stands for; with `detect_faces`,
+        `prepare_face`: the crop around each image's detected face).
 
         images: an RGB array [H, W, 3] or [N, H, W, 3] (uint8, or float in [0, 1]), a PIL image,
         or a list of those (sizes may differ). Raises `InputError` naming the offending image
         (`names[i]` or "images[i]")."""
+        return self._prepare(images, names, allow_upsample, allow_gray, detect_faces)[0]
+
+    def _prepare(self, images, names, allow_upsample, allow_gray, detect_faces):
+        """(uint8 [N, S, S, 3] batch, tuple of N face squares or None): see `prepare`."""
         if isinstance(images, (list, tuple)):
             items = list(images)
         elif isinstance(images, Image.Image):
@@ -239,11 +303,14 @@ class DespoofModel:
             raise InputError("images: empty input; expected at least one image")
         if names is not None and len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} images")
-        out = [prepare_image(im, self.image_size, allow_upsample=allow_upsample,
-                             allow_gray=allow_gray,
-                             name=names[i] if names is not None else f"images[{i}]")
-               for i, im in enumerate(items)]
-        return np.stack(out)   # uint8 (prepare_image)
+        names = names if names is not None else [f"images[{i}]" for i in range(len(items))]
+        options = dict(allow_upsample=allow_upsample, allow_gray=allow_gray)
+        if not detect_faces:
+            return np.stack([prepare_image(im, self.image_size, name=n, **options)
+                             for im, n in zip(items, names)]), None   # uint8 (prepare_image)
+        crops, boxes = zip(*(prepare_face(im, self.image_size, name=n, **options)
+                             for im, n in zip(items, names)))
+        return np.stack(crops), tuple(boxes)
 
     def _run(self, batch: np.ndarray, keep: Sequence[str]) -> dict:
         """Runs a prepared batch [N, S, S, 3] in bucketed chunks; numpy outputs `keep`."""
@@ -266,21 +333,24 @@ class DespoofModel:
                     components={c: out[f"score_{c}"] for c in scores.COMPONENTS},
                     threshold=self.threshold, fusion=self.fusion)
 
-    def score(self, images, *, allow_upsample: bool = False, allow_gray: bool = False) -> Scores:
-        """Fused attack scores and live/spoof decisions of face crops (see `Scores`)."""
-        batch = self.prepare(images, allow_upsample=allow_upsample, allow_gray=allow_gray)
+    def score(self, images, *, allow_upsample: bool = False, allow_gray: bool = False,
+              detect_faces: bool = False) -> Scores:
+        """Fused attack scores and live/spoof decisions of face crops (see `Scores`); with
+        `detect_faces`, of the face found in each photograph (`prepare_face`)."""
+        batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
         out = self._run(batch, [f"score_{c}" for c in scores.COMPONENTS])
-        return Scores(**self._scores(out))
+        return Scores(**self._scores(out), face_boxes=boxes)
 
-    def decompose(self, images, *, allow_upsample: bool = False,
-                  allow_gray: bool = False) -> Decomposition:
+    def decompose(self, images, *, allow_upsample: bool = False, allow_gray: bool = False,
+                  detect_faces: bool = False) -> Decomposition:
         """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`)."""
-        batch = self.prepare(images, allow_upsample=allow_upsample, allow_gray=allow_gray)
+        batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
         keys = ["input", "noise", "live", "depth", "map"] + [f"score_{c}"
                                                              for c in scores.COMPONENTS]
         out = self._run(batch, keys)
-        return Decomposition(**self._scores(out), input=out["input"], noise=out["noise"],
-                             live=out["live"], depth=out["depth"], map=out["map"])
+        return Decomposition(**self._scores(out), face_boxes=boxes, input=out["input"],
+                             noise=out["noise"], live=out["live"], depth=out["depth"],
+                             map=out["map"])
 
 
 def find_workdir(path) -> Workdir:

@@ -97,12 +97,13 @@ def _check(n: int, bpcer: float) -> None:
 
 
 def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = False,
-                  allow_gray: bool = False) -> dict:
+                  allow_gray: bool = False, detect_faces: bool = False) -> dict:
     """The library form: a loaded model (`despoof_jax.load`) and bona fide face crops (what
-    `model.score` takes) -> a JSON-able report (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the
+    `model.score` takes; photographs with `detect_faces`, as the model will then be used) ->
+    a JSON-able report (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the
     current threshold and its BPCER). Set `model.threshold = report["threshold"]` to use it."""
-    score = np.asarray(model.score(images, allow_upsample=allow_upsample,
-                                   allow_gray=allow_gray).score, np.float64)
+    score = np.asarray(model.score(images, allow_upsample=allow_upsample, allow_gray=allow_gray,
+                                   detect_faces=detect_faces).score, np.float64)
     _check(score.size, bpcer)
     t = threshold_at_bpcer(score, bpcer)
     n = score.size
@@ -117,7 +118,8 @@ def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = 
 
 
 def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
-              allow_upsample: bool = False, allow_gray: bool = False) -> dict:
+              allow_upsample: bool = False, allow_gray: bool = False,
+              detect_faces: bool = False) -> dict:
     """`threshold_for` on the bona fide captures under `paths` (files or folders), with the model
     at `model_path`; the report also names the model and the captures."""
     names, images, failures = read_captures(paths, every=every, allow_gray=allow_gray)
@@ -126,8 +128,9 @@ def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
             f"{p}: {m}" for p, m in failures))
     _check(len(images), bpcer)   # before loading the model
     report = threshold_for(serving_model.load(model_path), images, bpcer,
-                           allow_upsample=allow_upsample, allow_gray=allow_gray)
-    return {"model": model_path, **report, "captures": names}
+                           allow_upsample=allow_upsample, allow_gray=allow_gray,
+                           detect_faces=detect_faces)
+    return {"model": model_path, **report, "detect_faces": detect_faces, "captures": names}
 
 
 def store(report: dict, model_json) -> dict:
@@ -141,7 +144,8 @@ def store(report: dict, model_json) -> dict:
     info.setdefault("dev_threshold", info["threshold"])
     info.setdefault("dev_fusion", info["fusion"])
     info.update(threshold=report["threshold"], criterion=CRITERION, bona_fide={
-        k: report[k] for k in ("target_bpcer", "n", "bpcer", "bpcer_upper95")})
+        **{k: report[k] for k in ("target_bpcer", "n", "bpcer", "bpcer_upper95")},
+        "detect_faces": bool(report.get("detect_faces", False))})
     model_json.write_text(json.dumps(info, indent=1) + "\n")
     return info
 
@@ -185,7 +189,8 @@ def main(args) -> int:
     if args.out:   # fail before scoring, not after
         _check_copy(args.model, args.out)
     report = calibrate(args.model, args.bona_fide, args.bpcer, every=args.every,
-                       allow_upsample=args.allow_upsample, allow_gray=args.allow_gray)
+                       allow_upsample=args.allow_upsample, allow_gray=args.allow_gray,
+                       detect_faces=args.detect_faces)
     text = json.dumps({k: v for k, v in report.items() if k != "captures"}, indent=1)
     print(text)
     if args.json:
