@@ -19,8 +19,9 @@ message names the file and says what was expected. The policy for unusual files:
   EXIF orientation             applied (a phone photo stored sideways is scored upright)
 Videos: animated GIF / WebP / PNG (APNG) are read with PIL, frame by frame; a grayscale video
 (every channel equal) is refused like a grayscale image; other containers (.mp4, .avi, ...)
-need OpenCV (`pip install opencv-python-headless`) or imageio with a video plugin
-(`pip install "imageio[pyav]"`), and say so when neither is installed.
+need OpenCV (the `faces` extra installs `opencv-contrib-python`, which MediaPipe needs; a second
+OpenCV wheel such as `opencv-python-headless` beside it overwrites the same `cv2`) or imageio
+with a video plugin (`pip install "imageio[pyav]"`), and say so when neither is installed.
 """
 from __future__ import annotations
 
@@ -191,7 +192,7 @@ def _read_video(path: str, every: int, allow_gray: bool = False
     except (ImportError, OSError, ValueError, RuntimeError) as e:
         raise InputError(
             f"{path}: reading {os.path.splitext(path)[1]} videos needs an extra: "
-            "`pip install opencv-python-headless` or `pip install \"imageio[pyav]\"` "
+            "`pip install 'despoof_jax[faces]'` (OpenCV) or `pip install \"imageio[pyav]\"` "
             f"(animated GIF works without one); the reader said: {e}") from e
     if first is None:
         raise InputError(f"{path}: video has no frames")
