@@ -218,7 +218,8 @@ def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = 
 
     The input policy of `prepare_image`; then MediaPipe's short-range face detector
     (`faces.detector()`, score >= 0.5; made for faces within ~2 m of the camera) finds the most
-    confident face, and the square of `faces.CROP_SCALE` x its box around the box's centre is cut
+    confident face, or, where it finds none, the full-range one (`faces.far_detector()`, faces up
+    to ~5 m, its box mapped onto the short-range box), and the square of `faces.CROP_SCALE` x its box around the box's centre is cut
     (black where it leaves the image) and resized (`faces.crop`): the crop the real-dataset
     builders and the cross-simulator make of a detected face. The square is returned as a
     `FaceBox` (cx, cy, side) in the input's pixels. Raises `InputError` when no face is found
@@ -227,13 +228,13 @@ def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = 
     a = _rgb8(img, name, allow_gray)
     detector = faces_lib.detector()   # ImportError naming the `faces` extra without MediaPipe
     try:
-        box = detector.detect(a)
+        box = detector.detect(a) or faces_lib.far_detector().detect(a)
     except (RuntimeError, ValueError) as e:   # MediaPipe's graph refused the image
         raise InputError(f"{name}: face detection failed: {e}") from e
     if box is None:
         raise InputError(f"{name}: no face found ({a.shape[0]}x{a.shape[1]}; MediaPipe's "
-                         f"short-range detector, score >= {detector.min_score}): pass a face "
-                         "crop without detect_faces / --detect-faces")
+                         f"short- and full-range detectors, score >= {detector.min_score}): pass "
+                         "a face crop without detect_faces / --detect-faces")
     square = faces_lib.FaceBox(box.cx, box.cy, faces_lib.CROP_SCALE * box.side)
     _check_side(square.side, size, f"{name}: the face crop ({square.side:.0f} px)",
                 allow_upsample)

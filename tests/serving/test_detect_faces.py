@@ -51,6 +51,21 @@ def test_the_scored_crop_is_the_builders_crop_of_the_detected_face(model, photo)
     assert moved.noise.shape == (1, model.image_size, model.image_size, 6)
 
 
+def test_a_face_too_far_for_the_short_range_detector_is_found_by_the_full_range_one(model,
+                                                                                     photo):
+    frame = np.full((1000, 1000, 3), 90, np.uint8)
+    frame[300:812, 400:912] = photo
+    assert faces.detector().detect(frame) is None   # measured: the short-range model misses it
+    (square,) = model.score(frame, detect_faces=True).face_boxes
+    near = model.score(photo, detect_faces=True).face_boxes[0]
+    # Mapped onto the short-range box: the same square as the photo's own, within ~10 %.
+    assert abs(square.cx - near.cx - 400) < 0.1 * near.side
+    assert abs(square.cy - near.cy - 300) < 0.1 * near.side
+    assert abs(square.side / near.side - 1) < 0.1
+    raw = faces.FaceDetector.detect(faces.far_detector(), frame)   # the unmapped box
+    assert square.cy > raw.cy and square.side < faces.CROP_SCALE * raw.side
+
+
 def test_no_face_and_small_faces_are_refused_by_name(model, photo):
     with pytest.raises(api.InputError, match=r"images\[1\]: no face found"):
         model.score([photo, data.coffee()], detect_faces=True)
