@@ -368,8 +368,10 @@ def test_protocol_label_that_contradicts_its_file(tmp_path, stem, label, kind):
 
 def test_an_incomplete_download_is_refused_unless_partial(small_oulu, tmp_path):
     # 3 of the published 4950 videos: refused before any video is decoded
+    # (and its miniature protocol lists are shorter than the published ones)
     with pytest.raises(real_common.BadInputError, match=r"holds 3 of the 4950 videos of the "
-                       r"published dataset: the download looks incomplete"):
+                       r"published dataset and has 42 list file\(s\) of another length than the "
+                       r"published one .*: the download looks incomplete"):
         _build("oulu_npu", small_oulu, tmp_path / "strict", partial=False)
     assert not glob.glob(str(tmp_path / "strict" / "downloads" / "despoof_frames" / "**" / "*.npz"),
                          recursive=True)
@@ -603,3 +605,36 @@ def test_cross_config_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
         assert source[0]["image"].shape == (64, 64, 3)
         assert all(source[i]["source"].decode().startswith(prefix) for i in range(len(source)))
         assert len(datasets.protocol_indices(c.data, split, meta)) == len(source)
+
+
+def test_protocol_lists_of_another_length_than_the_published_ones(tmp_path, caplog):
+    """Every protocol list of the published rules has the published length (Table 2 of the
+    Oulu-NPU paper, e.g. P1 1200/900/600); a truncated list would shrink its protocol without a
+    word, so it is incompleteness that `partial` decides about, and a line listed twice is bad
+    input."""
+    from despoof_jax.data.builders import oulu_npu   # noqa: PLC0415
+    names = [f"{p}_{s}_{u:02d}_{f}" for p, s, u, f in fake_trees.OULU_ALL]
+    for rel, members in fake_trees.oulu_protocol_lists(names).items():
+        p, stem = int(rel.split("/")[0][-1]), os.path.basename(rel)[:-4].split("_")[0]
+        split = {"Train": "train", "Dev": "dev", "Test": "test"}[stem]
+        assert len(members) == oulu_npu.published_list_size(p, split), rel
+    assert [oulu_npu.published_list_size(p, s) for p in (1, 2, 3, 4)
+            for s in ("train", "dev", "test")] == [1200, 900, 600, 1080, 810, 1080,
+                                                    1500, 1125, 300, 600, 450, 60]
+    root = tmp_path / "oulu"
+    fake_trees.oulu_tree(str(root), [(1, 1, 1, 1), (1, 1, 21, 1), (1, 3, 36, 1)], n_frames=3,
+                         listed=fake_trees.OULU_ALL)
+    with caplog.at_level("WARNING"):
+        _build("oulu_npu", root, tmp_path / "complete_lists")
+    assert not any("list file" in r.getMessage() for r in caplog.records)
+    dev2 = root / "Protocols" / "Protocol_3" / "Dev_2.txt"
+    lines = dev2.read_text().splitlines()
+    dev2.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(real_common.BadInputError, match=r"has 1 list file\(s\) of another length "
+                       r"than the published one \(e\.g\. Protocols/Protocol_3/Dev_2\.txt lists "
+                       r"1124 videos, the published list 1125\)"):
+        _build("oulu_npu", root, tmp_path / "strict", partial=False)
+    dev2.write_text("\n".join(lines[:-1] + [lines[0]]) + "\n")
+    with pytest.raises(real_common.BadInputError, match=rf"Dev_2\.txt: lists "
+                       rf"{lines[0].split(',')[1]} twice \(lines 1 and 1125\)"):
+        _build("oulu_npu", root, tmp_path / "twice")

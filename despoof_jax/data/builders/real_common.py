@@ -166,6 +166,7 @@ class Problems:
     skip_bad: bool
     entries: list[dict] = dataclasses.field(default_factory=list)
     missing: list[dict] = dataclasses.field(default_factory=list)
+    lists: list[str] = dataclasses.field(default_factory=list)
 
     def report(self, split: str, source: str, reason: str,
                frames: Optional[Sequence[int]] = None) -> None:
@@ -187,6 +188,12 @@ class Problems:
         would have; `why`: what names it, e.g. a protocol line). Incompleteness, not bad input:
         `partial` decides (`RealDatasetBuilder._split_generators`), so this never raises."""
         self.missing.append({"split": split, "source": source, "why": why})
+
+    def list_size(self, message: str) -> None:
+        """Notes a list file of the dataset's own (e.g. an Oulu-NPU protocol list) whose length is
+        not the published one: a truncated or edited file would silently shrink a protocol, so
+        `partial` decides about it as about absent videos."""
+        self.lists.append(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -574,6 +581,9 @@ class RealDatasetBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
             first = missing[0]
             gaps.append(f"lacks {len(missing)} video(s) that the dataset's own lists name (e.g. "
                         f"{first['source']}, {first['why']})")
+        if problems.lists:
+            gaps.append(f"has {len(problems.lists)} list file(s) of another length than the "
+                        f"published one (e.g. {problems.lists[0]})")
         if gaps:
             message = (f"{self.name}: {root} {' and '.join(gaps)}: the download looks incomplete "
                        "(an archive not extracted, a folder left out?).")

@@ -5,9 +5,10 @@ from despoof_jax.data.builders.oulu_npu.oulu_npu import (
     SPECIES_NAMES,
     OuluNpu,
     protocol_file,
+    published_list_size,
 )
 
 BUILDER = OuluNpu
 
 __all__ = ["BUILDER", "PROTOCOL_COLUMNS", "PROTOCOLS", "SPECIES_NAMES", "OuluNpu",
-           "protocol_file"]
+           "protocol_file", "published_list_size"]

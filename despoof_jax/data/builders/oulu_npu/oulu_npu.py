@@ -54,6 +54,20 @@ def protocol_file(root: str, protocol: int, fold: int | None, split: str) -> str
     return os.path.join(root, "Protocols", f"Protocol_{protocol}", stem + ".txt")
 
 
+def published_list_size(protocol: int, split: str) -> int:
+    """Videos in a published protocol list (each fold's the same), by the protocols' rules
+    (Boulkenafet et al., FG 2017, Table 2): users (train 20, dev 15, test 20) x phones (P1, P2:
+    6; P3, P4: 5 for train/dev, the left-out 1 for test) x sessions (P2, P3: 3; P1, P4: 2 for
+    train/dev, the third for test) x files (P1, P3: all 5; P2, P4: live + print + display of one
+    kind). P1 1200/900/600, P2 1080/810/1080, P3 1500/1125/300, P4 600/450/60."""
+    test = split == "test"
+    users = {"train": 20, "dev": 15, "test": 20}[split]
+    phones = 6 if protocol in (1, 2) else 1 if test else 5
+    sessions = 3 if protocol in (2, 3) else 1 if test else 2
+    files = 5 if protocol in (1, 3) else 3
+    return users * phones * sessions * files
+
+
 def read_protocol_file(path: str) -> list[tuple[int, str, int]]:
     """[(label, video name, line number)] of one protocol list file: +1 live, -1 attack; the
     published Test lists write -2 for display (replay) attacks, files 4 and 5."""
@@ -70,6 +84,12 @@ def read_protocol_file(path: str) -> list[tuple[int, str, int]]:
                     f"{path} line {number}: expected '+1,P_S_U_F' (live), '-1,P_S_U_F' (attack) "
                     f"or '-2,P_S_U_F' (display attack), got {line.strip()!r}")
             out.append((int(m.group(1)), m.group(2), number))
+    first = {}
+    for _, stem, number in out:
+        if stem in first:
+            raise real_common.BadInputError(f"{path}: lists {stem} twice (lines {first[stem]} "
+                                            f"and {number})")
+        first[stem] = number
     return out
 
 
@@ -102,7 +122,11 @@ class OuluNpu(real_common.RealDatasetBuilder):
             for split in SPLITS:
                 path = protocol_file(root, p, k, split)
                 rel_list = os.path.relpath(path, root)
-                for sign, stem, number in read_protocol_file(path):
+                listed = read_protocol_file(path)
+                if len(listed) != published_list_size(p, split):
+                    problems.list_size(f"{rel_list} lists {len(listed)} videos, the published "
+                                       f"list {published_list_size(p, split)}")
+                for sign, stem, number in listed:
                     live = stem.endswith("_1")
                     replay = stem[-1] in "45"
                     if (sign == 1) != live or (sign == -2 and not replay):
