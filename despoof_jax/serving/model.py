@@ -218,10 +218,11 @@ def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = 
 
     The input policy of `prepare_image`; then MediaPipe's short-range face detector
     (`faces.detector()`, score >= 0.5; made for faces within ~2 m of the camera) finds the most
-    confident face, or, where it finds none, the full-range one (`faces.far_detector()`, faces up
-    to ~5 m, its box mapped onto the short-range box), and the square of `faces.CROP_SCALE` x its box around the box's centre is cut
-    (black where it leaves the image) and resized (`faces.crop`): the crop the real-dataset
-    builders and the cross-simulator make of a detected face. The square is returned as a
+    confident face, or, where it finds none, the full-range one (`faces.far_detector()`, faces
+    up to ~5 m, its box mapped onto the short-range box). The square of `faces.CROP_SCALE` x
+    the box around its centre is cut (black where it leaves the image) and resized
+    (`faces.crop`): the crop the real-dataset builders and the cross-simulator make of a
+    detected face. The square is returned as a
     `FaceBox` (cx, cy, side) in the input's pixels. Raises `InputError` when no face is found
     or the square is under `size` px (unless allow_upsample), ImportError (with the install
     line) without MediaPipe."""
