@@ -13,7 +13,9 @@ writes `<workdir>/eval/medium/`:
                                       samples under the default fusion, with their scores
   medium.json                         SVM accuracies and confusion matrices
 One frame per test video (the paper plots "testing videos"), at most `max_per_species` videos
-per species. Features are those of the high-pass band for both SVMs: Sec. 4.4 finds the
+per species, drawn at random (seed `config.seed`): the datasets are stored in order (Oulu-NPU by
+phone, the synthetic world by identity), so the first videos would come from a few phones or
+people. Features are those of the high-pass band for both SVMs: Sec. 4.4 finds the
 high-frequency part "more subject independent" and "can be utilized for classification".
 """
 from __future__ import annotations
@@ -47,11 +49,17 @@ def _predict(config, ds, dq, source, indices: np.ndarray) -> dict:
     return {k: np.concatenate(x) for k, x in keep.items()}
 
 
-def _one_frame_per_video(meta: dict, indices: np.ndarray, max_per_species: int) -> np.ndarray:
+def _one_frame_per_video(meta: dict, indices: np.ndarray, max_per_species: int,
+                         seed: int = 0) -> np.ndarray:
+    """The first frame of each video, then at most `max_per_species` videos per species, drawn
+    at random (not the first ones in storage order: a few phones or identities)."""
+    if not (isinstance(max_per_species, (int, np.integer)) and max_per_species >= 1):
+        raise ValueError(f"max_per_species={max_per_species!r}; expected a whole number >= 1")
     _, first = np.unique(np.asarray(meta["video"])[indices], return_index=True)
     picked = indices[np.sort(first)]
     species = np.asarray(meta["species"])[picked]
-    return np.sort(np.concatenate([picked[species == s][:max_per_species]
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(picked[species == s])[:max_per_species]
                                    for s in np.unique(species)]))
 
 
@@ -82,15 +90,20 @@ def analyze(config, workdir, out_dir=None, max_per_species: int = 40,
     if config.get("method", "despoof") != "despoof":
         raise ValueError(f"the spoof-medium analysis needs DS Net's noise; method "
                          f"{config.method!r} has none")
+    if not (isinstance(max_per_species, (int, np.integer)) and max_per_species >= 1):
+        raise ValueError(f"max_per_species={max_per_species!r}; expected a whole number >= 1")
     wd = as_workdir(workdir)
     out_dir = epath.Path(out_dir) if out_dir else wd.medium_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    # medium.json marks a finished analysis (`report --medium` skips those): gone until this one
+    # finishes, so a killed rerun cannot leave old SVM figures beside new plots.
+    (out_dir / "medium.json").unlink(missing_ok=True)
     if ds is None or dq is None:
         ds, dq = evaluate.load_model(config, workdir)
     test_data = datasets.for_split(config.data, "test")
     source, meta = datasets.load_split(test_data, "test")
     indices = datasets.protocol_indices(config.data, "test", meta)
-    picked = _one_frame_per_video(meta, indices, max_per_species)
+    picked = _one_frame_per_video(meta, indices, max_per_species, seed=config.seed)
     out = _predict(config, ds, dq, source, picked)
     # Species ids keep the synthetic meaning in every dataset (0 live, 1-2 print, 3-4 display);
     # the names are the dataset's, "unused<i>" for an id it does not have.
@@ -125,14 +138,17 @@ def analyze(config, workdir, out_dir=None, max_per_species: int = 40,
     if failures:
         files["failures"] = failures
     result["files"] = {k: epath.Path(v).name for k, v in files.items()}
-    (out_dir / "medium.json").write_text(json.dumps(result, indent=2))
+    tmp = out_dir / "medium.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.rename(out_dir / "medium.json")   # last, and whole
     return result
 
 
 def fig5(out: dict, names, path: str, per_species: int = 2) -> str:
-    """Fig. 5: columns are attack samples (print first, then replay), rows the input, the noise
-    x5 + 128 and the live reconstruction I - N (RGB channels)."""
-    cols = [i for s in range(1, len(names)) for i in np.flatnonzero(out["species"] == s)[
+    """Fig. 5: columns are `per_species` samples of each species (live first, whose noise
+    should be near zero, then print, then replay), rows the input, the noise x5 + 128 and the
+    live reconstruction I - N (RGB channels)."""
+    cols = [i for s in range(len(names)) for i in np.flatnonzero(out["species"] == s)[
         :per_species]]
     if not cols:
         cols = list(range(min(4, len(out["species"]))))

@@ -200,10 +200,13 @@ def build(workdirs: list[str], out_dir, medium: bool = False) -> str:
         row, _ = _summary_row(label, config, table)
         header.append(row)
         sections.append(section.lines)
+    per = sorted({Workdir(w).read_config().eval.get("apcer_per", "species") for w in workdirs})
+    over = " or ".join({"species": "attack species", "medium": "attack media (print, display)"}
+                       .get(p, p) for p in per)
     rep.add("# despoof_jax report", "",
             "Test metrics of each workdir's default score at the threshold chosen on its dev "
-            "set (frame level; APCER is the max over attack species). Synthetic-world numbers "
-            "unless a workdir's data says otherwise.", "")
+            f"set (frame level; APCER is the max over {over}: each workdir's `eval.apcer_per`). "
+            "Synthetic-world numbers unless a workdir's data says otherwise.", "")
     rep.add(*header, "")
     usable = {k: v for k, v in curves.items() if v is not None}
     if len(usable) > 1:

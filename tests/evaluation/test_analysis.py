@@ -186,3 +186,37 @@ def test_the_medium_svm_never_drops_the_identity_grouping():
     one_person = np.where(classes == 2, 0, ids)   # every replay video from one person
     skipped = medium._svm(feats, classes, names, one_person, seed=0)
     assert "skipped" in skipped and "1 person" in skipped["skipped"]
+
+
+def test_the_medium_analysis_draws_its_videos_across_the_stored_order():
+    """Stored in order (here by identity, as the synthetic world; Oulu-NPU by phone), the first
+    40 videos of a species would come from a few people: the draw spreads over all of them, is
+    seeded, keeps one frame per video, and a cap below 1 is refused."""
+    from despoof_jax.evaluation import medium  # noqa: PLC0415
+    identity = np.repeat(np.arange(20), 30)              # 20 people x 30 records, in order
+    video = np.arange(600) // 3                          # 3 frames per video
+    species = (video % 5)
+    meta = {"video": video, "species": species, "identity": identity}
+    idx = np.arange(600)
+    picked = medium._one_frame_per_video(meta, idx, 8, seed=0)
+    assert len(picked) == 5 * 8 and len(np.unique(video[picked])) == 40
+    assert all((species[picked] == s).sum() == 8 for s in range(5))
+    assert len(np.unique(identity[picked])) >= 15      # the first 8 per species: 4 people
+    first = np.concatenate([idx[::3][species[::3] == s][:8] for s in range(5)])
+    assert len(np.unique(identity[first])) == 4
+    np.testing.assert_array_equal(picked, medium._one_frame_per_video(meta, idx, 8, seed=0))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="max_per_species"):
+            medium._one_frame_per_video(meta, idx, bad)
+
+
+def test_fig5_shows_live_columns_first(monkeypatch, tmp_path):
+    from despoof_jax.evaluation import medium, plots  # noqa: PLC0415
+    seen = {}
+    monkeypatch.setattr(plots, "image_grid", lambda rows, row_titles, col_titles, path:
+                        seen.update(cols=col_titles) or path)
+    names = ("live", "print1", "print2", "replay1", "replay2")
+    out = {"species": np.array([3, 0, 1, 0, 2, 4, 1]), "rgb": np.zeros((7, 8, 8, 3)),
+           "noise": np.zeros((7, 8, 8, 6)), "live": np.zeros((7, 8, 8, 6))}
+    medium.fig5(out, names, str(tmp_path / "f.png"))
+    assert seen["cols"] == ["live", "live", "print1", "print1", "print2", "replay1", "replay2"]

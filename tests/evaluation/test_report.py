@@ -22,6 +22,7 @@ def test_report_renders_tables_curves_and_figures(smoke_workdirs, tmp_path):
     for method in ("despoof", "binary_cnn", "depth_only"):
         assert f"| {method} |" in md
     assert md.count("**frame level**") == 3 and md.count("**video level**") == 3
+    assert "APCER is the max over attack species: each workdir's `eval.apcer_per`" in md
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     for name in ("compare_roc_det", "ablation_roc_det", "ablation_hist_test",
                  "ablation_sample_sheet", "ablation_tsne_noise", "ablation_tsne_highpass",
