@@ -28,7 +28,9 @@ student.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import time
 from typing import Any, Optional
 
@@ -240,6 +242,25 @@ class Checkpointer:
         except ValueError as e:   # grain: the data source or sampler is not the saved one
             return False, f"{folder / mine} does not fit this input pipeline: {e}"
         return True, ""
+
+    def saved_data_seed(self, step: int) -> Optional[int]:
+        """The shuffle seed of this process's saved input position at `step`, or None (no
+        position for this process, or a file that does not say). Grain writes its sampler, seed
+        included, into the position file; the seed differs from `config.seed` once a run has
+        restarted its input at a fresh position (`loop.fresh_data_seed`), and a later resume
+        must rebuild the pipeline with it to continue that position."""
+        path = (self.directory / str(step) / "data" /
+                data_file(jax.process_index(), jax.process_count()))
+        try:
+            sampler = json.loads(path.read_text()).get("sampler", "")
+        except (OSError, ValueError, AttributeError):
+            return None
+        m = re.search(r"\bseed=(\d+)\b", sampler) if isinstance(sampler, str) else None
+        return int(m.group(1)) if m else None
+
+    def restore_input(self, step: int, iterator) -> tuple[bool, str]:
+        """(restored?, why not): this process's input position of `step` into `iterator`."""
+        return self._restore_data(step, iterator)
 
     def wait(self):
         self.manager.wait_until_finished()

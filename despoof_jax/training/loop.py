@@ -204,6 +204,17 @@ def _restore_or_init(name, config, ckpt, dp, init_fn):
         return init(jax.random.key(config.seed)), 0, it
     r = ckpt.restore(abstract, dp.replicated, iterator=it, set_aside=True)
     logging.info("%s: resumed at step %d from %s", name, r.step, ckpt.directory)
+    # A run that once restarted its input at a fresh seed saved positions of that seed: continue
+    # them with it (otherwise each later resume would start yet another order). Every process
+    # takes part in both votes (collectives), whatever its own answer.
+    saved = None if r.data else ckpt.saved_data_seed(r.step)
+    if checkpoint.all_processes_agree(saved is not None and saved != config.seed):
+        it = _train_iterator(config, dp, seed=saved, with_reference=reference)
+        ok, note = ckpt.restore_input(r.step, it)
+        if checkpoint.all_processes_agree(ok):
+            logging.info("%s: input position restored with its saved data seed %d", name, saved)
+            return r.state, r.step, it
+        r.data_note += f"; with its saved data seed {saved}: {note or 'another process failed'}"
     if not r.data:
         seed = fresh_data_seed(config.seed, r.step)
         logging.warning("%s: input position not restored: %s. Starting the input pipeline at a "

@@ -137,6 +137,47 @@ def test_stage_stops_on_sigterm_with_a_checkpoint_and_resumes_to_the_same_parame
     assert loop.train_dq(config, workdir, dp) == {"step": 6}
 
 
+def _losses(path):
+    with open(path) as f:
+        return {r["step"]: r for r in map(json.loads, f)}
+
+
+def test_a_run_restarted_at_a_fresh_data_seed_keeps_that_seed_on_later_resumes(
+        synthetic_data_dir, tmp_path, caplog):
+    """After a resume that could not restore its input position (the process count changed: a
+    fresh seed), a later resume continues the fresh seed's position: the same batches as a run
+    that was not interrupted again. (Each later resume used to start yet another order.)"""
+    import shutil  # noqa: PLC0415
+    config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
+                                                 "train.checkpoint_every": 2})
+    dp = parallel.DataParallel("pmap")
+    base = tmp_path / "base"
+    loop.train_dq(config, str(base), dp)
+    data = base / "dq" / "checkpoints" / "2" / "data"
+    # As if saved by 2 processes: this one finds no position of its own and takes a fresh seed.
+    (data / "process_0-of-1.json").rename(data / "process_0-of-2.json")
+    shutil.copy(data / "process_0-of-2.json", data / "process_1-of-2.json")
+    shutil.copytree(base, tmp_path / "straight")
+    config.train.stage1_steps = 6
+    loop.train_dq(config, str(tmp_path / "straight"), dp)          # 2 -> 6 in one go
+    config.train.stage1_steps = 4
+    with caplog.at_level(logging.WARNING):
+        loop.train_dq(config, str(base), dp)                       # 2 -> 4, fresh seed
+    assert "input position not restored" in caplog.text
+    saved = checkpoint.Checkpointer(base / "dq" / "checkpoints", every=2)
+    assert saved.saved_data_seed(4) == loop.fresh_data_seed(config.seed, 2) != config.seed
+    saved.close()
+    config.train.stage1_steps = 6
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        loop.train_dq(config, str(base), dp)                       # 4 -> 6, the same seed
+    a = _losses(base / "dq" / "metrics.jsonl")
+    b = _losses(tmp_path / "straight" / "dq" / "metrics.jsonl")
+    assert [a[k] for k in (5, 6)] == [b[k] for k in (5, 6)]
+    assert "input position restored with its saved data seed" in caplog.text
+    assert "input position not restored" not in caplog.text
+
+
 def test_nan_loss_stops_loudly(synthetic_data_dir, tmp_path):
     config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 2,
                                                  "train.learning_rate": float("nan")})
