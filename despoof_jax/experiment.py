@@ -73,6 +73,7 @@ def check_values(config: ml_collections.ConfigDict) -> None:
     # These raise plain ValueError where they are used; here they are config errors.
     for check in (lambda: state_lib.compute_dtype(config),          # model.compute_dtype
                   lambda: datasets.get_protocol(config.data),       # data.protocol
+                  lambda: datasets.check_degradation(config.data),  # data.degrade_size, blur
                   lambda: calibration_simulator.check_config(config)):   # eval.calibration*
         try:
             check()

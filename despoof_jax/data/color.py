@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def to_unit_rgb(rgb) -> jnp.ndarray:
-    """uint8 [..., 3] in [0, 255] or float [..., 3] in [0, 1] -> float32 [..., 3] in [0, 1]."""
+    """uint8 [..., 3] in [0, 255] or float [..., 3] in [0, 1] -> float32 [..., 3] in [0, 1].
+
+    Other integer dtypes are refused (an int or uint16 image would pass through unscaled, 255x
+    too bright), and so is a host (numpy) float image outside [0, 1] (one in 0..255); traced
+    floats are the step's own and are not checked."""
+    if isinstance(rgb, np.ndarray) and np.issubdtype(rgb.dtype, np.floating) and rgb.size and \
+            not (np.nanmin(rgb) >= 0.0 and np.nanmax(rgb) <= 1.0):
+        raise ValueError(f"float RGB with values in [{np.nanmin(rgb):.4g}, {np.nanmax(rgb):.4g}]; "
+                         "expected [0, 1] (divide 8-bit values by 255, or pass uint8)")
+    given = getattr(rgb, "dtype", None)   # before jnp narrows int64 to int32
     rgb = jnp.asarray(rgb)
     if rgb.dtype == jnp.uint8:
         return rgb.astype(jnp.float32) / 255.0
+    if not jnp.issubdtype(rgb.dtype, jnp.floating):
+        raise TypeError(f"RGB of dtype {given or rgb.dtype}; expected uint8 in [0, 255] or float "
+                        "in [0, 1]")
     return rgb.astype(jnp.float32)
 
 

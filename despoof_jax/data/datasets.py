@@ -44,6 +44,15 @@ def degradation(data_config: ml_collections.ConfigDict):
     return d if d.active else None
 
 
+def check_degradation(data_config: ml_collections.ConfigDict) -> None:
+    """ValueError for a degradation the pipeline would refuse: a negative size or blur, or a
+    degrade_size not below data.image_size."""
+    d = degradation(data_config)
+    if d is not None and d.size >= int(data_config.image_size):
+        raise ValueError(f"data.degrade_size={d.size} is not below data.image_size="
+                         f"{data_config.image_size}: it would not lower the resolution (0 = off)")
+
+
 def for_split(data_config: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:
     """The data config that serves `split`: cross-dataset testing (Table 5) reads the test split
     from `data.test_dataset` and every other split from `data.dataset`."""
@@ -123,8 +132,9 @@ def prepare(data_config: ml_collections.ConfigDict) -> None:
 
 
 def protocol_indices(data_config, split: str, metadata) -> np.ndarray:
-    """Record indices of `split` that the config's protocol and fold use."""
-    protocol = get_protocol(data_config)
+    """Record indices of `split` that the config's protocol and fold use (resolved on the
+    dataset that serves `split`: `data.test_dataset` for test in a cross-dataset run)."""
+    protocol = get_protocol(for_split(data_config, split))
     idx = protocols.select_indices(metadata, protocol, split, data_config.fold)
     if len(idx) == 0:
         raise ValueError(f"protocol {data_config.protocol!r} fold {data_config.fold} selects no "

@@ -109,6 +109,15 @@ class Degradation:
     size: int = 0
     blur_sigma: float = 0.0
 
+    def __post_init__(self):
+        # A negative value would read as "off" and a Table 3 run would train on clean images.
+        if not (isinstance(self.size, (int, np.integer)) and self.size >= 0):
+            raise ValueError(f"data.degrade_size={self.size!r}; expected a whole number of pixels "
+                             ">= 0 (0 = off)")
+        if not (np.isfinite(self.blur_sigma) and self.blur_sigma >= 0):
+            raise ValueError(f"data.blur_sigma={self.blur_sigma!r}; expected a std in pixels >= 0 "
+                             "(0 = off)")
+
     @property
     def active(self) -> bool:
         return self.size > 0 or self.blur_sigma > 0
@@ -120,6 +129,9 @@ def degrade(image: np.ndarray, degradation: Optional[Degradation]) -> np.ndarray
         return image
     out = np.asarray(image, np.float32)
     s = out.shape[0]
+    if degradation.size >= s:
+        raise ValueError(f"data.degrade_size={degradation.size} is not below the image size {s}: "
+                         "it would not lower the resolution (0 = off)")
     if degradation.size:
         low = Image.fromarray(np.asarray(image, np.uint8)).resize(
             (degradation.size, degradation.size), Image.BILINEAR)

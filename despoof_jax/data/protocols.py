@@ -6,6 +6,9 @@ business (the builder), so a protocol only *filters* a split by metadata columns
 the paper's benchmarks, which are data of the same shape:
   Oulu-NPU P1: a `session` filter (via `SplitSpec.extra`); P2: unseen media (`unseen_medium`);
   P3: leave one phone out, 6 folds (`unseen_device`); P4: both at once, 6 folds.
+  (Configs use the Oulu-NPU builder's protocols, read from the dataset's own protocol files:
+  `datasets.get_protocol` prefers them. The rule-based forms here, `DATASET_PROTOCOLS`, are the
+  reading of the paper's protocol table, which the tests check the files' selection against.)
 Cross-dataset CASIA <-> Replay pairs two sources and is assembled by the caller from two
 `intra`-style selections.
 

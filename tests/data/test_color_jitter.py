@@ -3,6 +3,7 @@ shading smoothly, never texture, and is random per image; and the true noise N* 
 input space (data/color.py)."""
 import jax
 import numpy as np
+import pytest
 
 from despoof_jax.data import color
 
@@ -41,3 +42,18 @@ def test_true_noise_is_exactly_zero_where_the_image_is_its_live_reference():
     np.testing.assert_allclose(
         n[changed], np.asarray(color.model_input(image) - color.model_input(reference))[changed],
         atol=1e-6)
+
+
+def test_model_input_refuses_images_it_would_mis_scale():
+    """Only uint8 is taken as 0..255: an int or uint16 image, or a float one in 0..255, would
+    pass through unscaled (255 x too bright), so each is refused."""
+    red = np.array([[[255, 0, 0]]])
+    np.testing.assert_allclose(color.model_input(red.astype(np.uint8))[0, 0],
+                               [1, 0, 0, 0, 1, 1])
+    for bad in (red, red.astype(np.uint16), red.astype(np.int32)):
+        with pytest.raises(TypeError, match=f"dtype {bad.dtype}; expected uint8"):
+            color.model_input(bad)
+    with pytest.raises(ValueError, match=r"float RGB with values in \[0, 255\]"):
+        color.model_input(red.astype(np.float32))
+    np.testing.assert_allclose(color.model_input(red.astype(np.float32) / 255)[0, 0],
+                               [1, 0, 0, 0, 1, 1])

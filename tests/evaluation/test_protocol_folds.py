@@ -172,3 +172,18 @@ def test_dev_eer_fusion_rule_looks_at_dev_only():
     assert evaluate.choose_fusion("average", t) == "average"
     with pytest.raises(ValueError, match="dev_eer"):
         evaluate.choose_fusion("best", t)
+
+
+def test_a_cross_dataset_test_split_takes_its_protocol_from_the_test_dataset():
+    """Trained on CASIA-FASD, tested on Oulu-NPU under oulu_p1: the test records are selected by
+    Oulu-NPU's own protocol (its protocol-file column), not looked up on CASIA-FASD."""
+    import ml_collections  # noqa: PLC0415
+
+    from despoof_jax.data import datasets  # noqa: PLC0415
+    c = ml_collections.ConfigDict({"dataset": "casia_fasd", "test_dataset": "oulu_npu",
+                                   "protocol": "oulu_p1", "fold": 0})
+    n = 6
+    meta = {"label": np.array([0, 1] * 3), "species": np.array([0, 1, 0, 3, 0, 4]),
+            "device": np.zeros(n, int), "session": np.array([2] * n),
+            "oulu_p1": np.array([1, 1, 0, 1, 0, 1])}
+    np.testing.assert_array_equal(datasets.protocol_indices(c, "test", meta), [0, 1, 3, 5])

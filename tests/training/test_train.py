@@ -60,6 +60,10 @@ def test_main_rejects_a_misspelt_override(tmp_path):
     ("train.keep_checkpoints", 0, "train.keep_checkpoints=0; expected a whole number >= 1"),
     ("train.keep_checkpoints", -2, "train.keep_checkpoints=-2"),
     ("train.checkpoint_every", 0, "train.checkpoint_every=0; expected a positive number"),
+    # Table 3's degradations: a negative value used to read as "off" (clean images, no error)
+    ("data.degrade_size", -64, "data.degrade_size=-64; expected a whole number of pixels >= 0"),
+    ("data.degrade_size", 4096, "data.degrade_size=4096 is not below data.image_size="),
+    ("data.blur_sigma", -1.0, "data.blur_sigma=-1.0; expected a std in pixels >= 0"),
 ])
 def test_preflight_refuses_a_config_value_before_anything_trains(tmp_path, field, value, message):
     config = tiny_config(**{field: value})
