@@ -85,13 +85,19 @@ def check_values(config: ml_collections.ConfigDict) -> None:
 
 def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     """Raises `ConfigError` (`check_values`) or `workdir.WorkdirNotWritable` before training:
-    a config value that the run would refuse later; this process cannot write the workdir or
-    (local workdirs) its disk lacks room for the largest checkpoint to be saved. The size comes
+    a config value that the run would refuse later, a global batch that does not divide over
+    the devices; this process cannot write the workdir, (several processes) the processes do
+    not share it, or (local workdirs) its disk lacks room for the largest checkpoint to be
+    saved. The size comes
     from the abstract state (`jax.eval_shape`), nothing is allocated."""
     check_values(config)
+    # Before process 0 builds a dataset for minutes: the global batch over every device.
+    DataParallel(config.parallel).check_batch_size(int(config.train.batch_size))
     need = max((checkpoint.checkpoint_bytes(state_lib.abstract(INIT[s], config))
                 for s in stages_to_train(config)), default=0)
-    as_workdir(workdir).check_writable(need, process_index=jax.process_index())
+    wd = as_workdir(workdir)
+    wd.check_writable(need, process_index=jax.process_index())
+    wd.check_shared()
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:

@@ -40,12 +40,24 @@ on_term() {
   kill -TERM "$step" 2>/dev/null || true
 }
 trap on_term TERM
-srun python3 -m despoof_jax.main --multihost --workdir="$workdir" "$@" &
+if [[ -n ${SLURM_NTASKS_PER_NODE:-} && -n ${SLURM_GPUS_ON_NODE:-} &&
+      ${SLURM_NTASKS_PER_NODE%%(*} != "$SLURM_GPUS_ON_NODE" ]]; then
+  echo "error: --ntasks-per-node=${SLURM_NTASKS_PER_NODE} but $SLURM_GPUS_ON_NODE GPUs per node:" \
+    "one task per GPU (otherwise JAX uses one GPU of each task and the rest sit idle)" >&2
+  exit 2
+fi
+# --cpu_kernels=default: the YNNPACK flag is XLA:CPU's and has no business on a GPU host.
+srun python3 -m despoof_jax.main --multihost --cpu_kernels=default --workdir="$workdir" "$@" &
 step=$!
 status=0
 wait "$step" || status=$?
+if kill -0 "$step" 2>/dev/null; then
+  # The trap interrupted `wait` (SIGTERM: the time limit or a scancel): the tasks are still
+  # saving their checkpoint. Wait for them, whichever it was, so the job does not end first.
+  status=0
+  wait "$step" || status=$?
+fi
 if [[ $near_limit == 1 ]]; then
-  wait "$step" || status=$?     # the tasks are saving: wait for them before requeueing
   scontrol requeue "$SLURM_JOB_ID"
 fi
 exit "$status"

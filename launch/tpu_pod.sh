@@ -28,7 +28,9 @@
 #                            "logs" alone collects the logs of a run started earlier
 # The code sent is `git archive HEAD` of this checkout: commit what you want to run.
 # Exit status: 0 when every worker finished, else the first non-zero status of a worker (143:
-# stopped by SIGTERM / a preemption after saving a checkpoint; rerun to resume).
+# stopped by SIGTERM / a preemption notice after saving a checkpoint; rerun to resume). A Spot
+# preemption that takes the VMs away ends the ssh session: the script says so, collects what logs
+# it can reach and exits non-zero ("unknown" status); running it again resumes from $WORKDIR.
 set -euo pipefail
 : "${TPU_NAME:?set TPU_NAME}" "${ZONE:?set ZONE}" "${WORKDIR:?set WORKDIR (gs://... on pods)}"
 cd "$(dirname "$0")/.."
@@ -59,13 +61,14 @@ create() {
   fi
   local extra=()
   [[ ${SPOT:-0} == 1 ]] && extra+=(--spot)
+  # ${a[@]+...}: an empty array under `set -u` fails on bash < 4.4 (macOS's 3.2).
   "${gc[@]}" create "$TPU_NAME" "${where[@]}" --accelerator-type "$ACCELERATOR" \
-    --version "$RUNTIME" "${extra[@]}"
+    --version "$RUNTIME" ${extra[@]+"${extra[@]}"}
 }
 
 install() {
   local tarball
-  tarball=$(mktemp --suffix=.tar.gz)
+  tarball=$(mktemp "${TMPDIR:-/tmp}/despoof_jax.XXXXXX")   # portable (no GNU --suffix)
   git archive --format=tar.gz -o "$tarball" HEAD
   "${gc[@]}" scp "$tarball" "$TPU_NAME:despoof_jax.tar.gz" "${where[@]}" --worker=all
   rm -f "$tarball"
@@ -74,17 +77,23 @@ install() {
 }
 
 run() {
-  local args cmd
-  args=$(printf ' %q' "$@")
-  # Detached (nohup), so a dropped ssh session does not stop training; the exit status lands in
-  # ~/despoof_run.status, the output in ~/despoof_run.log. The foreground ssh waits for both.
-  cmd="cd $REPO && rm -f ~/despoof_run.status && \
-    nohup bash -c 'TFDS_DATA_DIR=${TFDS_DATA_DIR:-} python3 -m despoof_jax.main --multihost \
-      --workdir=$WORKDIR$args > ~/despoof_run.log 2>&1; echo \$? > ~/despoof_run.status' \
-      > /dev/null 2>&1 < /dev/null & \
-    while [ ! -f ~/despoof_run.status ]; do sleep 20; done; \
-    echo \"worker \$(hostname): exit status \$(cat ~/despoof_run.status)\""
-  on_all "$cmd"
+  local job b64 cmd
+  # The job, every value quoted for the workers' bash (%q: spaces, quotes), then shipped as base64
+  # so no layer of ssh quoting can change it. --cpu_kernels=default: the YNNPACK flag is XLA:CPU's.
+  job="cd $(printf %q "$REPO") && TFDS_DATA_DIR=$(printf %q "${TFDS_DATA_DIR:-}") \
+python3 -m despoof_jax.main --multihost --cpu_kernels=default \
+--workdir=$(printf %q "$WORKDIR")$(printf ' %q' "$@") > ~/despoof_run.log 2>&1 < /dev/null
+echo \$? > ~/despoof_run.status.tmp && mv ~/despoof_run.status.tmp ~/despoof_run.status"
+  b64=$(printf '%s\n' "$job" | base64 | tr -d '\n')
+  # The old status goes first, in the foreground; the job runs detached (nohup: a dropped ssh
+  # session does not stop it) and writes its status whole (tmp + mv). The ssh waits for it.
+  cmd="rm -f ~/despoof_run.status ~/despoof_run.status.tmp && \
+echo $b64 | base64 -d > ~/despoof_run.sh && \
+(nohup bash ~/despoof_run.sh > /dev/null 2>&1 < /dev/null &) && \
+while [ ! -f ~/despoof_run.status ]; do sleep 20; done; \
+echo \"worker \$(hostname): exit status \$(cat ~/despoof_run.status)\""
+  on_all "$cmd" || echo "warning: the ssh session to the workers ended with status $? (a \
+preemption?); collecting what can be reached" >&2
 }
 
 logs() {
@@ -92,7 +101,8 @@ logs() {
   n=$("${gc[@]}" describe "$TPU_NAME" "${where[@]}" --format='value(networkEndpoints.len())')
   mkdir -p "$LOGS"
   for ((w = 0; w < n; w++)); do
-    "${gc[@]}" scp "$TPU_NAME:despoof_run.log" "$LOGS/worker_$w.log" "${where[@]}" --worker="$w"
+    "${gc[@]}" scp "$TPU_NAME:despoof_run.log" "$LOGS/worker_$w.log" "${where[@]}" --worker="$w" \
+      || echo "worker $w: its log could not be copied" >&2
     "${gc[@]}" scp "$TPU_NAME:despoof_run.status" "$LOGS/worker_$w.status" "${where[@]}" \
       --worker="$w" || echo "unknown" > "$LOGS/worker_$w.status"
     rc=$(cat "$LOGS/worker_$w.status")

@@ -35,11 +35,17 @@ JAX_SPEC=${JAX_SPEC:-'jax[tpu]>=0.6,<0.11'}
 where=()
 [[ -n ${PROJECT:-} ]] && where+=(--project "$PROJECT")
 [[ -n ${ZONE:-} ]] && where+=(--zone "$ZONE")
-args=$(printf ' %q' "$@")
-command="python3 -m pip install -q '$JAX_SPEC' -e '.[gcs]' && \
-TFDS_DATA_DIR=${TFDS_DATA_DIR:-} python3 -m despoof_jax.main --multihost --workdir=$WORKDIR$args"
+# Every value quoted for the pod's shell (%q). --cpu_kernels=default: the YNNPACK flag is
+# XLA:CPU's and has no business on a TPU host.
+command="python3 -m pip install -q $(printf %q "$JAX_SPEC") -e '.[gcs]' && \
+TFDS_DATA_DIR=$(printf %q "${TFDS_DATA_DIR:-}") python3 -m despoof_jax.main --multihost \
+--cpu_kernels=default --workdir=$(printf %q "$WORKDIR")$(printf ' %q' "$@")"
+# --restart-on-user-code-failure: without it xpk's container wrapper turns every exit status but
+# 143 into 0, so a crash, a bad config (2) or a NaN loss (3) ends "Completed" and is never
+# restarted. With it, any failure is restarted up to MAX_RESTARTS times, and then reported failed.
 xpk workload create --cluster "$CLUSTER" --workload "$WORKLOAD" --tpu-type="$TPU_TYPE" \
   --num-slices="${NUM_SLICES:-1}" --max-restarts="${MAX_RESTARTS:-10}" \
+  --restart-on-user-code-failure \
   --base-docker-image="${BASE_IMAGE:-python:3.11}" --script-dir=. \
-  --command "$command" "${where[@]}"
+  --command "$command" ${where[@]+"${where[@]}"}
 echo "submitted $WORKLOAD; follow it with: xpk workload list --cluster $CLUSTER"

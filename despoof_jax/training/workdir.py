@@ -23,6 +23,7 @@ there room for a checkpoint?
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from typing import Union
 
@@ -93,6 +94,35 @@ class Workdir:
             raise WorkdirNotWritable(
                 f"workdir {self.root} has {_mib(free)} free but a checkpoint needs about "
                 f"{_mib(need_bytes)}; free some space or pick another --workdir")
+
+    def check_shared(self) -> None:
+        """Several processes: raises WorkdirNotWritable unless every one sees the same workdir.
+        Process 0 writes a probe file; every other process must find it. A node-local folder
+        would otherwise give each process its own checkpoints: they would resume from different
+        steps and hang in the first collective. Every process must call this (collectives); one
+        process returns at once."""
+        import jax  # noqa: PLC0415 (the workdir module stays free of JAX for light readers)
+        import numpy as np  # noqa: PLC0415
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+        if jax.process_count() == 1:
+            return
+        token = int(multihost_utils.broadcast_one_to_all(
+            np.int32(int.from_bytes(os.urandom(4), "little") >> 1)))
+        probe = self.root / f".shared_probe_{token}"
+        if jax.process_index() == 0:
+            probe.write_text("despoof_jax preflight: is this folder shared?\n")
+        multihost_utils.sync_global_devices(f"despoof_jax.workdir.shared.{token}")
+        seen = np.asarray(multihost_utils.process_allgather(
+            np.array([int(probe.exists())], np.int32))).reshape(-1)
+        multihost_utils.sync_global_devices(f"despoof_jax.workdir.shared.read.{token}")
+        if jax.process_index() == 0:
+            probe.unlink(missing_ok=True)
+        if not seen.all():
+            blind = ", ".join(str(i) for i in np.flatnonzero(seen == 0))
+            raise WorkdirNotWritable(
+                f"workdir {self.root} is not shared between the processes: process(es) {blind} "
+                "do not see the file process 0 wrote there. Every process needs the same run "
+                "directory (gs://..., or a filesystem every host mounts)")
 
     # ---------------------------------------------------------------- the config
     @property

@@ -102,3 +102,33 @@ def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_
         (a, step_a), (b, step_b) = _final_state(resumed, stage), _final_state(plain, stage)
         assert step_a == step_b == total
         assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) == 0.0
+
+
+def test_preflight_refuses_a_workdir_the_processes_do_not_share(tmp_path):
+    """Two processes given node-local folders (here: two different paths) would each resume
+    their own checkpoints and hang in the first collective; preflight says so on every process.
+    Given one folder, both pass and the probe is removed."""
+    import socket  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    def run(dirs):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        procs = [subprocess.Popen([sys.executable, "-m", "tests.training.shared_worker",
+                                   f"127.0.0.1:{port}", str(i), str(d)], cwd=root, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for i, d in enumerate(dirs)]
+        # (the last line: Gloo prints its connection report on stdout first)
+        return [(p.wait(timeout=120), p.stdout.read().strip().splitlines()[-1]) for p in procs]
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    assert run([tmp_path / "a", tmp_path / "a"]) == [(0, "shared"), (0, "shared")]
+    assert list((tmp_path / "a").iterdir()) == []
+    for status, out in run([tmp_path / "a", tmp_path / "b"]):
+        assert status == 2 and "is not shared between the processes: process(es) 1 do not see" \
+            in out, out

@@ -64,6 +64,8 @@ def test_main_rejects_a_misspelt_override(tmp_path):
     ("data.degrade_size", -64, "data.degrade_size=-64; expected a whole number of pixels >= 0"),
     ("data.degrade_size", 4096, "data.degrade_size=4096 is not below data.image_size="),
     ("data.blur_sigma", -1.0, "data.blur_sigma=-1.0; expected a std in pixels >= 0"),
+    # checked before process 0 builds a dataset (the suite fakes 8 CPU devices)
+    ("train.batch_size", 6, "global batch 6 does not divide over 8 devices"),
 ])
 def test_preflight_refuses_a_config_value_before_anything_trains(tmp_path, field, value, message):
     config = tiny_config(**{field: value})
