@@ -52,8 +52,8 @@ def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
     n = live.size
     m = min(int(math.floor(bpcer * n + 1e-9)), n - 1)   # scores that may be rejected
     top = live[n - m - 1]                                 # the highest score that must pass
-    # The model decides in float32, so the threshold stays above `top` there too
-    # (metrics.threshold_between).
+    # The library decides in float64 (`DespoofModel.score`), the exported program in float32:
+    # the threshold stays above `top` in both (metrics.threshold_between).
     nxt = live[n - m:][live[n - m:] > top]
     if m == 0 or nxt.size == 0:   # none may be rejected, or ties at the cut cannot be split
         return metrics.threshold_between(top)
@@ -107,10 +107,11 @@ def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = 
     _check(score.size, bpcer)
     t = threshold_at_bpcer(score, bpcer)
     n = score.size
-    # Counted as the model decides, in float32 (see threshold_at_bpcer).
-    score32 = score.astype(np.float32)
-    rejected = int((score32 >= np.float32(t)).sum())
-    current = int((score32 >= np.float32(model.threshold)).sum())
+    # Counted as the loaded model decides (`DespoofModel.score`: float64 scores against the
+    # float threshold), so `bpcer_at_current` matches its `is_attack`; for the new threshold the
+    # float32 count of an exported model is the same (threshold_at_bpcer).
+    rejected = int((score >= t).sum())
+    current = int((score >= float(model.threshold)).sum())
     return {"criterion": CRITERION, "fusion": model.fusion, "target_bpcer": bpcer, "threshold": t,
             "n": n, "bpcer": rejected / n, "bpcer_upper95": bpcer_upper(rejected, n),
             "current_threshold": float(model.threshold), "bpcer_at_current": current / n,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -357,7 +358,8 @@ CROSS_AREA = Physics(ATTACKS, functools.partial(attack_radiance, footprint=AREA_
 def make_crops(faces: list[Face], size: int, n_live: int, n_spoof: int, seed: int = 0,
                physics: Physics | None = None):
     """-> (crops uint8 [N, size, size, 3], species int [N] (0 live, k = attacks[k - 1]),
-    photo index int [N]); photo and medium are crossed: every photo meets every medium. Live
+    photo index int [N]); photo and medium are crossed: every photo meets every medium when
+    there are enough spoof crops (n_spoof >= photos x media; `run` warns otherwise). Live
     crops, and spoof crops when the numbers of photos and media are coprime, cycle through the
     photos while spoof crops cycle through the media; otherwise spoof crops come in blocks of one
     photo on every medium, the blocks cycling through the photos. `physics`: default the cross
@@ -415,8 +417,19 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
     (by 1.3-1.5x in a simulation of 7 photos x 34 crops). With the handful of photos these sets
     have, a percentile interval is itself rough: read it as an order of magnitude. A resample
     that lacks live crops or one of the attacks is drawn again (as `metrics.bootstrap_intervals`
-    does); an attack without crops, or a photo without live crops, reports None."""
+    does); a photo without live crops reports None. Every attack of `attacks` must have crops
+    (the worst-attack APCER would silently be a figure over fewer media), and with a single
+    photo the intervals are None: resampling one photo gives an interval of no width."""
     score, species, photo = checked_scores(score, species, photo, what="the check")
+    if not (isinstance(draws, (int, np.integer)) and draws >= 1):
+        raise ValueError(f"draws={draws!r}; expected a whole number of bootstrap draws >= 1")
+    missing = [a for k, a in enumerate(attacks) if not (species == k + 1).any()]
+    unknown = sorted(set(np.unique(species[species > 0]).tolist()) - set(range(1, len(attacks)
+                                                                                 + 1)))
+    if missing or unknown:
+        raise ValueError(f"the check: attacks without crops {missing}, unknown species ids "
+                         f"{unknown}: the worst-attack APCER needs crops of every attack "
+                         f"{list(attacks)} (render at least one spoof crop per attack)")
     labels = (species > 0).astype(np.int64)
 
     def stats(idx):
@@ -431,6 +444,8 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
     point = stats(np.arange(len(score)))
     rng = np.random.default_rng(seed)
     photos = np.unique(photo)
+    if len(photos) < 2:
+        draws = 0
     members = [np.flatnonzero(photo == p) for p in photos]
     present = set(np.unique(species[species > 0]).tolist())
     boot, redrawn = [], 0
@@ -446,7 +461,8 @@ def summarise(score: np.ndarray, species: np.ndarray, photo: np.ndarray, thresho
                 raise ValueError("bootstrap: almost no resample of the photos has live crops and "
                                  "every attack; use more photos")
     out = {k: {"value": float(v), "ci95": [float(np.percentile([b[k] for b in boot], 2.5)),
-                                            float(np.percentile([b[k] for b in boot], 97.5))]}
+                                            float(np.percentile([b[k] for b in boot], 97.5))]
+                                     if boot else None}
            for k, v in point.items()}
     def share(x):
         return float(np.mean(x)) if x.size else None
@@ -510,17 +526,30 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     deterministic function of the photos and the settings, and rendering them is the slow part.
     `area_sampled`: the attack media averaged over each camera sample's footprint (`CROSS_AREA`)
     instead of point-sampled; the check as defined for issue #14 is the point-sampled one."""
+    if n_live < 1 or n_spoof < len(ATTACKS):
+        raise ValueError(f"n_live={n_live}, n_spoof={n_spoof}: the check needs live crops and at "
+                         f"least one spoof crop per attack ({len(ATTACKS)})")
     model = scorer(model_path)
     size = size or model.image_size
     faces = load_faces(faces_dir, min_side=size)
     if not faces:
         raise ValueError(f"{faces_dir}: no usable face in any image (see the messages above)")
+    if n_spoof < len(faces) * len(ATTACKS):
+        print(f"cross_simulator: {n_spoof} spoof crops for {len(faces)} photos x "
+              f"{len(ATTACKS)} media: not every photo meets every medium (use --n-spoof "
+              f"{len(faces) * len(ATTACKS)} or more)", file=sys.stderr)
     # The crops are a function of the photos' pixels and face squares, the settings and the
     # crop assignment's version: all of them are in the key.
     digest = hashlib.sha256()
     for f in faces:
         digest.update(f.name.encode() + np.float64([f.cx, f.cy, f.side]).tobytes())
         digest.update(np.ascontiguousarray(f.linear).tobytes())
+    # The rendering code too: a cache made before a change to the physics is not reused.
+    physics = CROSS_AREA if area_sampled else CROSS
+    sources = {getattr(f, "func", f).__module__ for f in (physics.radiance, physics.camera)} | {
+        __name__, wide.__name__}
+    for name in sorted(sources):
+        digest.update(inspect.getsource(sys.modules[name]).encode())
     key = np.array([CROPS_VERSION, size, n_live, n_spoof, seed]
                    + ([AREA_FOOTPRINT] if area_sampled else []))
     cached = None
@@ -547,7 +576,7 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
                   photos=[{"name": f.name, "found_by": f.found_by} for f in faces],
                   mean_score={"live": float(score[species == 0].mean()),
                               **{a: float(score[species == k + 1].mean())
-                                 for k, a in enumerate(ATTACKS)}})
+                                 for k, a in enumerate(ATTACKS)}})   # summarise: all present
     return report
 
 

@@ -125,3 +125,16 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
         rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), *argv])
         assert rc == 2 and message in capsys.readouterr().err
     assert json.loads((packed / "model.json").read_text()) == info
+
+
+def test_the_current_threshold_is_counted_as_the_loaded_model_decides():
+    """The library decides in float64 (`DespoofModel.score`); a live score just below the
+    current threshold but float32-equal to it passes there, so it is not counted rejected."""
+    from types import SimpleNamespace  # noqa: PLC0415
+    live = np.r_[np.linspace(-3.0, -1.0, 29), 0.1 - 1e-10]
+    assert np.float32(live[-1]) >= np.float32(0.1)          # float32 would call it an attack
+    model = SimpleNamespace(threshold=0.1, fusion="map", score=lambda images, **kw:
+                            SimpleNamespace(score=live[:len(images)]))
+    report = bona_fide.threshold_for(model, [None] * live.size, 0.05)
+    assert report["bpcer_at_current"] == 0.0
+    assert report["bpcer"] == 1 / 30 and report["threshold"] < live[-1]

@@ -82,13 +82,27 @@ def test_summary_at_the_threshold():
     assert s["n"] == {"live": 6, "spoof": 8, "photos": 3}
     assert s["draws"]["kept"] == 50
     # two photos, one all live, one all attack: half the resamples lack a class and are drawn
-    # again, not dropped; an attack without crops and a photo without live crops report None
+    # again, not dropped; a photo without live crops reports None
     species = np.array([0, 0, 0, 1, 1, 2])
     photo = np.array([0, 0, 0, 1, 1, 1])
-    s = cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, draws=40)
+    s = cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, draws=40,
+                     attacks=("a", "b"))
     assert s["draws"]["kept"] == 40 and s["draws"]["redrawn"] > 0
-    assert s["apcer_per_attack"]["rgbw_quad"] is None and s["bpcer_per_photo"][1] is None
+    assert s["bpcer_per_photo"][1] is None
     json.dumps(s, allow_nan=False)                   # valid JSON
+    # an attack of the check without crops: refused (the worst-attack APCER would silently be
+    # over fewer media); so is a species the check does not name, and a draw count below 1
+    with pytest.raises(ValueError, match=r"attacks without crops \['rgbw_quad', 's_stripe'\]"):
+        cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, draws=40)
+    with pytest.raises(ValueError, match=r"unknown species ids \[2\]"):
+        cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, attacks=("a",))
+    with pytest.raises(ValueError, match="draws=0"):
+        cs.summarise(np.where(species > 0, 1.0, -1.0), species, photo, 0.0, draws=0,
+                     attacks=("a", "b"))
+    # one photo: no interval (resampling it would give one of no width)
+    one = cs.summarise(np.where(species > 0, 1.0, -1.0), species, np.zeros(6, int), 0.0,
+                       attacks=("a", "b"))
+    assert one["acer"] == {"value": 0.0, "ci95": None} and one["draws"]["kept"] == 0
     # the photo is the unit resampled, its crops kept whole: four photos alike (one of two live
     # crops rejected in each) give every resample BPCER 1/2, an interval of no width
     species = np.tile([0, 0, 1, 2, 3, 4], 4)
@@ -156,7 +170,7 @@ def test_run_judges_the_binary_cnn_by_the_same_crops_and_rule(tmp_path, monkeypa
     crops, species, _ = cs.make_crops(cs.load_faces(tmp_path / "faces"), size, 4, 4)
     _expected(report, np.asarray(baselines.make_score_fn(config, wd)(crops)), species)
     with pytest.raises(ValueError, match="px crops only"):
-        cs.run(tmp_path / "faces", wd, size=size + 8, n_live=2, n_spoof=2, draws=5)
+        cs.run(tmp_path / "faces", wd, size=size + 8, n_live=2, n_spoof=4, draws=5)
     # A baseline that was never evaluated has no threshold: refused, not guessed.
     bare = tmp_path / "bare"
     bare.mkdir()
