@@ -28,6 +28,7 @@ import shutil
 from typing import Union
 
 import ml_collections
+import numpy as np
 from absl import logging
 from etils import epath
 
@@ -101,9 +102,8 @@ class Workdir:
         would otherwise give each process its own checkpoints: they would resume from different
         steps and hang in the first collective. Every process must call this (collectives); one
         process returns at once."""
-        import jax  # noqa: PLC0415 (the workdir module stays free of JAX for light readers)
-        import numpy as np  # noqa: PLC0415
-        from jax.experimental import multihost_utils  # noqa: PLC0415
+        import jax  # noqa: PLC0415 (loads lazily: readers of a workdir need no JAX)
+        from jax.experimental import multihost_utils  # noqa: PLC0415 (loads lazily, as jax)
         if jax.process_count() == 1:
             return
         token = int(multihost_utils.broadcast_one_to_all(
