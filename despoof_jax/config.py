@@ -64,9 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
     # momentum**n, 0.22 after 150 steps at 0.99, and evaluation sees skewed features.
     c.model.bn_momentum = 0.99
     # Not in the paper (off = Table 1): the noise decoder also reads the input image itself at
-    # full resolution, beside the resized short-cut features. Table 1's decoder sees only pooled
-    # features (H/2 and coarser), so it cannot reproduce the phase of texture finer than ~4 px;
-    # measured with a supervised oracle (tools/oracle_decomposition.py, README "Decomposition").
+    # full resolution, beside the resized short-cut features. Table 1's decoder sees only the
+    # short-cut, whose pooled features are resized to the H/8 grid (`layers.multiscale_shortcut`),
+    # so it cannot reproduce the phase of texture finer than ~16 px at 256 px; measured with a
+    # supervised oracle (tools/oracle_decomposition.py, README "Decomposition").
     c.model.ds_input_skip = False
 
     c.loss = ml_collections.ConfigDict()
@@ -88,12 +89,14 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 6                 # global batch (Sec. 4.1)
-    c.train.learning_rate = 3e-5           # Adam (Sec. 4.1)
+    c.train.learning_rate = 3e-5           # Sec. 4.1; the optimizer (Adam) is not in the paper
     c.train.adam_eps = 1e-8                # the paper is silent; TensorFlow's default
     # Not in the paper: from this update on (0: never), the rate is multiplied by lr_decay_factor
     # (`state.step_decay`; each stage's optimizers count their own updates).
     c.train.lr_decay_step = 0
     c.train.lr_decay_factor = 0.1
+    # The paper gives no step or epoch count (Sec. 4.1: batch, rate, k, lambdas only): these are
+    # this implementation's choice (README, "Reading of the paper").
     c.train.stage1_steps = 20000           # DQ Net pretraining
     c.train.stage2_steps = 40000           # DS + VQ; each step consumes two batches
     # "separate": VQ update and DS update on two batches, as the paper says (Sec. 3.3);
@@ -117,7 +120,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Table 2: average of the noise and depth scores; any of scores.FUSIONS, or "dev_eer": the
     # fusion of lowest EER on the dev split (`evaluate.choose_fusion`).
     c.eval.fusion = "average"
-    c.eval.threshold = "eer"               # chosen on dev: "eer" or "apcer@0.05"-style target
+    # Chosen on dev: "eer" or "apcer@0.05"-style target. The paper does not say how its
+    # threshold was set; the EER on dev is this implementation's choice (README, "Reading").
+    c.eval.threshold = "eer"
     # APCER (and so ACER) per "species" (each printer or screen) or per "medium" (print vs
     # display: Oulu-NPU's attack types, which its published Test lists label -1 and -2).
     c.eval.apcer_per = "species"
@@ -140,7 +145,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """64 px, narrow nets, a few dozen steps: exercises every code path in about a minute."""
+    """64 px, narrow nets, a few dozen steps: exercises every code path in about a minute. Not
+    only smaller: batch 8 (not the paper's 6: it divides over the suite's 8 fake devices), rate
+    1e-3 (so a few steps move) and BatchNorm momentum 0.9 (see base_config)."""
     c.data.builder_config = "s64_small"
     c.data.image_size = 64
     c.model.ds_width = 0.5
@@ -172,8 +179,10 @@ def parse_variant(arg: str, variants, config_file: str) -> tuple[str, bool]:
 
 def quickstart_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The README's main job (`configs/quickstart.py`): 64 px, narrower DQ/DS/VQ nets, 400 + 400
-    steps and a larger learning rate, so the whole method runs in minutes on 2 CPU cores. The
-    losses, their weights, k (scaled: 16 at 64 px) and the two-stage schedule stay the paper's."""
+    steps, a larger learning rate, batch 8 (not the paper's 6: it divides over 8 devices, and
+    the short run sees more images) and BatchNorm momentum 0.9, so the whole method runs in
+    minutes on 2 CPU cores. The losses, their weights, k (scaled: 16 at 64 px) and the two-stage
+    schedule stay the paper's (but see `configs/ablation_loss.py` on J_r's weight at 64 px)."""
     c.data.builder_config = "s64_quick"
     c.data.image_size = 64
     c.model.ds_width = 0.5
