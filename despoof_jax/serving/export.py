@@ -15,8 +15,11 @@
                          sha256 of each artifact file.
   serving_loader.py      a copy of `despoof_jax/serving/serving_loader.py`: runs the artifact with only
                          numpy and jax installed.
-Resizing to S x S is *not* inside the artifact (its input shape is fixed); the fusion runs in
-float32 there (float64 in `api`), so fused scores agree to about 1e-6.
+Resizing to S x S is *not* inside the artifact (its input shape is fixed): the manifest's
+"preprocessing" says how the crops must be made to score what the model was evaluated on. The
+fusion runs in float32 there (float64 in `api`), so fused scores agree to about 1e-6, and a
+score within that of the threshold may be decided differently by the two (the manifest says so
+under "decision").
 """
 from __future__ import annotations
 
@@ -28,10 +31,12 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import jaxlib
+import numpy as np
 from etils import epath
 from jax import export as jax_export
 
 import despoof_jax
+from despoof_jax.data import faces
 from despoof_jax.evaluation import scores
 from despoof_jax.serving import model as api
 from despoof_jax.serving import serving_loader
@@ -123,6 +128,21 @@ def export_model(model, out_dir, *, platforms: Sequence[str] = ("cpu",),
         "platforms": list(platforms),
         "inputs": [{"name": "rgb", "dtype": "uint8", "shape": ["N", s, s, 3], "range": [0, 255],
                     "layout": "NHWC, RGB, a face crop resized to image_size"}],
+        # What `despoof_jax.load(...).score` does before the program: a deployment that resizes
+        # otherwise (e.g. without antialiasing) feeds the model crops it never saw.
+        "preprocessing": {
+            "face_square": f"side {faces.CROP_SCALE} x the face detector's box (MediaPipe "
+                           "short-range BlazeFace), centred on it, black outside the image",
+            "resize": "PIL Image.resize(BILINEAR): antialiased when shrinking (an area-like "
+                      "average), from the 8-bit crop",
+            "min_side": s,
+            "smaller_crops": "refused (upsampling smooths away the spoof noise)",
+            "float_images": "round(255 x) to uint8 first",
+            "colour": "RGB; grayscale (R = G = B) refused"},
+        "decision": {"rule": "attack iff score >= threshold, in float32 in the artifact",
+                     "threshold_float32": float(np.float32(model.threshold)),
+                     "note": "the library fuses and decides in float64: a score within ~1e-6 of "
+                             "the threshold may be decided differently"},
         "outputs": {
             "score": vec("float32", f"fused attack score ({model.fusion}); higher = attack"),
             "is_attack": vec("bool", "score >= threshold"),

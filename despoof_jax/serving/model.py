@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.resources
 import json
 import pathlib
@@ -483,6 +484,8 @@ def _describe(config) -> str:
 # "ds/batch_stats/...", "dq/...": arrays}, float16 or float32; restored as float32).
 PRETRAINED = "pretrained"
 PACKAGED_FILES = ("config.json", "model.json", "weights.npz")
+# The files model.json's `packed.sha256` binds to it (`serving.pretrained.pack`).
+BOUND_FILES = ("weights.npz", "config.json")
 
 
 def pretrained_dir() -> pathlib.Path:
@@ -537,6 +540,15 @@ def model_json_path(model_path: str):
     return find_workdir(model_path).model_json
 
 
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
     """A `DespoofModel` from a packaged folder (see PACKAGED_FILES): no checkpoint, no orbax."""
     p = pathlib.Path(path)
@@ -564,6 +576,13 @@ def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
         t = jax.device_put(tree[net], device)
         nets[net] = state_lib.FrozenNet(t["params"], t.get("batch_stats", {}))
     _check_weights(config, nets, p / "weights.npz")
+    # Last: files that fit each other may still come from two packs of one architecture.
+    bound = (info.get("packed") or {}).get("sha256") or {}   # absent in packs before 2026-12-04
+    for name, digest in bound.items():
+        if name not in BOUND_FILES or sha256_file(p / name) != digest:
+            raise ModelLoadError(
+                f"{p}: {name} is not the file its model.json was packed with (sha256 differs): "
+                "the folder mixes two packs (a pack killed half way?); pack it again")
     return DespoofModel(config, nets["ds"], nets["dq"], fusion=info["fusion"],
                         fusion_stats=info["fusion_stats"], threshold=info["threshold"],
                         max_batch=max_batch, workdir=str(p))

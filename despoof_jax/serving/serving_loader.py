@@ -17,6 +17,7 @@ import os
 import sys
 
 import numpy as np
+import jax
 from jax import export as jax_export
 
 FORMAT = "despoof_jax.serving.export"
@@ -56,6 +57,15 @@ class ServingModel:
                                f"version {FORMAT_VERSION}")
         self.image_size = int(m["image_size"])
         self.threshold = float(m["threshold"])
+        if not m.get("artifacts"):
+            raise ServingError(f"{path}: lists no artifact; export the model again")
+        backend = jax.default_backend()
+        platforms = [str(x).lower() for x in m.get("platforms", [])]
+        if platforms and backend not in platforms and not (backend == "gpu" and
+                                                             {"cuda", "rocm"} & set(platforms)):
+            raise ServingError(f"{path}: exported for {platforms}, but JAX runs on {backend!r} "
+                               "here; set JAX_PLATFORMS to one of them, or export again with "
+                               f"platforms including {backend!r} (despoof export --platforms)")
         self._exported = {}
         for art in m["artifacts"]:
             apath = os.path.join(directory, art["file"])

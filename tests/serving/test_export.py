@@ -56,6 +56,11 @@ def test_manifest(exported, model):
     art = manifest["artifacts"][0]
     assert os.path.getsize(os.path.join(out, art["file"])) == art["bytes"]
     assert os.path.isfile(os.path.join(out, "serving_loader.py"))
+    # what a deployment must do before the program, and how it decides
+    pre = manifest["preprocessing"]
+    assert pre["min_side"] == model.image_size and "BILINEAR" in pre["resize"]
+    assert "antialiased" in pre["resize"] and "1.5 x" in pre["face_square"]
+    assert manifest["decision"]["threshold_float32"] == float(np.float32(model.threshold))
 
 
 def test_fresh_process_without_training_code_matches_the_api(exported, model, tmp_path):
@@ -117,6 +122,15 @@ def test_bucketed_export_and_bad_inputs(model, tmp_path):
         f.write(b"tampered")
     with pytest.raises(serving_loader.ServingError, match="sha256"):
         serving_loader.load(out)
+    # exported for another platform, or listing no artifact: refused at load, with the fix
+    path = os.path.join(out, "manifest.json")
+    for change, message in (({"platforms": ["tpu"]}, r"exported for \['tpu'\], but JAX runs "
+                                                      r"on 'cpu' here; set JAX_PLATFORMS"),
+                            ({"artifacts": []}, "lists no artifact")):
+        with open(path, "w") as f:
+            json.dump(dict(manifest, **change), f)
+        with pytest.raises(serving_loader.ServingError, match=message):
+            serving_loader.load(out)
 
 
 def test_bad_batch_sizes_are_one_line_errors(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -30,8 +31,21 @@ def test_pack_round_trip_float16(trained_workdir, tmp_path):
     crops = pretrained.check_crops(source.image_size, n=6, seed=1)
     diff = np.max(np.abs(packed.score(crops).score - source.score(crops).score))
     assert diff <= FLOAT16_TOLERANCE
-    assert info["packed"]["max_score_diff"] <= FLOAT16_TOLERANCE
+    assert info["packed"]["max_score_diff"] <= pretrained.MAX_SCORE_DIFF
+    assert info["packed"]["min_probe_margin"] > 0
     assert (tmp_path / "packed" / "weights.npz").stat().st_size < 10e6
+    # The files are bound to model.json: weights from another pack beside it are refused.
+    assert set(info["packed"]["sha256"]) == {"weights.npz", "config.json"}
+    other = pretrained.pack(trained_workdir, tmp_path / "f32", dtype="float32")
+    assert other["packed"]["sha256"]["weights.npz"] != info["packed"]["sha256"]["weights.npz"]
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "packed", mixed)
+    shutil.copy(tmp_path / "f32" / "weights.npz", mixed / "weights.npz")
+    with pytest.raises(api.ModelLoadError, match="weights.npz is not the file its model.json was "
+                                                 "packed with .* mixes two packs"):
+        api.load(str(mixed))
+    shutil.rmtree(mixed)
+    shutil.rmtree(tmp_path / "f32")
     with pytest.raises(api.ModelLoadError, match="not a packaged model"):
         api.load_packaged(tmp_path)
     # Packing again over it replaces the three files together, or leaves them as they were: a
@@ -219,6 +233,11 @@ def test_pack_refuses_weights_that_change_a_decision(tmp_path, monkeypatch, caps
     pretrained.check_packed(dict(record, weights_dtype="float32", decisions_changed=2))
     with pytest.raises(pretrained.PackRefused):
         pretrained.check_packed(dict(record, decisions_changed=2))
+    # no decision changed, but the scores moved more than float16 should move them: refused too
+    # (the probes may all sit far from the threshold)
+    pretrained.check_packed(dict(record, max_score_diff=0.5 * pretrained.MAX_SCORE_DIFF))
+    with pytest.raises(pretrained.PackRefused, match="move their scores by up to 0.05"):
+        pretrained.check_packed(dict(record, max_score_diff=0.05))
 
 
 def test_a_folder_named_pretrained_is_loaded_by_its_path_and_never_written(tmp_path, monkeypatch,
