@@ -348,8 +348,9 @@ def sample_sheet(config, ds, dq, path: str, predict=None) -> str:
     test_data = datasets.for_split(config.data, "test")
     source, meta = datasets.load_split(test_data, "test")
     species_names = datasets.species_names(test_data)
-    picks = [int(np.flatnonzero(meta["species"] == s)[0])
-             for s in sorted(set(np.asarray(meta["species"]).tolist()))]
+    scored = datasets.protocol_indices(config.data, "test", meta)   # what the protocol scores
+    species = np.asarray(meta["species"])[scored]
+    picks = [int(scored[np.flatnonzero(species == s)[0]]) for s in sorted(set(species.tolist()))]
     batch = next(pipeline.eval_batches(source, np.asarray(picks), batch_size=len(picks),
                                        size=config.data.image_size,
                                        degradation=datasets.degradation(config.data)))

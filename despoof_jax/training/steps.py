@@ -126,8 +126,11 @@ def ds_loss_parts(ds_params, state: Stage2State, dq: FrozenNet, batch, rng, *, d
 
     `dq` is applied with `train=False` (running statistics) and its variables are wrapped in
     `stop_gradient`: DQ Net is a fixed function here, yet the gradient of J_DQ flows *through* it
-    into DS Net. VQ Net (fixed in this half) runs in training mode like in its own update, with
-    its statistics discarded.
+    into DS Net. VQ Net (fixed in this half) runs in training mode, as in its own update, with
+    its statistics discarded; but here its BatchNorm statistics come from the B reconstructions
+    alone, while its own update normalises the live inputs and the reconstructions together
+    (README, "Reading of the paper": VQ Net's BatchNorm statistics; kept, as every recorded
+    model was trained so).
     """
     out, new = ds_model.apply({"params": ds_params, "batch_stats": state.ds.batch_stats},
                               model_input(batch["rgb"]), train=True, mutable=["batch_stats"])
