@@ -48,9 +48,8 @@ def check_degradation(data_config: ml_collections.ConfigDict) -> None:
     """ValueError for a degradation the pipeline would refuse: a negative size or blur, or a
     degrade_size not below data.image_size."""
     d = degradation(data_config)
-    if d is not None and d.size >= int(data_config.image_size):
-        raise ValueError(f"data.degrade_size={d.size} is not below data.image_size="
-                         f"{data_config.image_size}: it would not lower the resolution (0 = off)")
+    if d is not None and d.size:
+        d.check_size(int(data_config.image_size))
 
 
 def for_split(data_config: ml_collections.ConfigDict, split: str) -> ml_collections.ConfigDict:

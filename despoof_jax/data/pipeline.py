@@ -118,6 +118,12 @@ class Degradation:
             raise ValueError(f"data.blur_sigma={self.blur_sigma!r}; expected a std in pixels >= 0 "
                              "(0 = off)")
 
+    def check_size(self, image_size: int) -> None:
+        """ValueError unless `size` lowers the resolution of an image_size x image_size image."""
+        if self.size >= image_size:
+            raise ValueError(f"data.degrade_size={self.size} is not below data.image_size="
+                             f"{image_size}: it would not lower the resolution (0 = off)")
+
     @property
     def active(self) -> bool:
         return self.size > 0 or self.blur_sigma > 0
@@ -129,10 +135,8 @@ def degrade(image: np.ndarray, degradation: Optional[Degradation]) -> np.ndarray
         return image
     out = np.asarray(image, np.float32)
     s = out.shape[0]
-    if degradation.size >= s:
-        raise ValueError(f"data.degrade_size={degradation.size} is not below the image size {s}: "
-                         "it would not lower the resolution (0 = off)")
     if degradation.size:
+        degradation.check_size(s)
         low = Image.fromarray(np.asarray(image, np.uint8)).resize(
             (degradation.size, degradation.size), Image.BILINEAR)
         out = np.asarray(low.resize((s, s), Image.BILINEAR), np.float32)

@@ -49,12 +49,16 @@ def _predict(config, ds, dq, source, indices: np.ndarray) -> dict:
     return {k: np.concatenate(x) for k, x in keep.items()}
 
 
+def _check_cap(max_per_species) -> None:
+    if not (isinstance(max_per_species, (int, np.integer)) and max_per_species >= 1):
+        raise ValueError(f"max_per_species={max_per_species!r}; expected a whole number >= 1")
+
+
 def _one_frame_per_video(meta: dict, indices: np.ndarray, max_per_species: int,
                          seed: int = 0) -> np.ndarray:
     """The first frame of each video, then at most `max_per_species` videos per species, drawn
     at random (not the first ones in storage order: a few phones or identities)."""
-    if not (isinstance(max_per_species, (int, np.integer)) and max_per_species >= 1):
-        raise ValueError(f"max_per_species={max_per_species!r}; expected a whole number >= 1")
+    _check_cap(max_per_species)
     _, first = np.unique(np.asarray(meta["video"])[indices], return_index=True)
     picked = indices[np.sort(first)]
     species = np.asarray(meta["species"])[picked]
@@ -90,8 +94,7 @@ def analyze(config, workdir, out_dir=None, max_per_species: int = 40,
     if config.get("method", "despoof") != "despoof":
         raise ValueError(f"the spoof-medium analysis needs DS Net's noise; method "
                          f"{config.method!r} has none")
-    if not (isinstance(max_per_species, (int, np.integer)) and max_per_species >= 1):
-        raise ValueError(f"max_per_species={max_per_species!r}; expected a whole number >= 1")
+    _check_cap(max_per_species)   # before the model and the data are loaded
     wd = as_workdir(workdir)
     out_dir = epath.Path(out_dir) if out_dir else wd.medium_dir
     out_dir.mkdir(parents=True, exist_ok=True)
