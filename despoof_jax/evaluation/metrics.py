@@ -288,8 +288,16 @@ def eer(scores, labels) -> tuple[float, float]:
     operating point" reading (not a linear interpolation between points) keeps the returned EER
     equal to the HTER one gets by actually applying the returned threshold.
 
+    Every threshold in (s', t], s' the next lower score, makes the same decisions on these
+    scores; the one returned is their midpoint (`threshold_between(s', t)`), not t itself. At t a
+    new score just below the lowest attack-side score of the set (one the set decided an attack)
+    would be called bona fide, so a threshold at a score leans to the bona fide side by up to the
+    gap below it; the midpoint does not lean. (Until 2026-12-04 t itself was returned; runs
+    evaluated before then keep the threshold in their metrics.json.) Where t is the lowest score
+    there is no s' and t is returned. The EER is the HTER at the returned threshold.
+
     Returns:
-      (eer, threshold) as Python floats; the threshold is one of the scores.
+      (eer, threshold) as Python floats.
     """
     bona, att = _split(scores, labels)
     if bona.size == 0 or att.size == 0:
@@ -306,7 +314,11 @@ def eer(scores, labels) -> tuple[float, float]:
     total = kb * na + ka * nb
     # lexsort: last key is primary -> gap, then mean, then threshold (ascending).
     best = np.lexsort((cand, total, gap))[0]
-    return float(0.5 * (kb[best] / nb + ka[best] / na)), float(cand[best])
+    if best == 0:
+        return float(0.5 * (kb[0] / nb + ka[0] / na)), float(cand[0])
+    t = threshold_between(cand[best - 1], cand[best])
+    # Rates at t itself: where float32 cannot split the two scores, t lies above both.
+    return float(0.5 * (np.mean(bona >= t) + np.mean(att < t))), t
 
 
 def threshold_at_eer(dev_scores, dev_labels) -> float:

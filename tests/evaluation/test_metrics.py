@@ -84,20 +84,44 @@ def test_eer_known_answers():
     att = [0.35, 0.5, 0.6, 0.7]
     scores = np.array(bona + att)
     labels = np.array([0] * 4 + [1] * 4)
-    # At t = 0.4: bona fide 0.4 rejected (1/4), attack 0.35 accepted (1/4): equal errors.
+    # At 0.4: bona fide 0.4 rejected (1/4), attack 0.35 accepted (1/4): equal errors. Every
+    # threshold in (0.35, 0.4] decides so; the midpoint is returned.
     e, t = M.eer(scores, labels)
-    assert (e, t) == (pytest.approx(0.25), 0.4)
+    assert (e, t) == (pytest.approx(0.25), pytest.approx(0.375))
     assert M.hter(scores, labels, t) == pytest.approx(e)  # EER is attained by its threshold
-    # Perfectly separable: EER 0 at the lowest attack score.
+    # Perfectly separable: EER 0, midway between the highest bona fide and the lowest attack.
     e, t = M.eer(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1]))
-    assert (e, t) == (0.0, 0.8)
-    # Fully reversed scores: the error curves only meet where both are 1 (t = 0.8).
+    assert (e, t) == (0.0, pytest.approx(0.5))
+    # Fully reversed scores: the error curves only meet where both are 1 (0.2 < t <= 0.8).
     e, t = M.eer(np.array([0.8, 0.9, 0.1, 0.2]), np.array([0, 0, 1, 1]))
-    assert (e, t) == (1.0, 0.8)
+    assert (e, t) == (1.0, pytest.approx(0.5))
     # Two operating points with the same gap, 2/3 (t = 1: BPCER 2/3, APCER 0; t = 2: BPCER
     # 1/3, APCER 1): the smaller mean wins, exactly, though 1 - k/n rounds the two gaps apart.
     e, t = M.eer([0, 1, 2, 1], [0, 0, 0, 1])
-    assert (e, t) == (pytest.approx(1 / 3), 1.0)
+    assert (e, t) == (pytest.approx(1 / 3), 0.5)
+    # The lowest score has no score below it: the threshold is that score.
+    assert M.eer([0.0, 1.0], [0, 1]) == (0.0, 0.5)
+    assert M.eer([1.0, 0.0], [0, 1]) == (1.0, 0.5)
+
+
+def test_eer_threshold_makes_the_decisions_of_its_operating_point_and_leans_neither_way():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        labels = rng.integers(0, 2, 41)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(size=41) + labels, 2)     # ties included
+        e, t = M.eer(scores, labels)
+        assert M.hter(scores, labels, t) == pytest.approx(e)
+        below, above = scores[scores < t], scores[scores >= t]
+        if below.size:      # midway between the two scores it separates
+            assert t == pytest.approx((below.max() + above.min()) / 2)
+    # Two scores one float32 apart: no float32 threshold splits them, and the EER returned is
+    # the error actually made at the threshold returned.
+    lo = np.float32(0.3)
+    hi = np.nextafter(lo, np.float32(1))
+    s, y = np.array([lo, hi], np.float64), np.array([0, 1])
+    e, t = M.eer(s, y)
+    assert e == M.hter(s, y, t) and M.hter(s.astype(np.float32), y, np.float32(t)) == e
 
 
 def test_eer_random_is_near_the_crossing():
