@@ -99,9 +99,11 @@ def test_eer_known_answers():
     # 1/3, APCER 1): the smaller mean wins, exactly, though 1 - k/n rounds the two gaps apart.
     e, t = M.eer([0, 1, 2, 1], [0, 0, 0, 1])
     assert (e, t) == (pytest.approx(1 / 3), 0.5)
-    # The lowest score has no score below it: the threshold is that score.
+    # Two scores: midway, whichever side each class is on.
     assert M.eer([0.0, 1.0], [0, 1]) == (0.0, 0.5)
     assert M.eer([1.0, 0.0], [0, 1]) == (1.0, 0.5)
+    # One distinct score: no score lies below it, so the threshold is that score.
+    assert M.eer([0.5, 0.5], [0, 1]) == (0.5, 0.5)
 
 
 def test_eer_threshold_makes_the_decisions_of_its_operating_point_and_leans_neither_way():
