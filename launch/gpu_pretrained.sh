@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The packaged model's recipe (configs/pretrained.py) trained on one GPU, evaluated and packed:
-# a candidate in minutes instead of the 2-core CPU's ~95 (README, "On one GPU": the 128 px
-# stage-2 step at batch 6 takes ~10 ms on an H200, so 3600 steps take about a minute; building
-# `wide2_s128` on 16 cores about as long).
+# a candidate in minutes instead of the 2-core CPU's ~95 (measured on an H200, 2026-12-04:
+# 5 min with the paper's DQ/VQ widths, of which the `wide2_s128` build on 16 cores 90 s and
+# stage 2 at 35-45 steps/s 90 s; README, issue #14).
 #
 #   bash launch/gpu_pretrained.sh NAME [main.py flags...]
 #   bash launch/gpu_pretrained.sh c10 --config.train.stage2_steps=7200 --config.train.lr_decay_step=4800
@@ -15,6 +15,9 @@
 # outside $OUT: they are ~100x the packed model): killed, the same command resumes there.
 # The dataset is built once into $DATA_DIR (default ./gpu_tfds) with every CPU core and reused by
 # the next NAME. Several candidates in one call: run the script once per NAME.
+# On a GPU the step is ~50x the CPU's, so the script saves every 600 steps (CHECKPOINT_EVERY; the
+# config's 50 are ~1 s of GPU work each) and decodes in 6 grain workers (WORKERS); neither
+# changes what is trained, and flags given after NAME override both.
 # Judge a candidate on the synthetic test split only, under a rule written before it is trained
 # (README, issue #14), then score real photographs on the CPU machine with the packed model.
 set -euo pipefail
@@ -32,7 +35,8 @@ mkdir -p "$dest" "$workdir"
 
 # No XLA:CPU kernel choice on a GPU (the default kernels rehearse on a CPU).
 "$py" -m despoof_jax.main --cpu_kernels=default --config="$config" --workdir="$workdir" \
-  --config.data.data_dir="$data_dir" "$@" 2>&1 | tee -a "$dest/train.log"
+  --config.data.data_dir="$data_dir" --config.train.checkpoint_every="${CHECKPOINT_EVERY:-600}" \
+  --config.data.worker_count="${WORKERS:-6}" "$@" 2>&1 | tee -a "$dest/train.log"
 "$py" -m despoof_jax.serving.pretrained "$workdir" --out "$dest/packed" | tee -a "$dest/train.log"
 cp "$workdir/config.json" "$dest/"
 rm -rf "$dest/eval"
