@@ -2,11 +2,12 @@
 # Throughput on a GPU machine: float32 and bfloat16 compute at 128 and 256 px, JSON into $OUT.
 #
 #   bash launch/gpu_benchmark.sh                 # results in $OUT (or ./bench_out) as JSON + logs
-#   WHEELS=/path/to/wheels bash launch/gpu_benchmark.sh   # install jax[cuda] from local wheels
+#   WHEELS=/path/to/wheels bash launch/gpu_benchmark.sh   # what the machine lacks, from wheels
 #
-# Installs nothing from the network: it expects `jax` with a CUDA plugin to be importable, or a
-# directory of wheels in $WHEELS (pip --no-index). Fails early, with the reason, when JAX sees no
-# GPU. Batch 6 is the paper's; the GPU is far from saturated by it, so a batch-48 row is added.
+# Installs nothing from the network: it expects `jax` with a CUDA plugin and despoof_jax's
+# dependencies to be importable, or what is missing as a folder of wheels in $WHEELS
+# (launch/gpu_common.sh). Fails early, with the reason, when JAX sees no GPU or a dependency does
+# not import. Batch 6 is the paper's; the GPU is far from saturated by it, so a batch-48 row is added.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_out=./bench_out

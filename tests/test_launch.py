@@ -1,5 +1,6 @@
 """The launch scripts: every one parses (`bash -n`) and passes shellcheck, the GPU training
-script refuses bad arguments before it starts anything, and synthetic_tables.sh skips only the
+script refuses bad arguments, an empty wheel folder and a dependency that does not import before
+it starts anything, and synthetic_tables.sh skips only the
 runs that finished."""
 import pathlib
 import shutil
@@ -45,6 +46,33 @@ def test_gpu_pretrained_refuses_bad_names_before_starting(tmp_path, args, messag
                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
     assert out.returncode != 0 and message in out.stderr, out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _gpu_script(tmp_path, **env):
+    return subprocess.run(["bash", str(ROOT / "launch" / "gpu_pretrained.sh"), "x"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                          env={"PATH": f"{pathlib.Path(sys.executable).parent}:/usr/bin:/bin",
+                               "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+                               "WORKDIRS": str(tmp_path / "w"), **env})
+
+
+def test_gpu_scripts_refuse_a_wheel_folder_without_wheels(tmp_path):
+    (tmp_path / "wheels").mkdir()
+    out = _gpu_script(tmp_path, WHEELS=str(tmp_path / "wheels"), ALLOW_CPU="1")
+    assert out.returncode == 2 and "holds no .whl file" in out.stderr, out.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_gpu_scripts_name_a_dependency_that_does_not_import_before_starting(tmp_path):
+    # A machine whose grain is broken (or missing): the check names it, nothing is trained.
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "grain.py").write_text('raise ImportError("no grain on this machine")\n')
+    out = _gpu_script(tmp_path, PYTHONPATH=str(fake), ALLOW_CPU="1")
+    assert out.returncode != 0, out.stdout
+    assert "do not import: grain (ImportError: no grain on this machine)" in out.stderr, out.stderr
+    assert "WHEELS" in out.stderr
+    assert not (tmp_path / "w").exists()
 
 
 def test_synthetic_tables_skips_a_run_only_once_despoof_train_finished_it(tmp_path):
