@@ -1,7 +1,6 @@
 """The launch scripts: every one parses (`bash -n`) and passes shellcheck, the GPU training
 script refuses bad arguments, an empty wheel folder and a dependency that does not import before
-it starts anything, and synthetic_tables.sh skips only the
-runs that finished."""
+it starts anything, and synthetic_tables.sh skips only the runs that finished."""
 import pathlib
 import shutil
 import subprocess
