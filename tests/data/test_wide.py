@@ -151,7 +151,7 @@ def test_unseen_physics_protocols_hold_one_family_out():
     meta = {"species": species, "device": rng.integers(0, 6, n),
             "print_family": np.where(np.isin(species, (1, 2)), rng.integers(0, 5, n), -1),
             "display_layout": np.where(np.isin(species, (3, 4)), rng.integers(0, 5, n), -1),
-            "camera_pipeline": rng.integers(0, 4, n)}
+            "camera_pipeline": rng.integers(0, 4, n), "photo_source": rng.integers(-1, 2, n)}
     for name, column, attacks in (("unseen_print_family", "print_family", {1, 2}),
                                   ("unseen_display_layout", "display_layout", {3, 4}),
                                   ("unseen_camera_pipeline", "camera_pipeline", None)):
@@ -166,6 +166,19 @@ def test_unseen_physics_protocols_hold_one_family_out():
                 assert set(species[test]) == {0} | attacks   # live + the held-out family only
                 assert set(species[train]) == set(range(5))   # everything else still trains
     assert "unseen_print_family" not in protocols.PROTOCOLS   # base datasets lack the columns
+    # The video codec is held out with the bayer_video pipeline: also as a photo source
+    # (video_frame), in train and dev; the test split keeps every bayer_video record.
+    p = protocols.get_protocol("unseen_camera_pipeline")
+    video, frame = wide.CAMERA_PIPELINES.index("bayer_video"), wide.PHOTO_SOURCES.index("video_frame")
+    for k in range(len(p.folds)):
+        for split in ("train", "dev"):
+            idx = protocols.select_indices(meta, p, split, fold=k)
+            sources = set(meta["photo_source"][idx])
+            assert sources == ({-1, 0} if k == video else {-1, 0, 1}), (k, split, sources)
+            assert set(meta["camera_pipeline"][idx]) == set(range(4)) - {k}
+        test = protocols.select_indices(meta, p, "test", fold=k)
+        np.testing.assert_array_equal(test, np.flatnonzero(meta["camera_pipeline"] == k))
+    assert frame in set(meta["photo_source"][protocols.select_indices(meta, p, "test", fold=video)])
 
 
 def _source(**kw):
