@@ -108,6 +108,56 @@ def test_pmap_over_8_devices_equals_one_device_and_shard_map(setup):
     assert _tree_max_diff(results["pmap"], results["shard_map"]) < 1e-5
 
 
+def _deltas(new, old):
+    """Each net's parameter change in one step, as float64 numpy leaves."""
+    return [np.asarray(a, np.float64) - np.asarray(b, np.float64)
+            for net in ("ds", "vq")
+            for a, b in zip(jax.tree.leaves(getattr(new, net).params),
+                            jax.tree.leaves(getattr(old, net).params))]
+
+
+def _rel_diff(a, b):
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) / max(
+        float(np.max(np.abs(y))) for y in b)
+
+
+@pytest.fixture(scope="module")
+def linear_adam(setup):
+    """Stage 2 with Adam's eps far above every |g|: Adam's first update is then lr * g / eps,
+    linear in the gradient (with the usual eps it is ~lr * sign(g), blind to a gradient's scale),
+    so one step's parameter change *is* the gradient of each net, DS and VQ (lr = eps: ~g itself).
+    Returns the config, the state, the change on the whole batch and on its first image alone."""
+    config, s2, dq, (ba, bb) = setup
+    linear = config.copy_and_resolve_references()
+    with linear.unlocked():
+        linear.train.adam_eps = 1e4
+        linear.train.learning_rate = 1e4
+    s2 = state_lib.init_stage2(linear, jax.random.key(0))
+    single = jax.jit(functools.partial(train_step.bind_stage2(linear), axis_name=None))
+    whole = _deltas(single(s2, dq, ba, bb, jax.random.key(0))[0], s2)
+    first = _deltas(single(s2, dq, *(jax.tree.map(lambda x: x[:1], b) for b in (ba, bb)),
+                           jax.random.key(0))[0], s2)
+    return linear, s2, whole, first
+
+
+@pytest.mark.parametrize("mode", parallel.MODES)
+def test_multi_device_step_applies_the_whole_batch_gradient(setup, linear_adam, mode):
+    """On 8 devices (one image each) the step must apply the gradient of the whole batch: not a
+    device's own (a missing mean over devices), not 8x it (a sum, which Adam's usual eps hides)."""
+    _, _, dq, (ba, bb) = setup
+    linear, s2, want, first = linear_adam
+    assert max(float(np.max(np.abs(d))) for d in want) > 1e-4   # a gradient to compare
+    dp = parallel.DataParallel(mode)
+    step = dp.wrap(train_step.bind_stage2(linear), batch_args=(2, 3), n_args=5)
+    got, _ = step(dp.from_global(s2), dp.from_global(dq), dp.shard_batch(ba), dp.shard_batch(bb),
+                  jax.random.key(0))
+    got = _deltas(dp.to_host(got), s2)
+    assert _rel_diff(got, want) < 1e-3, _rel_diff(got, want)
+    # The bound also tells a device's own gradient apart: the first image alone moves the nets
+    # another way (a sum over devices would be off by 7x the change itself).
+    assert _rel_diff(first, want) > 0.1, _rel_diff(first, want)
+
+
 @pytest.mark.parametrize("jitter", [0.0, 0.3])
 def test_stage1_step_learns_depth_on_a_fixed_batch(jitter):
     """DQ pretraining fits a fixed batch, also under the smooth colour jitter of
