@@ -7,7 +7,8 @@
 # Installs nothing from the network: it expects `jax` with a CUDA plugin and despoof_jax's
 # dependencies to be importable, or what is missing as a folder of wheels in $WHEELS
 # (launch/gpu_common.sh). Fails early, with the reason, when JAX sees no GPU or a dependency does
-# not import. Batch 6 is the paper's; the GPU is far from saturated by it, so a batch-48 row is added.
+# not import. Batch 6 is the paper's; the GPU is far from saturated by it, so a batch-48 row is
+# added.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_out=./bench_out

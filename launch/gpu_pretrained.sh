@@ -15,9 +15,9 @@
 # outside $OUT: they are ~100x the packed model): killed, the same command resumes there.
 # The dataset is built once into $DATA_DIR (default ./gpu_tfds) with every CPU core and reused by
 # the next NAME. Several candidates in one call: run the script once per NAME.
-# On a GPU the step is ~50x the CPU's, so the script saves every 600 steps (CHECKPOINT_EVERY; the
-# config's 50 are ~1 s of GPU work each) and decodes in 6 grain workers (WORKERS); neither
-# changes what is trained, and flags given after NAME override both.
+# A GPU runs the step ~50x faster than the 2-core CPU, so the script saves every 600 steps
+# (CHECKPOINT_EVERY; the config's 50 steps are ~1 s of GPU work) and decodes in 6 grain workers
+# (WORKERS); neither changes what is trained, and flags given after NAME override both.
 # Judge a candidate on the synthetic test split only, under a rule written before it is trained
 # (README, issue #14), then score real photographs on the CPU machine with the packed model.
 set -euo pipefail
