@@ -11,6 +11,8 @@
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
     despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
     despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN] [--json OUT]
+    despoof subset --model M [--builder-config C] [--data-dir D] [--scores CSV] [--where ...]
+                   [--versus M2 [--versus-scores CSV2]]
 
 `despoof SUBCOMMAND --help` lists each one's options. `--cpu-kernels` (before the subcommand)
 chooses XLA:CPU's convolution kernels (`xla_flags.py`); it is applied here, before JAX starts,
@@ -205,8 +207,25 @@ def _subset(sub):
                        description="APCER/BPCER/ACER/AUC with identity-bootstrap intervals at the "
                        "run's own decision score and threshold, on the test records whose "
                        "metadata columns match every --where; --by breaks them down by a column. "
-                       "Reads the run's eval/ (nothing is scored again).")
-    s.add_argument("workdir", metavar="WORKDIR", help="an evaluated training workdir")
+                       "Reads the run's eval/ (nothing is scored again); with --model, scores "
+                       "a split with any model instead, e.g. on a larger build of its dataset.")
+    s.add_argument("workdir", metavar="WORKDIR", nargs="?", default=None,
+                   help="an evaluated training workdir (or give --model)")
+    s.add_argument("--model", default=None,
+                   help="score the split with this model (`pretrained`, a packed folder or a "
+                   "workdir) at its own decision score and threshold")
+    s.add_argument("--builder-config", default=None,
+                   help="with --model: another build of its dataset, e.g. wide2_s128_t60 "
+                   "(wide2_s128 with 5x the test identities; built on first use)")
+    s.add_argument("--data-dir", default=None, help="with --model: the TFDS data directory")
+    s.add_argument("--scores", default=None, metavar="CSV",
+                   help="with --model: keep the scores here (and CSV.json, what made them); a "
+                   "later call with the same model and data reads them instead of scoring")
+    s.add_argument("--versus", default=None, metavar="MODEL",
+                   help="with --model: also score this model on the same records and report the "
+                   "paired (identity-bootstrap) difference of the two ACERs")
+    s.add_argument("--versus-scores", default=None, metavar="CSV",
+                   help="--scores for the --versus model")
     s.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                    help="keep records with this metadata value, e.g. photo_source=-1 "
                    "(repeatable; all must hold)")

@@ -153,8 +153,11 @@ def calibrate(args) -> int:
 def subset(args) -> int:
     """`despoof subset`: a run's decision on the test records its metadata selects."""
     try:
-        r = subsets_lib.run(args.workdir, args.where, args.by, args.split, args.draws)
-    except (ValueError, FileNotFoundError) as e:
+        r = subsets_lib.run(args.workdir, args.where, args.by, args.split, args.draws,
+                            model=args.model, builder_config=args.builder_config,
+                            data_dir=args.data_dir, scores_path=args.scores,
+                            versus=args.versus, versus_scores=args.versus_scores)
+    except (ValueError, FileNotFoundError, api.ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(subsets_lib.format_report(r))

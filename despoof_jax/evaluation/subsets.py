@@ -15,6 +15,14 @@ Nothing is scored again: the scores are the run's `eval/scores_<split>.csv`, joi
 `index` column with the split's metadata (`datasets.load_split`), so the figures are those the
 evaluation decided on. The issue #14 rules name the subset `direct` (no photo source, a person:
 `--where photo_source=-1 --where scene_content=-1`) of the wide2 world.
+
+`--model M` (`run(model=...)`) instead scores a split with any model `despoof_jax.load` reads (a
+packed folder such as `pretrained`, or a workdir), at its own decision score and threshold, on the
+dataset of its config or on another build named by `--builder-config` / `--data-dir`: e.g. a
+model trained on `wide2_s128` on `wide2_s128_t60`, whose test split has 5x the identities (and
+whose train and dev splits are the same records). `--scores CSV` keeps the scores: a later call
+with the same model, dataset and split reads them instead of scoring again (the file records
+which model and dataset made it, and any other is refused).
 """
 from __future__ import annotations
 
@@ -23,6 +31,9 @@ import math
 from typing import Optional, Sequence
 
 import numpy as np
+
+import ml_collections
+from etils import epath
 
 from despoof_jax.data import datasets
 from despoof_jax.evaluation import evaluate, metrics, scores
@@ -74,6 +85,13 @@ def load(workdir, split: str = "test"):
     if not csv_path.exists():
         raise FileNotFoundError(f"{csv_path} is missing: evaluate the run first")
     table = evaluate.read_csv(csv_path)
+    s, identity, rows = _join(table, config, split, stats, how, csv_path)
+    return s, identity, rows, threshold, how
+
+
+def _join(table: dict, config, split: str, stats: dict, how: str, csv_path):
+    """(ScoreSet at the decision score, identity [N], metadata rows [N]) of a scores table
+    joined with the split's metadata on `index`; refuses a table of another build."""
     data = datasets.for_split(config.data, split)
     _, meta = datasets.load_split(data, split)
     index = table["index"].astype(np.int64)
@@ -94,7 +112,64 @@ def load(workdir, split: str = "test"):
         table, names = evaluate.by_medium(table, names)
     s = metrics.ScoreSet(scores=scores.fuse(table, stats, how), labels=table["label"],
                          species=table["species"], video=table["video"], species_names=names)
-    return s, table["identity"], rows, threshold, how
+    return s, table["identity"], rows
+
+
+def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
+    """The model's run config with its data pointed at another build (cross-dataset test splits
+    are not followed: the split is read from `data.dataset` itself)."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    if builder_config:
+        c.data.builder_config = builder_config
+    if data_dir:
+        c.data.data_dir = data_dir
+    c.data.test_dataset = ""
+    return c
+
+
+def _provenance(model, config, split: str) -> dict:
+    """What made a scores file: the model's weights and decision, the dataset build and split."""
+    import hashlib  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+    h = hashlib.sha256()
+    for net in (model.ds, model.dq):
+        for leaf in jax.tree_util.tree_leaves((net.params, net.batch_stats)):
+            h.update(np.asarray(leaf, np.float32).tobytes())
+    d = config.data
+    return {"weights_sha256": h.hexdigest(), "dataset": d.dataset,
+            "builder_config": d.builder_config, "protocol": d.protocol, "fold": int(d.fold),
+            "image_size": int(d.image_size), "split": split}
+
+
+def load_model_scores(model_path, split: str = "test", *, builder_config: Optional[str] = None,
+                      data_dir: Optional[str] = None, scores_path=None):
+    """Like `load`, for a model `despoof_jax.load` reads: (ScoreSet at its decision score,
+    identity, metadata rows, threshold, fusion) of `split` of its dataset (or of
+    `builder_config` under `data_dir`), scored now or read from `scores_path` (a CSV written
+    here before for the same model and data, with its provenance beside it as CSV + .json)."""
+    from despoof_jax.serving import model as api  # noqa: PLC0415 (serving imports evaluation)
+    model = api.load(str(model_path))
+    config = _model_data(model.config, builder_config, data_dir)
+    made_by = _provenance(model, config, split)
+    table = None
+    if scores_path is not None:
+        csv_path, info_path = epath.Path(scores_path), epath.Path(f"{scores_path}.json")
+        if csv_path.exists():
+            info = json.loads(info_path.read_text()) if info_path.exists() else None
+            if info != made_by:
+                raise ValueError(f"{csv_path} holds the scores of another model or dataset "
+                                 f"({info_path}: {info}; this call: {made_by}); pass another "
+                                 "--scores path or remove it")
+            table = evaluate.read_csv(csv_path)
+    if table is None:
+        table = evaluate.score_split(config, model.ds, model.dq, split)
+        if scores_path is not None:
+            evaluate.write_csv(csv_path, table)
+            info_path.write_text(json.dumps(made_by, indent=1))
+    where = scores_path or f"the scores of {model_path}"
+    s, identity, rows = _join(table, config, split, model.fusion_stats, model.fusion, where)
+    return s, identity, rows, float(model.threshold), model.fusion
 
 
 def _subset(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:
@@ -140,11 +215,39 @@ def breakdown(s: metrics.ScoreSet, values: np.ndarray, threshold: float) -> dict
     return out
 
 
-def run(workdir, where: Sequence[str] = (), by: Optional[str] = None, split: str = "test",
-        n_boot: int = 1000) -> dict:
-    """The report `despoof subset` prints (see the module docstring)."""
+def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split: str = "test",
+        n_boot: int = 1000, *, model=None, builder_config: Optional[str] = None,
+        data_dir: Optional[str] = None, scores_path=None, versus=None,
+        versus_scores=None) -> dict:
+    """The report `despoof subset` prints (see the module docstring): of an evaluated `workdir`'s
+    stored scores, or of `model` (with the options of `load_model_scores`). With `versus`
+    (another model, scored on the same data), the report adds that model's figures on the same
+    records and the paired difference of their ACERs (`metrics.paired_acer_difference`)."""
     conditions = parse_where(where)
-    s, identity, rows, threshold, how = load(workdir, split)
+    if (workdir is None) == (model is None):
+        raise ValueError("give either an evaluated workdir or --model, not both")
+    if model is None and (builder_config or data_dir or scores_path or versus):
+        raise ValueError("--builder-config, --data-dir, --scores and --versus go with --model (a "
+                         "workdir's subset reads the scores its evaluation stored)")
+    if versus_scores and not versus:
+        raise ValueError("--versus-scores goes with --versus")
+    if versus and by is not None:
+        raise ValueError("--versus compares ACERs; it does not go with --by")
+    if model is None:
+        s, identity, rows, threshold, how = load(workdir, split)
+    else:
+        s, identity, rows, threshold, how = load_model_scores(
+            model, split, builder_config=builder_config, data_dir=data_dir,
+            scores_path=scores_path)
+        workdir = str(model) + (f" on {builder_config}" if builder_config else "")
+    other = None
+    if versus:
+        other = load_model_scores(versus, split, builder_config=builder_config,
+                                  data_dir=data_dir, scores_path=versus_scores)
+        if set(other[2]) != set(rows) or any(not np.array_equal(other[2][k], rows[k])
+                                              for k in rows):
+            raise ValueError(f"{versus} was not scored on the same records as {model}: a paired "
+                             "comparison needs one dataset build and protocol for both")
     keep = np.ones(len(s), bool)
     for name, value in conditions.items():
         keep &= _column(rows, name) == value
@@ -155,6 +258,13 @@ def run(workdir, where: Sequence[str] = (), by: Optional[str] = None, split: str
               "fusion": how, "records": int(keep.sum()), "of": len(s)}
     if by is None:
         report.update(at_threshold(sub, ids, threshold, n_boot))
+        if other is not None:
+            o_sub, o_threshold = _subset(other[0], keep), other[3]
+            vs = at_threshold(o_sub, ids, o_threshold, n_boot)
+            vs.update(model=str(versus), fusion=other[4])
+            vs["paired"] = metrics.paired_acer_difference(sub, o_sub, ids, threshold, o_threshold,
+                                                          n_boot=max(n_boot, 2000))
+            report["versus"] = vs
     else:
         report["by"] = by
         report["threshold"] = threshold
@@ -183,10 +293,22 @@ def format_report(r: dict) -> str:
             f"{r[k]:.3f} [{lo:.3f}, {hi:.3f}]"
     per = ", ".join(f"{k} {100 * v:.1f}" for k, v in r["apcer_per_species"].items()
                     if v is not None)
-    return "\n".join([
+    lines = [
         head,
         f"bona fide {r['n']['bona_fide']}, attacks {r['n']['attack']}, "
         f"identities {r['n']['identities']} (95 % intervals: {ci['n_boot']} resamples of them)",
         f"ACER {cell('acer')} %  APCER {cell('apcer')} %  BPCER {cell('bpcer')} %  "
         f"AUC {cell('auc', 1)}",
-        f"APCER per species (%): {per}"])
+        f"APCER per species (%): {per}"]
+    if "versus" in r:
+        v, p = r["versus"], r["versus"]["paired"]
+        lo, hi = v["ci95"]["acer"]
+        lines += [
+            f"versus {v['model']} ({v['fusion']} score >= {v['threshold']:.6g}): ACER "
+            f"{100 * v['acer']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] %  APCER "
+            f"{100 * v['apcer']:.1f} %  BPCER {100 * v['bpcer']:.1f} %  AUC {v['auc']:.3f}",
+            f"paired ACER difference (this - versus): {100 * p['diff']:+.1f} points, 95 % "
+            f"[{100 * p['ci'][0]:+.1f}, {100 * p['ci'][1]:+.1f}], one-sided 95 % upper bound "
+            f"{100 * p['upper_one_sided']:+.1f}; this lower in {100 * p['p_a_better']:.1f} % of "
+            f"{p['n_boot']} identity resamples"]
+    return "\n".join(lines)

@@ -143,3 +143,27 @@ def test_config_validation():
         ss.load_source("s65", "/nonexistent", "train")
     with pytest.raises(ValueError, match="split"):
         ss.example_plan(_config(), "validation")
+
+
+def test_the_5x_test_build_extends_wide2_s128():
+    """`wide2_s128_t60` is an evaluation build: train and dev are `wide2_s128`'s records (a model
+    trained on one has the other's dev statistics and threshold) and its test split starts with
+    `wide2_s128`'s test records, then 48 more identities."""
+    as_config = ss.synthetic_spoof.as_config
+    base, big = as_config("wide2_s128"), as_config("wide2_s128_t60")
+    render_fields = ("size", "seed", "difficulty", "world")
+    assert [getattr(base, f) for f in render_fields] == [getattr(big, f) for f in render_fields]
+    for split in ("train", "dev"):
+        assert ss.example_plan(big, split) == ss.example_plan(base, split)
+    base_test, big_test = ss.example_plan(base, "test"), ss.example_plan(big, "test")
+    assert big_test[:len(base_test)] == base_test
+    assert len(big_test) == 5 * len(base_test) == big.num_examples("test")
+    assert len({e.identity for e in big_test}) == 60
+    last_dev = max(e.identity for e in ss.example_plan(big, "dev"))
+    assert min(e.identity for e in big_test) == last_dev + 1
+    # The same plan entry under either config renders the same record (one test record checked).
+    entry = base_test[5]
+    a = ss.synthetic_spoof._render((base, entry))
+    b = ss.synthetic_spoof._render((big, entry))
+    for k in ("image", "live_reference", "depth", "photo_source", "scene_content"):
+        np.testing.assert_array_equal(a[k], b[k])

@@ -395,3 +395,40 @@ def test_video_level_intervals_resample_the_videos_identities():
     identity[7] = 9                                      # a frame of video 1 from another person
     with pytest.raises(ValueError, match="more than one identity"):
         evaluate.add_intervals(result, test_set, {"identity": identity})
+
+
+def test_paired_acer_difference_equals_per_resample_metric_calls_and_is_paired():
+    """The paired bootstrap's draws are those of resampling identities and calling `acer` on
+    both models (same redraw rule as `bootstrap_intervals`); a shared identity effect cancels,
+    so its interval is far narrower than the two models' own intervals would suggest."""
+    r = np.random.default_rng(0)
+    n_ids = 12
+    ids = np.repeat(np.arange(n_ids), 20)
+    labels = (np.arange(ids.size) % 4 != 0).astype(np.int64)
+    species = np.where(labels == 1, np.arange(ids.size) % 4, 0)
+    names = ("live", "a", "b", "c")
+    person = r.normal(0, 1.0, n_ids)[ids]                       # what both models share
+    base = 1.2 * labels + person + r.normal(0, 0.5, ids.size)
+    a = M.ScoreSet(base + 0.4 * labels, labels, species, species_names=names)   # a separates more
+    b = M.ScoreSet(base + r.normal(0, 0.05, ids.size), labels, species, species_names=names)
+    got = M.paired_acer_difference(a, b, ids, 0.7, 0.6, n_boot=300, seed=5)
+
+    rng, diffs = np.random.default_rng(5), []
+    members = [np.flatnonzero(ids == g) for g in range(n_ids)]
+    while len(diffs) < 300:
+        pick = np.concatenate([members[g] for g in rng.integers(0, n_ids, n_ids)])
+        y, sp = labels[pick], species[pick]
+        diffs.append(M.acer(a.scores[pick], y, sp, 0.7, names)
+                     - M.acer(b.scores[pick], y, sp, 0.6, names))
+    np.testing.assert_allclose(got["ci"], np.percentile(diffs, [2.5, 97.5]), atol=1e-12)
+    assert got["upper_one_sided"] == pytest.approx(np.percentile(diffs, 95), abs=1e-12)
+    assert got["p_a_better"] == pytest.approx(np.mean(np.asarray(diffs) < 0))
+    assert got["diff"] == pytest.approx(M.acer(a.scores, labels, species, 0.7, names)
+                                        - M.acer(b.scores, labels, species, 0.6, names))
+    # Unpaired, the difference's interval would be about as wide as the two intervals combined.
+    wa, wb = (np.diff(M.bootstrap_intervals(s, ids, t, n_boot=300)["acer"])[0]
+              for s, t in ((a, 0.7), (b, 0.6)))
+    assert got["ci"][1] - got["ci"][0] < 0.6 * np.hypot(wa, wb)
+    with pytest.raises(ValueError, match="same samples"):
+        M.paired_acer_difference(a, M.ScoreSet(b.scores, np.roll(labels, 1), np.roll(species, 1),
+                                               species_names=names), ids, 0.7, 0.6)

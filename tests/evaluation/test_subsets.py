@@ -119,3 +119,50 @@ def test_apcer_per_medium_follows_the_runs_config(trained_workdir, tmp_path):
     per_species = subsets.run(trained_workdir)
     assert per_species["apcer"] >= r["apcer"]        # the worst instrument is at least its medium
     assert r["bpcer"] == per_species["bpcer"]
+
+
+def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdir, tmp_path,
+                                                                  monkeypatch):
+    """`--model`: the split scored again by the model `despoof_jax.load` reads gives the figures
+    of the run's stored evaluation, whole and on a subset; `--scores` keeps the scores and a
+    second call reads them instead of scoring."""
+    stored = subsets.run(trained_workdir)
+    cache = tmp_path / "scores.csv"
+    r = subsets.run(model=trained_workdir, scores_path=cache)
+    for k in ("records", "threshold", "fusion", "apcer", "bpcer", "acer", "auc", "ci95",
+              "apcer_per_species", "n"):
+        assert r[k] == stored[k], k
+    assert cache.exists() and json.loads((tmp_path / "scores.csv.json").read_text())["split"] \
+        == "test"
+
+    def no_scoring(*a, **k):
+        raise AssertionError("scored again despite --scores")
+    monkeypatch.setattr(evaluate, "score_split", no_scoring)
+    table, _, _ = _decision(trained_workdir)
+    d = int(np.unique(table["device"])[0])
+    again = subsets.run(model=trained_workdir, where=[f"device={d}"], scores_path=cache)
+    assert again["acer"] == subsets.run(trained_workdir, [f"device={d}"])["acer"]
+    # A model against itself: the same figures on both sides, a paired difference of exactly 0.
+    same = subsets.run(model=trained_workdir, scores_path=cache, versus=trained_workdir,
+                       versus_scores=cache)
+    assert same["versus"]["acer"] == same["acer"]
+    assert same["versus"]["paired"]["diff"] == 0 and same["versus"]["paired"]["ci"] == [0, 0]
+    assert "paired ACER difference" in subsets.format_report(same)
+    # A scores file of other data (here: another split's provenance) is refused, not reused.
+    info = json.loads((tmp_path / "scores.csv.json").read_text())
+    (tmp_path / "scores.csv.json").write_text(json.dumps(dict(info, split="dev")))
+    with pytest.raises(ValueError, match="another model or dataset"):
+        subsets.run(model=trained_workdir, scores_path=cache)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["subset"], "either an evaluated workdir or --model"),
+    (["subset", "W", "--model", "M"], "either an evaluated workdir or --model"),
+    (["subset", "W", "--builder-config", "wide2_s128_t60"], "go with --model"),
+    (["subset", "--model", "/nonexistent/model"], "/nonexistent/model"),
+    (["subset", "--model", "M", "--versus-scores", "x.csv"], "goes with --versus"),
+    (["subset", "--model", "M", "--versus", "M2", "--by", "device"], "does not go with --by"),
+])
+def test_model_options_are_checked_through_the_command_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
