@@ -171,7 +171,7 @@ CONFIGS = (
     # depend only on the config's seed, size, world and the plan, and the plan places test after
     # train and dev, so train and dev are wide2_s128's byte for byte (a model trained on either
     # gets the same dev statistics and threshold) and the first 720 test records are its test
-    # split. 5x the test identities: 170 bona fide direct records instead of 34.
+    # split. 5x the test identities: 994 direct records (200 bona fide) instead of 214 (34).
     _config("wide2_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide2 world, 128 px, 40/12/60 "
             "identities, 2 videos x 2 frames: wide2_s128 with a 5x test split.", world="wide2"),
     # wide2 with the 2026-12-04 physics fix (world "wide3"): the same sessions, the display
