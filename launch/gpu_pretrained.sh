@@ -20,6 +20,12 @@
 # (WORKERS); neither changes what is trained, and flags given after NAME override both.
 # Judge a candidate on the synthetic test split only, under a rule written before it is trained
 # (README, issue #14), then score real photographs on the CPU machine with the packed model.
+# VERSUS=MODEL (e.g. pretrained) then compares the packed candidate with MODEL on the run's test
+# split, as Rule T60 does (README): `despoof subset --model packed --versus MODEL`, once on the
+# whole split and once on the records VERSUS_WHERE selects (default: the wide2 world's direct
+# sessions, "photo_source=-1 scene_content=-1"), into $OUT/NAME/versus_{whole,subset}.{txt,json}.
+# Train on --config.data.builder_config=wide2_s128_t60 (wide2_s128's training records, 5x the
+# test identities) for the rule's test split.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: launch/gpu_pretrained.sh NAME [main.py flags...]}; shift
@@ -44,4 +50,15 @@ cp -r "$workdir/eval" "$dest/eval"
 for stage in dq ds; do
   [[ -f $workdir/$stage/metrics.jsonl ]] && cp "$workdir/$stage/metrics.jsonl" "$dest/${stage}_metrics.jsonl"
 done
+if [[ -n ${VERSUS:-} ]]; then
+  read -r -a where_args <<< "${VERSUS_WHERE-photo_source=-1 scene_content=-1}"
+  subset=("$py" -m despoof_jax.cli --cpu-kernels=default subset --model "$dest/packed"
+          --versus "$VERSUS" --data-dir "$data_dir" --scores "$dest/scores_test.csv"
+          --versus-scores "$dest/versus_scores_test.csv")
+  "${subset[@]}" --json "$dest/versus_whole.json" | tee "$dest/versus_whole.txt"
+  if (( ${#where_args[@]} )); then
+    "${subset[@]}" "${where_args[@]/#/--where=}" --json "$dest/versus_subset.json" \
+      | tee "$dest/versus_subset.txt"
+  fi
+fi
 echo "$name: $(du -sh "$dest" | cut -f1) in $dest"

@@ -148,6 +148,11 @@ def load_model_scores(model_path, split: str = "test", *, builder_config: Option
     identity, metadata rows, threshold, fusion) of `split` of its dataset (or of
     `builder_config` under `data_dir`), scored now or read from `scores_path` (a CSV written
     here before for the same model and data, with its provenance beside it as CSV + .json)."""
+    return _score_model(model_path, split, builder_config, data_dir, scores_path)[0]
+
+
+def _score_model(model_path, split, builder_config, data_dir, scores_path):
+    """(`load_model_scores`'s tuple, the data config it read)."""
     from despoof_jax.serving import model as api  # noqa: PLC0415 (serving imports evaluation)
     model = api.load(str(model_path))
     config = _model_data(model.config, builder_config, data_dir)
@@ -169,7 +174,7 @@ def load_model_scores(model_path, split: str = "test", *, builder_config: Option
             info_path.write_text(json.dumps(made_by, indent=1))
     where = scores_path or f"the scores of {model_path}"
     s, identity, rows = _join(table, config, split, model.fusion_stats, model.fusion, where)
-    return s, identity, rows, float(model.threshold), model.fusion
+    return (s, identity, rows, float(model.threshold), model.fusion), config.data
 
 
 def _subset(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:
@@ -236,14 +241,15 @@ def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split
     if model is None:
         s, identity, rows, threshold, how = load(workdir, split)
     else:
-        s, identity, rows, threshold, how = load_model_scores(
-            model, split, builder_config=builder_config, data_dir=data_dir,
-            scores_path=scores_path)
+        (s, identity, rows, threshold, how), data = _score_model(
+            model, split, builder_config, data_dir, scores_path)
         workdir = str(model) + (f" on {builder_config}" if builder_config else "")
     other = None
     if versus:
-        other = load_model_scores(versus, split, builder_config=builder_config,
-                                  data_dir=data_dir, scores_path=versus_scores)
+        # The versus model reads the records the model read (a model trained on
+        # wide2_s128_t60 against one trained on wide2_s128: both on wide2_s128_t60).
+        other = load_model_scores(versus, split, builder_config=data.builder_config,
+                                  data_dir=data.data_dir or None, scores_path=versus_scores)
         if set(other[2]) != set(rows) or any(not np.array_equal(other[2][k], rows[k])
                                               for k in rows):
             raise ValueError(f"{versus} was not scored on the same records as {model}: a paired "
