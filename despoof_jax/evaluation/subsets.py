@@ -26,10 +26,12 @@ which model and dataset made it, and any other is refused).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Optional, Sequence
 
+import jax
 import numpy as np
 
 import ml_collections
@@ -129,9 +131,6 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
 
 def _provenance(model, config, split: str) -> dict:
     """What made a scores file: the model's weights and decision, the dataset build and split."""
-    import hashlib  # noqa: PLC0415
-
-    import jax  # noqa: PLC0415
     h = hashlib.sha256()
     for net in (model.ds, model.dq):
         for leaf in jax.tree_util.tree_leaves((net.params, net.batch_stats)):
@@ -142,19 +141,18 @@ def _provenance(model, config, split: str) -> dict:
             "image_size": int(d.image_size), "split": split}
 
 
-def load_model_scores(model_path, split: str = "test", *, builder_config: Optional[str] = None,
-                      data_dir: Optional[str] = None, scores_path=None):
-    """Like `load`, for a model `despoof_jax.load` reads: (ScoreSet at its decision score,
-    identity, metadata rows, threshold, fusion) of `split` of its dataset (or of
+def load_model_scores(model, split: str = "test", *, builder_config: Optional[str] = None,
+                      data_dir: Optional[str] = None, scores_path=None, name: str = ""):
+    """Like `load`, for a loaded model (`despoof_jax.load(...)`: a `DespoofModel`, or anything
+    with its `config`, `ds`, `dq`, `fusion`, `fusion_stats` and `threshold`): (ScoreSet at its
+    decision score, identity, metadata rows, threshold, fusion) of `split` of its dataset (or of
     `builder_config` under `data_dir`), scored now or read from `scores_path` (a CSV written
     here before for the same model and data, with its provenance beside it as CSV + .json)."""
-    return _score_model(model_path, split, builder_config, data_dir, scores_path)[0]
+    return _score_model(model, split, builder_config, data_dir, scores_path, name)[0]
 
 
-def _score_model(model_path, split, builder_config, data_dir, scores_path):
+def _score_model(model, split, builder_config, data_dir, scores_path, name=""):
     """(`load_model_scores`'s tuple, the data config it read)."""
-    from despoof_jax.serving import model as api  # noqa: PLC0415 (serving imports evaluation)
-    model = api.load(str(model_path))
     config = _model_data(model.config, builder_config, data_dir)
     made_by = _provenance(model, config, split)
     table = None
@@ -172,7 +170,7 @@ def _score_model(model_path, split, builder_config, data_dir, scores_path):
         if scores_path is not None:
             evaluate.write_csv(csv_path, table)
             info_path.write_text(json.dumps(made_by, indent=1))
-    where = scores_path or f"the scores of {model_path}"
+    where = scores_path or f"the scores of {name or 'the model'}"
     s, identity, rows = _join(table, config, split, model.fusion_stats, model.fusion, where)
     return (s, identity, rows, float(model.threshold), model.fusion), config.data
 
@@ -220,15 +218,10 @@ def breakdown(s: metrics.ScoreSet, values: np.ndarray, threshold: float) -> dict
     return out
 
 
-def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split: str = "test",
-        n_boot: int = 1000, *, model=None, builder_config: Optional[str] = None,
-        data_dir: Optional[str] = None, scores_path=None, versus=None,
-        versus_scores=None) -> dict:
-    """The report `despoof subset` prints (see the module docstring): of an evaluated `workdir`'s
-    stored scores, or of `model` (with the options of `load_model_scores`). With `versus`
-    (another model, scored on the same data), the report adds that model's figures on the same
-    records and the paired difference of their ACERs (`metrics.paired_acer_difference`)."""
-    conditions = parse_where(where)
+def check_options(workdir, model, by, builder_config, data_dir, scores_path, versus,
+                  versus_scores) -> None:
+    """ValueError for options that do not go together (the command line checks them before it
+    loads a model)."""
     if (workdir is None) == (model is None):
         raise ValueError("give either an evaluated workdir or --model, not both")
     if model is None and (builder_config or data_dir or scores_path or versus):
@@ -238,22 +231,40 @@ def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split
         raise ValueError("--versus-scores goes with --versus")
     if versus and by is not None:
         raise ValueError("--versus compares ACERs; it does not go with --by")
+
+
+def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split: str = "test",
+        n_boot: int = 1000, *, model=None, builder_config: Optional[str] = None,
+        data_dir: Optional[str] = None, scores_path=None, versus=None,
+        versus_scores=None, model_name: str = "", versus_name: str = "") -> dict:
+    """The report `despoof subset` prints (see the module docstring): of an evaluated `workdir`'s
+    stored scores, or of a loaded `model` (with the options of `load_model_scores`; the command
+    line loads it with `despoof_jax.load`). With `versus` (another loaded model, scored on the
+    same data), the report adds that model's figures on the same records and the paired
+    difference of their ACERs (`metrics.paired_acer_difference`). `model_name` and
+    `versus_name` label them in the report."""
+    conditions = parse_where(where)
+    check_options(workdir, model, by, builder_config, data_dir, scores_path, versus,
+                  versus_scores)
     if model is None:
         s, identity, rows, threshold, how = load(workdir, split)
     else:
+        model_name = model_name or str(getattr(model, "workdir", "the model"))
         (s, identity, rows, threshold, how), data = _score_model(
-            model, split, builder_config, data_dir, scores_path)
-        workdir = str(model) + (f" on {builder_config}" if builder_config else "")
+            model, split, builder_config, data_dir, scores_path, model_name)
+        workdir = model_name + (f" on {builder_config}" if builder_config else "")
     other = None
     if versus:
         # The versus model reads the records the model read (a model trained on
         # wide2_s128_t60 against one trained on wide2_s128: both on wide2_s128_t60).
+        versus_name = versus_name or str(getattr(versus, "workdir", "the versus model"))
         other = load_model_scores(versus, split, builder_config=data.builder_config,
-                                  data_dir=data.data_dir or None, scores_path=versus_scores)
+                                  data_dir=data.data_dir or None, scores_path=versus_scores,
+                                  name=versus_name)
         if set(other[2]) != set(rows) or any(not np.array_equal(other[2][k], rows[k])
                                               for k in rows):
-            raise ValueError(f"{versus} was not scored on the same records as {model}: a paired "
-                             "comparison needs one dataset build and protocol for both")
+            raise ValueError(f"{versus_name} was not scored on the same records as {model_name}: "
+                             "a paired comparison needs one dataset build and protocol for both")
     keep = np.ones(len(s), bool)
     for name, value in conditions.items():
         keep &= _column(rows, name) == value
@@ -267,7 +278,7 @@ def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split
         if other is not None:
             o_sub, o_threshold = _subset(other[0], keep), other[3]
             vs = at_threshold(o_sub, ids, o_threshold, n_boot)
-            vs.update(model=str(versus), fusion=other[4])
+            vs.update(model=versus_name, fusion=other[4])
             vs["paired"] = metrics.paired_acer_difference(sub, o_sub, ids, threshold, o_threshold,
                                                           n_boot=max(n_boot, 2000))
             report["versus"] = vs

@@ -9,6 +9,7 @@ import pytest
 from despoof_jax import cli
 from despoof_jax.data import synthetic
 from despoof_jax.evaluation import evaluate, metrics, scores, subsets
+from despoof_jax.serving import model as api
 from despoof_jax.training.workdir import Workdir
 
 
@@ -128,7 +129,8 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     second call reads them instead of scoring."""
     stored = subsets.run(trained_workdir)
     cache = tmp_path / "scores.csv"
-    r = subsets.run(model=trained_workdir, scores_path=cache)
+    model = api.load(trained_workdir)
+    r = subsets.run(model=model, scores_path=cache)
     for k in ("records", "threshold", "fusion", "apcer", "bpcer", "acer", "auc", "ci95",
               "apcer_per_species", "n"):
         assert r[k] == stored[k], k
@@ -140,10 +142,10 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     monkeypatch.setattr(evaluate, "score_split", no_scoring)
     table, _, _ = _decision(trained_workdir)
     d = int(np.unique(table["device"])[0])
-    again = subsets.run(model=trained_workdir, where=[f"device={d}"], scores_path=cache)
+    again = subsets.run(model=model, where=[f"device={d}"], scores_path=cache)
     assert again["acer"] == subsets.run(trained_workdir, [f"device={d}"])["acer"]
     # A model against itself: the same figures on both sides, a paired difference of exactly 0.
-    same = subsets.run(model=trained_workdir, scores_path=cache, versus=trained_workdir,
+    same = subsets.run(model=model, scores_path=cache, versus=api.load(trained_workdir),
                        versus_scores=cache)
     assert same["versus"]["acer"] == same["acer"]
     assert same["versus"]["paired"]["diff"] == 0 and same["versus"]["paired"]["ci"] == [0, 0]
@@ -152,7 +154,7 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     info = json.loads((tmp_path / "scores.csv.json").read_text())
     (tmp_path / "scores.csv.json").write_text(json.dumps(dict(info, split="dev")))
     with pytest.raises(ValueError, match="another model or dataset"):
-        subsets.run(model=trained_workdir, scores_path=cache)
+        subsets.run(model=model, scores_path=cache)
 
 
 @pytest.mark.parametrize("argv, message", [
