@@ -486,6 +486,32 @@ def evaluate_protocol(dev: ScoreSet, test: ScoreSet, criterion: Any = "eer") -> 
 BOOTSTRAP_METRICS = ("apcer", "bpcer", "acer", "hter", "auc")
 
 
+def _group_resamples(groups: np.ndarray, labels: np.ndarray, species: np.ndarray, n_boot: int,
+                     seed: int) -> tuple[list, np.ndarray, int]:
+    """(per-resample draw counts of each group [n_groups] x n_boot, each sample's group index,
+    number of groups): groups drawn with replacement; a resample lacking bona fide samples or any
+    attack species of the set is redrawn (the draws, in order, of one metric call per
+    resample)."""
+    ids, inv = np.unique(groups, return_inverse=True)
+    inv = inv.reshape(-1)
+    n_groups = len(ids)
+    bona, att = labels == BONA_FIDE, labels == ATTACK
+    has_bona = np.bincount(inv, weights=bona, minlength=n_groups) > 0
+    has_species = np.stack([np.bincount(inv, weights=att & (species == sid), minlength=n_groups)
+                            > 0 for sid in np.unique(species[att])], axis=1)   # [groups, species]
+    rng = np.random.default_rng(seed)
+    counts, tries = [], 0
+    while len(counts) < n_boot:
+        tries += 1
+        if tries > 20 * n_boot:
+            raise ValueError("bootstrap: resamples keep missing bona fide samples or an attack "
+                             "species; too few groups")
+        pick = rng.integers(0, n_groups, n_groups)
+        if has_species[pick].any(axis=0).all() and has_bona[pick].any():
+            counts.append(np.bincount(pick, minlength=n_groups))
+    return counts, inv, n_groups
+
+
 def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int = 1000,
                         seed: int = 0, level: float = 0.95) -> dict:
     """Percentile intervals of the test metrics at a fixed threshold, resampling *groups*
@@ -512,24 +538,8 @@ def bootstrap_intervals(test: ScoreSet, groups, threshold: float, *, n_boot: int
     labels = _as_labels(test.labels, scores.shape[0])
     species = _as_species(test.species, labels)
     threshold = _check_threshold(threshold)
-    ids, inv = np.unique(groups, return_inverse=True)
-    inv = inv.reshape(-1)
-    n_groups = len(ids)
+    counts, inv, n_groups = _group_resamples(groups, labels, species, n_boot, seed)
     bona, att = labels == BONA_FIDE, labels == ATTACK
-    has_bona = np.bincount(inv, weights=bona, minlength=n_groups) > 0
-    present = np.unique(species[att])
-    has_species = np.stack([np.bincount(inv, weights=att & (species == sid), minlength=n_groups)
-                            > 0 for sid in present], axis=1)             # [groups, species]
-    rng = np.random.default_rng(seed)
-    counts, tries = [], 0
-    while len(counts) < n_boot:   # the same draws, in the same order, as one call per resample
-        tries += 1
-        if tries > 20 * n_boot:
-            raise ValueError("bootstrap: resamples keep missing bona fide samples or an attack "
-                             "species; too few groups")
-        pick = rng.integers(0, n_groups, n_groups)
-        if has_species[pick].any(axis=0).all() and has_bona[pick].any():
-            counts.append(np.bincount(pick, minlength=n_groups))
     # A resample is its samples, each repeated as often as its group was drawn: every metric at
     # the fixed threshold is a ratio of weighted counts, computed for a block of resamples at a
     # time (weights [block, N]) instead of one metric call per resample.
@@ -599,24 +609,9 @@ def paired_acer_difference(a: ScoreSet, b: ScoreSet, groups, threshold_a: float,
     species = _as_species(a.species, labels)
     if not np.array_equal(species, _as_species(b.species, labels)):
         raise ValueError("a and b give the samples different species: not the same samples")
-    ids, inv = np.unique(groups, return_inverse=True)
-    inv = inv.reshape(-1)
-    n_groups = len(ids)
+    counts, inv, n_groups = _group_resamples(groups, labels, species, n_boot, seed)
     bona, att = labels == BONA_FIDE, labels == ATTACK
     present = np.unique(species[att])
-    has_bona = np.bincount(inv, weights=bona, minlength=n_groups) > 0
-    has_species = np.stack([np.bincount(inv, weights=att & (species == sid), minlength=n_groups)
-                            > 0 for sid in present], axis=1)
-    rng = np.random.default_rng(seed)
-    counts, tries = [], 0
-    while len(counts) < n_boot:
-        tries += 1
-        if tries > 20 * n_boot:
-            raise ValueError("bootstrap: resamples keep missing bona fide samples or an attack "
-                             "species; too few groups")
-        pick = rng.integers(0, n_groups, n_groups)
-        if has_species[pick].any(axis=0).all() and has_bona[pick].any():
-            counts.append(np.bincount(pick, minlength=n_groups))
 
     def acer_columns(scores, threshold):
         scores, threshold = _as_scores(scores), _check_threshold(threshold)
