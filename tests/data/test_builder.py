@@ -103,13 +103,17 @@ def test_metadata_is_cached_beside_the_data(data_dir):
                                   first["device"])
 
 
-def test_build_is_deterministic_across_dirs_and_workers(tmp_path):
+def test_build_is_deterministic_across_dirs_and_workers(tmp_path, capsys):
     # A 90-record config keeps this fast; the second build renders in 2 spawned workers and must
     # write the same records in the same order, byte for byte.
     tiny = ss.SyntheticSpoofConfig(name="tiny32", size=32, train_identities=1, dev_identities=1,
                                    test_identities=1, devices_per_cell=6)
     dirs = [tmp_path / "one_worker", tmp_path / "two_workers"]
     builders = [ss.prepare(tiny, d, num_workers=w) for d, w in zip(dirs, (1, 2))]
+    # A build says what it renders before it starts; a prepared build is reused in silence.
+    assert "building synthetic_spoof/tiny32 (90 records at 32 px)" in capsys.readouterr().err
+    ss.prepare(tiny, dirs[0])
+    assert "building" not in capsys.readouterr().err
     for split in ss.SPLITS:
         a, b = (ss.load_source(tiny, d, split) for d in dirs)
         assert len(a) == len(b) == 30

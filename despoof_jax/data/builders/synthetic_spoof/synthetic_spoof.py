@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -357,6 +358,13 @@ def prepare(config: str | SyntheticSpoofConfig, data_dir: epath.PathLike, *,
     # source into worker processes) and rejects a copy of a predefined config object.
     builder = SyntheticSpoof(config=config.name if config in CONFIGS else config,
                              data_dir=os.fspath(data_dir), num_workers=num_workers)
+    if not builder.is_prepared():
+        # Say so before minutes of rendering start (e.g. a command pointed at a data_dir
+        # without the build it expected): which build, how big, and where.
+        n = sum(config.num_examples(split) for split in SPLITS)
+        print(f"despoof_jax: building synthetic_spoof/{config.name} ({n} records at "
+              f"{config.size} px) into {builder.data_dir}; this renders every record once "
+              "(pass the data_dir of an existing build to reuse it)", file=sys.stderr, flush=True)
     builder.download_and_prepare(file_format="array_record")  # A no-op when already built.
     return builder
 
