@@ -32,9 +32,8 @@ import math
 from typing import Optional, Sequence
 
 import jax
-import numpy as np
-
 import ml_collections
+import numpy as np
 from etils import epath
 
 from despoof_jax.data import datasets
@@ -130,7 +129,8 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
 
 
 def _provenance(model, config, split: str) -> dict:
-    """What made a scores file: the model's weights and decision, the dataset build and split."""
+    """What made a scores file: the model's weights (its decision rule is applied after, so it
+    may differ), the dataset build and split."""
     h = hashlib.sha256()
     for net in (model.ds, model.dq):
         for leaf in jax.tree_util.tree_leaves((net.params, net.batch_stats)):
