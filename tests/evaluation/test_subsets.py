@@ -145,7 +145,7 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     again = subsets.run(model=model, where=[f"device={d}"], scores_path=cache)
     assert again["acer"] == subsets.run(trained_workdir, [f"device={d}"])["acer"]
     # A model against itself: the same figures on both sides, a paired difference of exactly 0.
-    same = subsets.run(model=model, scores_path=cache, versus=api.load(trained_workdir),
+    same = subsets.run(model=model, scores_path=cache, versus=model,
                        versus_scores=cache)
     assert same["versus"]["acer"] == same["acer"]
     assert same["versus"]["paired"]["diff"] == 0 and same["versus"]["paired"]["ci"] == [0, 0]
