@@ -143,8 +143,12 @@ class Checkpointer:
         # Only a trainer cleans up what a save killed half-way left behind: a reader (`read_only`:
         # evaluation, serving, stage 2's frozen DQ Net) may look at a workdir while its trainer
         # is writing a step, and must not delete that step's temporary folder.
+        # A reader passes orbax's read-only values itself (no interval, nothing deleted), which
+        # orbax would otherwise set with a warning per option on every evaluation and load.
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=not read_only, create=not read_only,
+            max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else 1,
+            enable_async_checkpointing=not read_only, create=not read_only,
             cleanup_tmp_directories=not read_only, read_only=read_only)
         self.manager = _Manager(self.directory, options=options, item_names=ITEMS)
 
