@@ -293,8 +293,12 @@ def format_report(r: dict) -> str:
     """A few lines for the terminal."""
     head = (f"{r['workdir']}: {r['split']} records {r['records']} of {r['of']}"
             + (f" where {', '.join(f'{k}={v}' for k, v in r['where'].items())}"
-               if r["where"] else "") + f"; {r['fusion']} score >= {r['threshold']:.6g} is "
-            "an attack")
+               if r["where"] else "") + f"; decision score ({r['fusion']}) >= "
+            f"{r['threshold']:.6g} is an attack")
+    # The decision score is the component scores standardised by the dev statistics and fused
+    # (`scores.fuse`), not a raw `score_*` column of a scores CSV: said once, since a reader who
+    # compares the CSV's raw column with this threshold finds nonsense, not an error.
+    head += "\n(decision score: the raw score_* columns standardised by the model's dev statistics)"
     if "values" in r:
         lines = [head, f"{r['by']:>16}  bona fide  attacks   APCER %   BPCER %"]
         for v, d in r["values"].items():
@@ -321,7 +325,7 @@ def format_report(r: dict) -> str:
         v, p = r["versus"], r["versus"]["paired"]
         lo, hi = v["ci95"]["acer"]
         lines += [
-            f"versus {v['model']} ({v['fusion']} score >= {v['threshold']:.6g}): ACER "
+            f"versus {v['model']} (decision score ({v['fusion']}) >= {v['threshold']:.6g}): ACER "
             f"{100 * v['acer']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] %  APCER "
             f"{100 * v['apcer']:.1f} %  BPCER {100 * v['bpcer']:.1f} %  AUC {v['auc']:.3f}",
             f"paired ACER difference (this - versus): {100 * p['diff']:+.1f} points, 95 % "
