@@ -149,7 +149,14 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
                        versus_scores=cache)
     assert same["versus"]["acer"] == same["acer"]
     assert same["versus"]["paired"]["diff"] == 0 and same["versus"]["paired"]["ci"] == [0, 0]
-    assert "paired ACER difference" in subsets.format_report(same)
+    report = subsets.format_report(same)
+    assert "paired ACER difference" in report and "decision score" in report
+    # What the report says of its threshold: it applies to the cached raw columns standardised
+    # by the model's dev statistics (`scores.fuse`), which give back its BPCER.
+    raw = evaluate.read_csv(cache)
+    decision = scores.fuse(raw, model.fusion_stats, model.fusion)
+    live = raw["label"] == 0
+    assert np.mean(decision[live] >= model.threshold) == same["bpcer"]
     # A scores file of other data (here: another split's provenance) is refused, not reused.
     info = json.loads((tmp_path / "scores.csv.json").read_text())
     (tmp_path / "scores.csv.json").write_text(json.dumps(dict(info, split="dev")))
