@@ -10,7 +10,7 @@
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
     despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
-    despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN] [--json OUT]
+    despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN [--bins EDGES]] [--json OUT]
     despoof subset --model M [--builder-config C] [--data-dir D] [--scores CSV] [--where ...]
                    [--versus M2 [--versus-scores CSV2]]
 
@@ -230,7 +230,13 @@ def _subset(sub):
                    help="keep records with this metadata value, e.g. photo_source=-1 "
                    "(repeatable; all must hold)")
     s.add_argument("--by", default=None, metavar="COLUMN",
-                   help="per value of this column: APCER of its attacks, BPCER of its bona fide")
+                   help="per value of this column: APCER of its attacks, BPCER of its bona "
+                   "fide; on the wide worlds also a physics column replayed from the generator "
+                   "(display_pitch, display_aperture, display_contrast, print_period, "
+                   "print_dot, print_contrast, camera_gain, camera_quality, source_res, "
+                   "source_quality), with --bins")
+    s.add_argument("--bins", default=None, metavar="EDGES",
+                   help="with --by PHYSICS_COLUMN: increasing bin edges, e.g. 1.2,2,3")
     s.add_argument("--split", default="test", choices=("dev", "test"))
     s.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
     s.add_argument("--json", default="", help="also write the report here")

@@ -153,15 +153,17 @@ def calibrate(args) -> int:
 def subset(args) -> int:
     """`despoof subset`: a run's decision on the test records its metadata selects."""
     try:
+        bins = subsets_lib.parse_bins(args.bins)
         subsets_lib.check_options(args.workdir, args.model, args.by, args.builder_config,
-                                  args.data_dir, args.scores, args.versus, args.versus_scores)
+                                  args.data_dir, args.scores, args.versus, args.versus_scores,
+                                  bins)
         r = subsets_lib.run(args.workdir, args.where, args.by, args.split, args.draws,
                             model=args.model and api.load(args.model),
                             builder_config=args.builder_config, data_dir=args.data_dir,
                             scores_path=args.scores,
                             versus=args.versus and api.load(args.versus),
                             versus_scores=args.versus_scores, model_name=args.model or "",
-                            versus_name=args.versus or "")
+                            versus_name=args.versus or "", bins=bins)
     except (ValueError, FileNotFoundError, api.ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

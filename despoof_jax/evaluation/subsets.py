@@ -36,7 +36,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from despoof_jax.data import datasets
+from despoof_jax.data import datasets, synthetic
+from despoof_jax.data.builders import synthetic_spoof
 from despoof_jax.evaluation import evaluate, metrics, scores
 from despoof_jax.training.workdir import as_workdir
 
@@ -58,6 +59,16 @@ def parse_where(specs: Sequence[str]) -> dict[str, int]:
                              f"({out[name]} and {v}): no record can match both")
         out[name] = v
     return out
+
+
+def parse_bins(spec: Optional[str]) -> Optional[list[float]]:
+    """"1.2,2,3" -> [1.2, 2.0, 3.0]; None stays None; a clear error on anything else."""
+    if spec is None:
+        return None
+    try:
+        return [float(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--bins {spec!r}: expected numbers separated by commas, e.g. 1.2,2,3")
 
 
 def _column(meta: dict, name: str) -> np.ndarray:
@@ -102,6 +113,7 @@ def _join(table: dict, config, split: str, stats: dict, how: str, csv_path):
                          f"has {n_meta}: the scores were made on another build of the dataset")
     rows = {k: np.asarray(v)[index] for k, v in meta.items() if np.ndim(v) == 1
             and len(v) == n_meta}
+    rows["index"] = index   # the record's place in the split (`physics_table`'s rows)
     for col in ("label", "species", "identity"):
         if not np.array_equal(rows[col].astype(np.int64), table[col].astype(np.int64)):
             raise ValueError(f"{csv_path}: column {col} disagrees with the {split} split's "
@@ -219,9 +231,17 @@ def breakdown(s: metrics.ScoreSet, values: np.ndarray, threshold: float) -> dict
 
 
 def check_options(workdir, model, by, builder_config, data_dir, scores_path, versus,
-                  versus_scores) -> None:
+                  versus_scores, bins=None) -> None:
     """ValueError for options that do not go together (the command line checks them before it
     loads a model)."""
+    if by in synthetic.PHYSICS_COLUMNS and not bins:
+        raise ValueError(f"--by {by} is a continuous physics column: give its bin edges, e.g. "
+                         "--bins 1.2,2,3")
+    if bins and by not in synthetic.PHYSICS_COLUMNS:
+        raise ValueError(f"--bins goes with --by one of the physics columns "
+                         f"{', '.join(synthetic.PHYSICS_COLUMNS)}, not {by!r}")
+    if bins and (len(bins) < 1 or any(not b < a for b, a in zip(bins, bins[1:]))):
+        raise ValueError(f"--bins {bins}: expected increasing edges, e.g. 1.2,2,3")
     if (workdir is None) == (model is None):
         raise ValueError("give either an evaluated workdir or --model, not both")
     if model is None and (builder_config or data_dir or scores_path or versus):
@@ -236,18 +256,22 @@ def check_options(workdir, model, by, builder_config, data_dir, scores_path, ver
 def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split: str = "test",
         n_boot: int = 1000, *, model=None, builder_config: Optional[str] = None,
         data_dir: Optional[str] = None, scores_path=None, versus=None,
-        versus_scores=None, model_name: str = "", versus_name: str = "") -> dict:
+        versus_scores=None, model_name: str = "", versus_name: str = "",
+        bins: Optional[Sequence[float]] = None) -> dict:
     """The report `despoof subset` prints (see the module docstring): of an evaluated `workdir`'s
     stored scores, or of a loaded `model` (with the options of `load_model_scores`; the command
     line loads it with `despoof_jax.load`). With `versus` (another loaded model, scored on the
     same data), the report adds that model's figures on the same records and the paired
     difference of their ACERs (`metrics.paired_acer_difference`). `model_name` and
-    `versus_name` label them in the report."""
+    `versus_name` label them in the report. `by` may also name a continuous physics column of
+    the wide worlds (`synthetic.PHYSICS_COLUMNS`, e.g. `display_pitch`), cut at the edges `bins`:
+    the records' draws are replayed from the generator (`physics_table`), not stored."""
     conditions = parse_where(where)
     check_options(workdir, model, by, builder_config, data_dir, scores_path, versus,
-                  versus_scores)
+                  versus_scores, bins)
     if model is None:
         s, identity, rows, threshold, how = load(workdir, split)
+        data = as_workdir(workdir).read_config().data
     else:
         model_name = model_name or str(getattr(model, "workdir", "the model"))
         (s, identity, rows, threshold, how), data = _score_model(
@@ -285,8 +309,33 @@ def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split
     else:
         report["by"] = by
         report["threshold"] = threshold
-        report["values"] = breakdown(sub, _column(rows, by)[keep], threshold)
+        if by in synthetic.PHYSICS_COLUMNS:
+            values, labels = _binned(physics_column(data, split, by)[rows["index"]], bins)
+            report["bins"] = list(map(float, bins))
+            report["values"] = {labels[v]: d for v, d in
+                                breakdown(sub, values[keep], threshold).items()}
+        else:
+            report["values"] = breakdown(sub, _column(rows, by)[keep], threshold)
     return report
+
+
+def physics_column(data, split: str, name: str) -> np.ndarray:
+    """[N] values of physics column `name` for the records of `split` of the data config
+    `data` (a wide-world `synthetic_spoof` build), in storage order."""
+    data = datasets.for_split(data, split)
+    if data.dataset != "synthetic_spoof":
+        raise ValueError(f"--by {name}: physics columns exist for the synthetic wide worlds only, "
+                         f"not for {data.dataset}")
+    return synthetic_spoof.physics_table(data.builder_config, split)[name]
+
+
+def _binned(x: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, dict]:
+    """(bin code [N]: -1 where x is NaN (no such stage), else 0..len(edges)), {code: label})."""
+    edges = [float(e) for e in edges]
+    codes = np.where(np.isnan(x), -1, np.searchsorted(edges, x, side="right"))
+    labels = {-1: "none", 0: f"< {edges[0]:g}", len(edges): f">= {edges[-1]:g}"}
+    labels.update({i: f"{edges[i - 1]:g}-{edges[i]:g}" for i in range(1, len(edges))})
+    return codes, labels
 
 
 def format_report(r: dict) -> str:

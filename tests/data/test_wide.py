@@ -402,3 +402,66 @@ def test_wide3_configs_mirror_wide2_and_render():
     expect = make_example(seed=config.seed, size=64, world="wide3", **entry._asdict())
     np.testing.assert_array_equal(record["image"], expect["image"])
     assert set(synthetic.WIDE_FIELDS) <= set(record)
+
+
+@pytest.mark.parametrize("species", range(len(synthetic.SPECIES)))
+def test_session_physics_are_the_draws_make_example_renders_with(species, monkeypatch):
+    # Record what the renderer itself draws (print or screen, pipeline, photo source) and
+    # compare every physics column with the replay that renders nothing.
+    drawn = {}
+
+    def spy(name):
+        real = getattr(wide, name)
+
+        def record(*a, **k):
+            drawn[name] = real(*a, **k)
+            return drawn[name]
+        monkeypatch.setattr(wide, name, record)
+    for name in ("sample_print", "sample_display", "sample_pipeline", "sample_photo_source"):
+        spy(name)
+    # Sessions chosen for a photo source and for each medium's parameters to be present.
+    for video in range(6):
+        session = dict(seed=5, identity=2, species=species, device=1, video=video)
+        drawn.clear()
+        make_example(**session, frame=1, size=32, difficulty=1.5, world="wide2")
+        got = generator.session_physics(**session, difficulty=1.5, world="wide2")
+        assert set(got) == set(synthetic.PHYSICS_COLUMNS)
+        pipe, src = drawn["sample_pipeline"], drawn["sample_photo_source"]
+        assert (got["camera_gain"], got["camera_quality"]) == (pipe.gain, pipe.quality)
+        assert (np.isnan(got["source_res"]) if src is None
+                else (got["source_res"], got["source_quality"]) == (src.res, src.quality))
+        if species in (3, 4):
+            t = drawn["sample_display"].tone
+            assert (got["display_pitch"], got["display_aperture"], got["display_contrast"]) \
+                == (t.pitch, t.aperture, t.mod)
+        else:
+            assert np.isnan(got["display_pitch"])
+        if species in (1, 2):
+            p = drawn["sample_print"]
+            assert got["print_contrast"] == p.base.mod
+            family = wide.PRINT_FAMILIES[p.family]
+            assert (got["print_period"] == p.base.period) == (family in ("am_dot", "am_line"))
+            assert (got["print_dot"] == p.dot) == (family in ("fm_bluenoise", "inkjet"))
+        else:
+            assert np.isnan(got["print_contrast"])
+    with pytest.raises(ValueError, match="wide worlds only"):
+        generator.session_physics(**session, world="base")
+
+
+def test_physics_table_follows_the_plan_and_refuses_the_base_world():
+    cfg = next(c for c in ss.CONFIGS if c.name == "wide2_smoke")
+    table, plan = ss.physics_table(cfg, "test"), ss.example_plan(cfg, "test")
+    assert all(len(v) == len(plan) for v in table.values())
+    for i in (0, len(plan) // 2, len(plan) - 1):
+        e = plan[i]
+        want = generator.session_physics(seed=cfg.seed, identity=e.identity, species=e.species,
+                                         device=e.device, video=e.video,
+                                         difficulty=cfg.difficulty, world=cfg.world)
+        np.testing.assert_array_equal([table[c][i] for c in synthetic.PHYSICS_COLUMNS],
+                                      [want[c] for c in synthetic.PHYSICS_COLUMNS])
+    species = np.array([e.species for e in plan])
+    assert np.isnan(table["display_pitch"][species < 3]).all()
+    assert (0.7 <= table["display_pitch"][species >= 3]).all()
+    assert (table["display_pitch"][species >= 3] <= 4.5).all()
+    with pytest.raises(ValueError, match="base-world"):
+        ss.physics_table("s64_small", "test")

@@ -171,7 +171,38 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     (["subset", "--model", "/nonexistent/model"], "/nonexistent/model"),
     (["subset", "--model", "M", "--versus-scores", "x.csv"], "goes with --versus"),
     (["subset", "--model", "M", "--versus", "M2", "--by", "device"], "does not go with --by"),
+    (["subset", "W", "--by", "display_pitch"], "give its bin edges"),
+    (["subset", "W", "--by", "device", "--bins", "1,2"], "--bins goes with --by one of"),
+    (["subset", "W", "--by", "display_pitch", "--bins", "2,1"], "increasing edges"),
+    (["subset", "W", "--by", "display_pitch", "--bins", "1,x"], "numbers separated by commas"),
 ])
 def test_model_options_are_checked_through_the_command_line(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_physics_bins_label_every_record_once():
+    codes, labels = subsets._binned(np.array([0.7, 1.2, 1.9, 2.0, 4.4, np.nan]), [1.2, 2.0])
+    assert [labels[c] for c in codes] == ["< 1.2", "1.2-2", "1.2-2", ">= 2", ">= 2", "none"]
+
+
+def test_physics_columns_of_a_base_world_run_are_refused(trained_workdir):
+    # The suite's run is on the base world, which draws no such physics: a clear error.
+    with pytest.raises(ValueError, match="base-world"):
+        subsets.run(trained_workdir, by="display_pitch", bins=[2.0])
+
+
+def test_physics_breakdown_reads_each_record_by_its_place_in_the_split(trained_workdir,
+                                                                        monkeypatch):
+    # A stand-in physics column whose value is the record's index in the split: the breakdown
+    # must count, per bin, exactly the kept records whose index falls in it.
+    s, _, rows, threshold, _ = subsets.load(trained_workdir)
+    n = int(rows["index"].max()) + 1
+    monkeypatch.setattr(subsets, "physics_column",
+                        lambda data, split, name: np.arange(n, dtype=np.float64))
+    d = int(np.unique(rows["device"])[0])
+    r = subsets.run(trained_workdir, [f"device={d}"], by="display_pitch", bins=[n / 2])
+    keep = rows["device"] == d
+    low = keep & (rows["index"] < n / 2)
+    assert r["values"][f"< {n / 2:g}"]["n_attack"] == int((low & (s.labels == 1)).sum())
+    assert r["values"][f">= {n / 2:g}"]["n_bona_fide"] == int((keep & ~low & (s.labels == 0)).sum())

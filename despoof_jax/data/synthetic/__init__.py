@@ -7,6 +7,7 @@ spoof noise split by the paper's Sec. 3.1 steps, `spoof` for those steps, `wide`
 """
 from .generator import (
                         N_CAPTURE_DEVICES,
+                        PHYSICS_COLUMNS,
                         SPECIES,
                         STAGES,
                         WIDE_FIELDS,
@@ -14,8 +15,9 @@ from .generator import (
                         make_example,
                         make_registered_pair,
                         render_image,
+                        session_physics,
                         spoof_noise_stages,
 )
 
 __all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "WORLDS", "WIDE_FIELDS", "make_example", "make_registered_pair", "render_image",
-           "spoof_noise_stages"]
+           "spoof_noise_stages", "PHYSICS_COLUMNS", "session_physics"]

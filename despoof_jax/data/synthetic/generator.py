@@ -318,17 +318,15 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
         mpose, _frame_rng(seed, identity, species, device, video, frame, _F_MEDIUM))
     src, src_depth, texel_px = _attacker_photo(f["ident"], scene, f["src_pose"], size,
                                                f["session"][_SRC], render=render)
-    mrng = rng_for(*key, _W_MEDIUM)
+    mrng, params = _wide_medium(key, species, strength)
     fibre = lamp = None
     gradient = (0.0, 0.0)
     if is_print:
-        params = wide.sample_print(mrng, species, strength)
         fibre = spoof.paper_texture(rng_for(*key, _W_PAPER), src.shape[0], texel_px)
         lamp = cct_rgb(mrng.uniform(2700, 7500))
         gradient = tuple(mrng.uniform(-0.2, 0.2, 2) * strength)
         fields["print_family"] = params.family
     else:
-        params = wide.sample_display(mrng, species, strength)
         fields["display_layout"] = params.layout
     # Glossy photo paper reflects like a screen.
     glossy = not is_print or params.family == wide.PRINT_FAMILIES.index("contone")
@@ -343,6 +341,61 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
     mxo, myo = spoof.medium_coords(xo, yo, mpose)
     depth = sample_crop(m.src_depth, SRC_EXTENT, myo, mxo)[..., 0]
     return {"image": img, "live_reference": ref, "depth": depth, **fields}
+
+
+def _wide_medium(key: tuple, species: int, strength: float):
+    """(the session's medium stream, the print or screen drawn first from it): one function for
+    the renderer (`_wide_example` goes on drawing from the stream) and `session_physics`."""
+    mrng = rng_for(*key, _W_MEDIUM)
+    if species in (1, 2):
+        return mrng, wide.sample_print(mrng, species, strength)
+    return mrng, wide.sample_display(mrng, species, strength)
+
+
+# Continuous physics of a wide-world session, in output px unless said: `session_physics`.
+PHYSICS_COLUMNS = ("display_pitch", "display_aperture", "display_contrast", "print_period",
+                   "print_dot", "print_contrast", "camera_gain", "camera_quality",
+                   "source_res", "source_quality")
+
+
+def session_physics(*, seed: int, identity: int, species: int, device: int, video: int,
+                    difficulty: float = 1.0, world: str = "wide2") -> dict[str, float]:
+    """The continuous physics a wide-world session drew, without rendering anything.
+
+    {PHYSICS_COLUMNS name: value}, NaN where the session has no such stage: `display_pitch`
+    (the screen's pixel pitch), `display_aperture` (sub-pixel width / cell), `display_contrast`
+    (lattice contrast); `print_period` (AM screen ruling: AM dot and line families),
+    `print_dot` (FM / inkjet dot size), `print_contrast` (screen contrast; 0 for contone);
+    `camera_gain` (sensor noise multiplier), `camera_quality` (JPEG or video-codec quality);
+    `source_res` (source px per output px) and `source_quality` of a photo source (wide2, wide3).
+    The values are the draws `make_example` renders with: the same streams, called through the
+    same functions (`_wide_medium`, `wide.sample_pipeline`, `wide.sample_photo_source`), so a
+    model's misses can be broken down by them (`despoof subset --by display_pitch --bins ...`)."""
+    if world not in ("wide", "wide2", "wide3"):
+        raise ValueError(f"session physics are drawn by the wide worlds only, not {world!r}")
+    key = (seed, 0x31DE, identity, species, device, video)
+    out = dict.fromkeys(PHYSICS_COLUMNS, float("nan"))
+    pipe = wide.sample_pipeline(rng_for(*key, _W_CAMERA))
+    out.update(camera_gain=float(pipe.gain), camera_quality=float(pipe.quality))
+    if world != "wide":
+        source = wide.sample_photo_source(rng_for(*key, _W_SOURCE))
+        if source is not None:
+            out.update(source_res=float(source.res), source_quality=float(source.quality))
+    if species == 0:
+        return out
+    _, params = _wide_medium(key, species, 1.0 / difficulty)
+    if species in (1, 2):
+        family = wide.PRINT_FAMILIES[params.family]
+        out["print_contrast"] = float(params.base.mod)
+        if family in ("am_dot", "am_line"):
+            out["print_period"] = float(params.base.period)
+        elif family in ("fm_bluenoise", "inkjet"):
+            out["print_dot"] = float(params.dot)
+    else:
+        t = params.tone
+        out.update(display_pitch=float(t.pitch), display_aperture=float(t.aperture),
+                   display_contrast=float(t.mod))
+    return out
 
 
 def make_example(*, seed: int, identity: int, species: int, device: int, video: int, frame: int,

@@ -14,10 +14,11 @@ from despoof_jax.data.builders.synthetic_spoof.synthetic_spoof import (
     load_metadata,
     load_source,
     metadata_path,
+    physics_table,
     prepare,
 )
 
 __all__ = [
     "CONFIGS", "METADATA_KEYS", "SPLITS", "WIDE_METADATA_KEYS", "PlanEntry", "SyntheticSpoof", "SyntheticSpoofConfig",
-    "example_plan", "load_metadata", "load_source", "metadata_path", "prepare",
+    "example_plan", "load_metadata", "load_source", "metadata_path", "physics_table", "prepare",
 ]

@@ -335,6 +335,27 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                 yield key, example
 
 
+def physics_table(config: str | SyntheticSpoofConfig, split: str) -> dict[str, np.ndarray]:
+    """{`synthetic.PHYSICS_COLUMNS` name: float64 [N]}: the continuous physics (screen pitch,
+    print ruling, codec quality...) of a wide-world split's records, in storage order (as
+    `load_metadata`), NaN where a record has no such stage. Drawn again from the generator's
+    session streams (`synthetic.session_physics`), not read from the build: nothing is rendered,
+    and no build is needed (a few seconds for 3600 records)."""
+    config = as_config(config)
+    if config.world == "base":
+        raise ValueError(f"synthetic_spoof/{config.name} is a base-world config; only the wide "
+                         "worlds draw the physics that physics_table reports")
+    sessions, rows = {}, []
+    for e in example_plan(config, split):
+        key = (e.identity, e.species, e.device, e.video)
+        if key not in sessions:   # the frames of a session share its physics
+            sessions[key] = synthetic.session_physics(
+                seed=config.seed, identity=e.identity, species=e.species, device=e.device,
+                video=e.video, difficulty=config.difficulty, world=config.world)
+        rows.append(sessions[key])
+    return {c: np.asarray([r[c] for r in rows], np.float64) for c in synthetic.PHYSICS_COLUMNS}
+
+
 def as_config(config: str | SyntheticSpoofConfig) -> SyntheticSpoofConfig:
     """A config by name (one of CONFIGS), or the config itself."""
     if isinstance(config, SyntheticSpoofConfig):
