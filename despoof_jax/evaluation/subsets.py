@@ -134,6 +134,14 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
     c = ml_collections.ConfigDict(config.to_dict())
     if builder_config:
         c.data.builder_config = builder_config
+        if c.data.dataset == "synthetic_spoof":
+            # The build's own size: one larger than the model's input is scored through the
+            # model's resize (`_score_resized`), as a camera's larger crops are.
+            sizes = {b.name: b.size for b in synthetic_spoof.CONFIGS}
+            if builder_config not in sizes:
+                raise ValueError(f"--builder-config {builder_config!r} is not a synthetic_spoof "
+                                 f"config; valid names: {', '.join(sizes)}")
+            c.data.image_size = sizes[builder_config]
     if data_dir:
         c.data.data_dir = data_dir
     c.data.test_dataset = ""
@@ -178,13 +186,44 @@ def _score_model(model, split, builder_config, data_dir, scores_path, name=""):
                                  "--scores path or remove it")
             table = evaluate.read_csv(csv_path)
     if table is None:
-        table = evaluate.score_split(config, model.ds, model.dq, split)
+        size, own = int(config.data.image_size), int(model.config.data.image_size)
+        if size == own:
+            table = evaluate.score_split(config, model.ds, model.dq, split)
+        elif size > own:
+            table = _score_resized(model, config, split)
+        else:
+            raise ValueError(f"{config.data.builder_config} holds {size} px records, smaller than "
+                             f"the model's {own} px input: scoring them would upsample")
         if scores_path is not None:
             evaluate.write_csv(csv_path, table)
             info_path.write_text(json.dumps(made_by, indent=1))
     where = scores_path or f"the scores of {name or 'the model'}"
     s, identity, rows = _join(table, config, split, model.fusion_stats, model.fusion, where)
     return (s, identity, rows, float(model.threshold), model.fusion), config.data
+
+
+def _score_resized(model, config, split: str, batch_size: int = 64) -> dict:
+    """`evaluate.score_split`'s table for records larger than the model's input: each batch goes
+    through `model.score`, which brings the crops to its input size with the resize every user
+    crop gets (PIL's antialiased bilinear), so a build at 2x the input measures the model on crops
+    a camera finer than its input would give (README, "Capture resolution")."""
+    if datasets.degradation(config.data) is not None:
+        raise ValueError("a degraded test split (data.degrade_size / blur_sigma) is scored at "
+                         "the model's own input size only")
+    data = datasets.for_split(config.data, split)
+    source, meta = datasets.load_split(data, split)
+    indices = datasets.protocol_indices(config.data, split, meta)
+    comps = tuple(f"score_{c}" for c in scores.COMPONENTS)
+    out = {k: [] for k in ("index",) + evaluate.META_COLUMNS + comps}
+    for start in range(0, len(indices), batch_size):
+        chunk = np.asarray(indices[start:start + batch_size])
+        r = model.score(np.stack([np.asarray(source[int(i)]["image"]) for i in chunk]))
+        out["index"].append(chunk)
+        for k in evaluate.META_COLUMNS:
+            out[k].append(np.asarray(meta[k])[chunk])
+        for c in scores.COMPONENTS:
+            out[f"score_{c}"].append(np.asarray(r.components[c], np.float64))
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _subset(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from despoof_jax import cli
-from despoof_jax.data import synthetic
+from despoof_jax.data import datasets, synthetic
 from despoof_jax.evaluation import evaluate, metrics, scores, subsets
 from despoof_jax.serving import model as api
 from despoof_jax.training.workdir import Workdir
@@ -206,3 +206,48 @@ def test_physics_breakdown_reads_each_record_by_its_place_in_the_split(trained_w
     low = keep & (rows["index"] < n / 2)
     assert r["values"][f"< {n / 2:g}"]["n_attack"] == int((low & (s.labels == 1)).sum())
     assert r["values"][f">= {n / 2:g}"]["n_bona_fide"] == int((keep & ~low & (s.labels == 0)).sum())
+
+
+class _SmallInputModel:
+    """A stand-in model with a 32 px input whose raw scores are functions of the crop it gets:
+    what `_score_resized` hands to `score`, and in which order, is then visible."""
+
+    def __init__(self, config):
+        self.config = config.copy_and_resolve_references()
+        self.config.data.image_size = 32
+        self.image_size, self.fusion, self.threshold = 32, "map", 0.0
+        self.fusion_stats = {c: (0.5, 0.1) for c in scores.COMPONENTS}
+        net = type("Net", (), {"params": {}, "batch_stats": {}})
+        self.ds = self.dq = net()
+        self.sizes = []
+
+    def score(self, images):
+        self.sizes.append(images.shape[1:])
+        m = images.reshape(len(images), -1).mean(1) / 255.0
+        return api.Scores(score=m, is_attack=m >= 0, threshold=0.0, fusion="map",
+                          components={"map": m, "noise": 2 * m, "depth": -m})
+
+
+def test_a_build_larger_than_the_models_input_is_scored_through_its_resize(trained_workdir,
+                                                                            tmp_path):
+    config = Workdir(trained_workdir).read_config()
+    model = _SmallInputModel(config)
+    cache = tmp_path / "s.csv"
+    r = subsets.run(model=model, builder_config=config.data.builder_config, scores_path=cache)
+    assert model.sizes and all(s == (64, 64, 3) for s in model.sizes)   # the records, unresized
+    table = evaluate.read_csv(cache)
+    stored, _, _ = _decision(trained_workdir)
+    np.testing.assert_array_equal(table["index"], stored["index"])
+    for k in evaluate.META_COLUMNS:
+        np.testing.assert_array_equal(table[k], stored[k])
+    # Each row's scores are the stand-in's of that very record.
+    source, _ = datasets.load_split(config.data, "test")
+    i = int(table["index"][-1])
+    assert table["score_noise"][-1] == pytest.approx(
+        2 * np.asarray(source[i]["image"]).mean() / 255.0)
+    assert r["records"] == len(table["index"])
+    assert json.loads((tmp_path / "s.csv.json").read_text())["image_size"] == 64
+    # The other way round would upsample: refused.
+    model.config.data.image_size = 128
+    with pytest.raises(ValueError, match="would upsample"):
+        subsets.run(model=model, builder_config=config.data.builder_config)
