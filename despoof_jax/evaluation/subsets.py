@@ -279,7 +279,7 @@ def check_options(workdir, model, by, builder_config, data_dir, scores_path, ver
     if bins and by not in synthetic.PHYSICS_COLUMNS:
         raise ValueError(f"--bins goes with --by one of the physics columns "
                          f"{', '.join(synthetic.PHYSICS_COLUMNS)}, not {by!r}")
-    if bins and (len(bins) < 1 or any(not b < a for b, a in zip(bins, bins[1:]))):
+    if bins and any(not b < a for b, a in zip(bins, bins[1:])):
         raise ValueError(f"--bins {bins}: expected increasing edges, e.g. 1.2,2,3")
     if (workdir is None) == (model is None):
         raise ValueError("give either an evaluated workdir or --model, not both")
