@@ -202,28 +202,23 @@ def _score_model(model, split, builder_config, data_dir, scores_path, name=""):
     return (s, identity, rows, float(model.threshold), model.fusion), config.data
 
 
-def _score_resized(model, config, split: str, batch_size: int = 64) -> dict:
+def _score_resized(model, config, split: str) -> dict:
     """`evaluate.score_split`'s table for records larger than the model's input: each batch goes
     through `model.score`, which brings the crops to its input size with the resize every user
     crop gets (PIL's antialiased bilinear), so a build at 2x the input measures the model on crops
-    a camera finer than its input would give (README, "Capture resolution")."""
+    a camera finer than its input would give (README, "Capture resolution"). The pipeline's
+    all-zero padding rows pass `score`'s grayscale check (a flat image is not refused)."""
     if datasets.degradation(config.data) is not None:
+        # Its blur sigma and degrade size are in pixels of the build, not of the model's input.
         raise ValueError("a degraded test split (data.degrade_size / blur_sigma) is scored at "
                          "the model's own input size only")
-    data = datasets.for_split(config.data, split)
-    source, meta = datasets.load_split(data, split)
-    indices = datasets.protocol_indices(config.data, split, meta)
-    comps = tuple(f"score_{c}" for c in scores.COMPONENTS)
-    out = {k: [] for k in ("index",) + evaluate.META_COLUMNS + comps}
-    for start in range(0, len(indices), batch_size):
-        chunk = np.asarray(indices[start:start + batch_size])
-        r = model.score(np.stack([np.asarray(source[int(i)]["image"]) for i in chunk]))
-        out["index"].append(chunk)
-        for k in evaluate.META_COLUMNS:
-            out[k].append(np.asarray(meta[k])[chunk])
-        for c in scores.COMPONENTS:
-            out[f"score_{c}"].append(np.asarray(r.components[c], np.float64))
-    return {k: np.concatenate(v) for k, v in out.items()}
+
+    def predict(ds, dq, rgb):
+        del ds, dq   # the model's own nets, behind `score`
+        r = model.score(np.asarray(rgb))
+        return {f"score_{c}": r.components[c] for c in scores.COMPONENTS}
+
+    return evaluate.score_split(config, model.ds, model.dq, split, predict=predict)
 
 
 def _subset(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:
