@@ -21,7 +21,7 @@ def _wide(**kw):
     return make_example(**args)
 
 
-@pytest.mark.parametrize("world", ("wide", "wide2", "wide3"))
+@pytest.mark.parametrize("world", ("wide", "wide2", "wide3", "wide4"))
 @pytest.mark.parametrize("species", range(len(synthetic.SPECIES)))
 def test_contract_and_family_columns(species, world):
     ex = _wide(species=species, world=world)
@@ -465,3 +465,98 @@ def test_physics_table_follows_the_plan_and_refuses_the_base_world():
     assert (table["display_pitch"][species >= 3] <= 4.5).all()
     with pytest.raises(ValueError, match="base-world"):
         ss.physics_table("s64_small", "test")
+
+
+# ---- world wide4: wide2's physics through a sensor finer than the crop (2026-12-04) ---------------
+
+def _session_with_scale(species, want):
+    """(video, capture side) of the first wide4 session (seed 5, identity 2, device 1) whose
+    capture side at 64 px satisfies `want`."""
+    for video in range(200):
+        cap = generator.capture_size(seed=5, identity=2, species=species, device=1, video=video,
+                                     size=64)
+        if want(cap):
+            return video, cap
+    raise AssertionError("no such session in 200")
+
+
+def test_capture_scale_spans_its_range_log_uniformly():
+    caps = np.array([generator.capture_size(seed=5, identity=i, species=i % 5, device=1, video=v,
+                                            size=128) for i in range(20) for v in range(20)])
+    assert (caps % 8 == 0).all() and caps.min() == 128 and caps.max() >= 368
+    assert caps.max() <= 3 * 128
+    # Log-uniform on [1, 3]: the median scale is sqrt(3) = 1.73 (+- sampling and rounding).
+    assert 1.6 < np.median(caps) / 128 < 1.9
+    # A session's frames share the scale; live and attack sessions draw it from equal streams.
+    assert generator.capture_size(seed=5, identity=3, species=0, device=1, video=2, size=64) == \
+        generator.capture_size(seed=5, identity=3, species=0, device=1, video=2, size=64)
+
+
+@pytest.mark.parametrize("species", (0, 2, 3))
+def test_wide4_is_wide2_captured_at_its_capture_size_and_shrunk(species):
+    from despoof_jax.data.synthetic._util import shrink
+    video, cap = _session_with_scale(species, lambda c: c >= 128)
+    args = dict(seed=5, identity=2, species=species, device=1, video=video, frame=1)
+    w4 = make_example(**args, size=64, world="wide4")
+    w2 = make_example(**args, size=cap, world="wide2")
+    for k in ("image", "live_reference"):
+        np.testing.assert_array_equal(w4[k], shrink(w2[k], 64))
+    # Depth is shrunk as float, before the uint8 rounding that wide2's record went through.
+    assert np.abs(w4["depth"].astype(int) - shrink(w2["depth"].astype(np.float32), 64)).max() <= 2
+    assert all(w4[k] == w2[k] for k in synthetic.WIDE_FIELDS)
+    # A session drawn at the crop's own size is wide2's record itself.
+    video, cap = _session_with_scale(species, lambda c: c == 64)
+    args = dict(seed=5, identity=2, species=species, device=1, video=video, frame=0, size=64)
+    assert example_digest(make_example(**args, world="wide4")) == \
+        example_digest(make_example(**args, world="wide2"))
+
+
+def test_shrink_is_the_resize_score_gives_a_users_crop():
+    from despoof_jax.data.synthetic._util import shrink
+    from despoof_jax.serving import model as serving_model
+    img = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(shrink(img, 128), serving_model._resize(img, 128))
+    # It is antialiased: a 1 px checkerboard shrunk 2.5x is nearly flat (point sampling would
+    # keep full-contrast aliases).
+    board = (np.indices((320, 320)).sum(0) % 2 * 255).astype(np.uint8)
+    assert shrink(np.repeat(board[..., None], 3, -1), 128).std() < 0.1 * board.std()
+
+
+def test_wide4_physics_are_in_crop_px():
+    video, cap = _session_with_scale(3, lambda c: c > 100)
+    session = dict(seed=5, identity=2, species=3, device=1, video=video)
+    w4 = generator.session_physics(**session, world="wide4", size=64)
+    w2 = generator.session_physics(**session, world="wide2")
+    scale = cap / 64
+    assert w4["capture_scale"] == scale and w2["capture_scale"] == 1.0
+    assert w4["display_pitch"] == pytest.approx(w2["display_pitch"] / scale)
+    assert w4["display_aperture"] == w2["display_aperture"]
+    with pytest.raises(ValueError, match="size"):
+        generator.session_physics(**session, world="wide4")
+    cfg = next(c for c in ss.CONFIGS if c.name == "wide4_smoke")
+    table = ss.physics_table(cfg, "test")
+    assert (table["capture_scale"] >= 1).all() and (table["capture_scale"] <= 3).all()
+    assert table["capture_scale"].max() > 1.5
+
+
+def test_wide4_configs_mirror_wide2_and_render():
+    configs = {c.name: c for c in ss.CONFIGS}
+    fields = [f.name for f in dataclasses.fields(ss.SyntheticSpoofConfig)
+              if f.name not in ("name", "description", "world")]
+    for suffix in ("smoke", "s128", "s128_t60"):
+        w2, w4 = configs[f"wide2_{suffix}"], configs[f"wide4_{suffix}"]
+        assert all(getattr(w2, f) == getattr(w4, f) for f in fields), suffix
+        assert (w4.world, w4.metadata_keys) == ("wide4", ss.WIDE_METADATA_KEYS)
+    config = configs["wide4_smoke"]
+    entry = ss.example_plan(config, "dev")[7]
+    record = ss.synthetic_spoof._render((config, entry))
+    expect = make_example(seed=config.seed, size=64, world="wide4", **entry._asdict())
+    np.testing.assert_array_equal(record["image"], expect["image"])
+    np.testing.assert_array_equal(record["live_reference"], expect["live_reference"])
+
+
+def test_wide4_is_deterministic_across_processes():
+    video, _ = _session_with_scale(4, lambda c: c > 64)
+    args = dict(seed=5, identity=2, species=4, device=1, video=video, frame=0, size=64,
+                world="wide4")
+    assert example_digest_in_fresh_process(args) == example_digest(make_example(**args))

@@ -6,6 +6,7 @@ Coordinates throughout the package are *crop units*: the output face crop spans 
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 
@@ -137,3 +138,14 @@ def cct_rgb(kelvin: float) -> np.ndarray:
     mk = 1e6 / _CCT_K
     rgb = np.array([np.interp(m, mk[::-1], _CCT_RGB[::-1, c]) for c in range(3)])
     return (rgb / luminance(rgb)).astype(np.float32)
+
+
+def shrink(a: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [h, w, 3] RGB or float [h, w] -> [size, size] (uint8 or float32) by PIL's bilinear
+    resize, which widens its kernel by the factor when it shrinks (antialiased): the resize
+    `DespoofModel.score` gives a user's crop (world wide4 captures finer and shrinks with it)."""
+    if a.ndim == 3:
+        return np.asarray(Image.fromarray(np.asarray(a, np.uint8), "RGB").resize(
+            (size, size), Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.asarray(a, np.float32), "F").resize(
+        (size, size), Image.BILINEAR), np.float32)

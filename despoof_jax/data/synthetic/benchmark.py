@@ -1,6 +1,6 @@
 """Throughput of the synthetic spoof world: `python -m despoof_jax.data.synthetic.benchmark`.
 
-Prints images/s of `make_example` (`--world wide`, `wide2` or `wide3`: the wide worlds) (median over
+Prints images/s of `make_example` (`--world wide`, `wide2`, `wide3` or `wide4`: the wide worlds; wide4 at one session's capture scale) (median over
 repeats, single process, single thread of numpy work; a spoof's time includes rendering its ideal-medium `live_reference`) for each size and
 species, twice: with the identity already cached (the common case when a dataset renders many
 sessions and frames per person) and for a never-seen identity (identity maps built first).

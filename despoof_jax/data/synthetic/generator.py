@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Optional
 
 import numpy as np
 import scipy.fft
 
 from . import camera, faces, spoof, wide
-from ._util import block_mean, cct_rgb, luminance, pixel_grid, rng_for, sample_crop
+from ._util import block_mean, cct_rgb, luminance, pixel_grid, rng_for, sample_crop, shrink
 
 SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # `make_example(world=...)`: the base world, or the wide world of `wide` (domain randomisation).
@@ -32,8 +33,11 @@ SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # two physics fixes, so wide and wide2 records stay byte for byte what they were: display
 # lattices and print screens area-sampled over each camera sample's footprint (FOOTPRINT) instead
 # of point-sampled at its centre (which aliased fine pitches into fake moire), and the rolling
-# shutter's refresh banding along the camera's rows instead of the screen's.
-WORLDS: tuple[str, ...] = ("base", "wide", "wide2", "wide3")
+# shutter's refresh banding along the camera's rows instead of the screen's. "wide4" is wide2's
+# physics seen by a sensor finer than the crop (`capture_size`): each session renders and
+# captures at CAPTURE_SCALE times the crop's side, and the crop is then brought to its size by the
+# resize a user's crop gets in `DespoofModel.score` (`_util.shrink`).
+WORLDS: tuple[str, ...] = ("base", "wide", "wide2", "wide3", "wide4")
 # Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
 WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source",
                                 "scene_content")
@@ -53,7 +57,17 @@ SRC_EXTENT = 1.3  # the attacker's photo covers [-1.3, 1.3]^2 so tilted media st
 _SCENE, _CAPTURE, _MEDIUM, _MEDIUM_POSE, _SRC, _REFLECT, _ROOM = range(1, 8)
 _F_POSE, _F_NOISE, _F_MEDIUM, _F_SRC = range(11, 15)
 # The wide world's own session streams (the base world's streams are drawn as they always were).
-_W_LOOK, _W_CAMERA, _W_MEDIUM, _W_POSE, _W_PAPER, _W_SOURCE, _W_CONTENT = range(21, 28)
+_W_LOOK, _W_CAMERA, _W_MEDIUM, _W_POSE, _W_PAPER, _W_SOURCE, _W_CONTENT, _W_SENSOR = range(21, 29)
+
+# World wide4: the session's sensor px per crop px, log-uniform on this range. A real face crop is
+# cut from a photo in which the face covers several times the model's input (a phone at arm's
+# length: ~500-1000 px, 4-8x a 128 px crop), and `score` shrinks it; both simulators of the
+# other worlds capture at the crop's own size, where a medium finer than a crop pixel is still
+# drawn on the crop's grid (README, "Capture resolution": a sensor at 2x the input doubled the
+# shipped model's cross-simulator ACER). The range stops at 3x because rendering costs the scale
+# squared (log-uniform on [1, 3]: 3.6x wide2's pixels on average); at 1x a session is captured at
+# the crop's size, as in wide2, so the issue's check at the input size stays inside the world.
+CAPTURE_SCALE = (1.0, 3.0)
 
 
 def _check(size: int, species: int, device: int, difficulty: float) -> None:
@@ -343,6 +357,35 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
     return {"image": img, "live_reference": ref, "depth": depth, **fields}
 
 
+def capture_size(*, seed: int, identity: int, species: int, device: int, video: int,
+                 size: int) -> int:
+    """World wide4: the side in px at which the session renders and captures a `size` px crop,
+    `size` times the scale drawn log-uniform on CAPTURE_SCALE from the session's own stream,
+    rounded to a multiple of 8 (at least `size`). Live and attack sessions draw it alike."""
+    lo, hi = CAPTURE_SCALE
+    k = rng_for(seed, 0x31DE, identity, species, device, video, _W_SENSOR).uniform(np.log(lo),
+                                                                                   np.log(hi))
+    return max(int(size), 8 * int(round(size * float(np.exp(k)) / 8)))
+
+
+def _finer_sensor_example(seed, identity, species, device, video, frame, size, difficulty) -> dict:
+    """`make_example(world="wide4")`: wide2's example of the session rendered and captured at
+    `capture_size`, its image, live reference and depth then shrunk to `size` by the resize a
+    user's crop gets (`_util.shrink`: PIL bilinear, antialiased). The image and the reference go
+    through the same linear resize, so N* = image - reference keeps its meaning (up to the
+    rounding to uint8). The physics (pitches, rulings, noise, blur, JPEG) are drawn in sensor px,
+    so in crop px a medium is up to 3x finer than wide2's and the sensor noise and codec blocks
+    are averaged over the resize, as a real camera's are."""
+    cap = capture_size(seed=seed, identity=identity, species=species, device=device, video=video,
+                       size=size)
+    ex = _wide_example(seed, identity, species, device, video, frame, cap, difficulty, second=True)
+    if cap == size:
+        return ex
+    return {**ex, "image": shrink(ex["image"], size),
+            "live_reference": shrink(ex["live_reference"], size),
+            "depth": shrink(np.asarray(ex["depth"], np.float32), size)}
+
+
 def _wide_medium(key: tuple, species: int, strength: float):
     """(the session's medium stream, the print or screen drawn first from it): one function for
     the renderer (`_wide_example` goes on drawing from the stream) and `session_physics`."""
@@ -355,11 +398,12 @@ def _wide_medium(key: tuple, species: int, strength: float):
 # Continuous physics of a wide-world session, in output px unless said: `session_physics`.
 PHYSICS_COLUMNS = ("display_pitch", "display_aperture", "display_contrast", "print_period",
                    "print_dot", "print_contrast", "camera_gain", "camera_quality",
-                   "source_res", "source_quality")
+                   "source_res", "source_quality", "capture_scale")
 
 
 def session_physics(*, seed: int, identity: int, species: int, device: int, video: int,
-                    difficulty: float = 1.0, world: str = "wide2") -> dict[str, float]:
+                    difficulty: float = 1.0, world: str = "wide2",
+                    size: Optional[int] = None) -> dict[str, float]:
     """The continuous physics a wide-world session drew, without rendering anything.
 
     {PHYSICS_COLUMNS name: value}, NaN where the session has no such stage: `display_pitch`
@@ -367,20 +411,32 @@ def session_physics(*, seed: int, identity: int, species: int, device: int, vide
     (lattice contrast); `print_period` (AM screen ruling: AM dot and line families),
     `print_dot` (FM / inkjet dot size), `print_contrast` (screen contrast; 0 for contone);
     `camera_gain` (sensor noise multiplier), `camera_quality` (JPEG or video-codec quality);
-    `source_res` (source px per output px) and `source_quality` of a photo source (wide2, wide3).
+    `source_res` (source px per output px) and `source_quality` of a photo source (wide2 to
+    wide4); `capture_scale` (sensor px per output px: `capture_size` / `size` in wide4, which
+    needs `size`; 1 in the other worlds). Lengths are in px of the output crop, so a wide4
+    session's pitch, ruling and dot are its drawn values (in sensor px) over its capture scale.
     The values are the draws `make_example` renders with: the same streams, called through the
-    same functions (`_wide_medium`, `wide.sample_pipeline`, `wide.sample_photo_source`), so a
-    model's misses can be broken down by them (`despoof subset --by display_pitch --bins ...`)."""
-    if world not in ("wide", "wide2", "wide3"):
+    same functions (`_wide_medium`, `wide.sample_pipeline`, `wide.sample_photo_source`,
+    `capture_size`), so a model's misses can be broken down by them (`despoof subset --by
+    display_pitch --bins ...`)."""
+    if world not in ("wide", "wide2", "wide3", "wide4"):
         raise ValueError(f"session physics are drawn by the wide worlds only, not {world!r}")
     key = (seed, 0x31DE, identity, species, device, video)
+    scale = 1.0
+    if world == "wide4":
+        if size is None:
+            raise ValueError("world wide4's session physics need the crop's size (its capture "
+                             "scale is capture_size / size)")
+        scale = capture_size(seed=seed, identity=identity, species=species, device=device,
+                             video=video, size=size) / size
     out = dict.fromkeys(PHYSICS_COLUMNS, float("nan"))
     pipe = wide.sample_pipeline(rng_for(*key, _W_CAMERA))
-    out.update(camera_gain=float(pipe.gain), camera_quality=float(pipe.quality))
+    out.update(camera_gain=float(pipe.gain), camera_quality=float(pipe.quality),
+               capture_scale=float(scale))
     if world != "wide":
         source = wide.sample_photo_source(rng_for(*key, _W_SOURCE))
         if source is not None:
-            out.update(source_res=float(source.res), source_quality=float(source.quality))
+            out.update(source_res=float(source.res) * scale, source_quality=float(source.quality))
     if species == 0:
         return out
     _, params = _wide_medium(key, species, 1.0 / difficulty)
@@ -388,12 +444,12 @@ def session_physics(*, seed: int, identity: int, species: int, device: int, vide
         family = wide.PRINT_FAMILIES[params.family]
         out["print_contrast"] = float(params.base.mod)
         if family in ("am_dot", "am_line"):
-            out["print_period"] = float(params.base.period)
+            out["print_period"] = float(params.base.period) / scale
         elif family in ("fm_bluenoise", "inkjet"):
-            out["print_dot"] = float(params.dot)
+            out["print_dot"] = float(params.dot) / scale
     else:
         t = params.tone
-        out.update(display_pitch=float(t.pitch), display_aperture=float(t.aperture),
+        out.update(display_pitch=float(t.pitch) / scale, display_aperture=float(t.aperture),
                    display_contrast=float(t.mod))
     return out
 
@@ -409,9 +465,10 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     `difficulty` > 0: spoof artifact amplitudes scale as 1 / difficulty (higher = subtler).
     `world`: "base", "wide" (`wide`: randomised print screening, display layouts, camera
     pipelines, skin texture and natural backgrounds), "wide2" (wide, plus photo sources and
-    content scenes) or "wide3" (wide2's sessions with area-sampled lattices and screens and
-    refresh banding along the camera's rows: see WORLDS); a wide, wide2 or wide3 example also
-    carries the int fields
+    content scenes), "wide3" (wide2's sessions with area-sampled lattices and screens and
+    refresh banding along the camera's rows) or "wide4" (wide2's physics captured by a sensor
+    1-3x finer than the crop, then shrunk as `score` shrinks a user's crop: see WORLDS); a wide
+    example (wide to wide4) also carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
     photo_source: -1 where the scene and the attacker's photo are not photographs;
     scene_content: -1 for a person, else the natural image shown instead, depth 0).
@@ -438,8 +495,12 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     meta = {"label": int(species > 0), "species": int(species), "device": int(device),
             "identity": int(identity), "video": int(video), "frame": int(frame)}
     if world != "base":
-        ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty,
-                           second=world in ("wide2", "wide3"), area_sampled=world == "wide3")
+        if world == "wide4":
+            ex = _finer_sensor_example(seed, identity, species, device, video, frame, size,
+                                       difficulty)
+        else:
+            ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty,
+                               second=world in ("wide2", "wide3"), area_sampled=world == "wide3")
         ex["depth"] = _to_u8(ex["depth"])
         return {**ex, **meta, **{k: int(ex[k]) for k in WIDE_FIELDS}}
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)

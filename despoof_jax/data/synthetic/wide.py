@@ -45,6 +45,12 @@ over each sample's footprint on the medium (`footprint_points`; `display_emissio
 `print_reflectance`, `footprint`), and bands the refresh along the camera's rows (`rows`), not
 the screen's. Wide and wide2 keep the old sampling, so their datasets stay byte for byte.
 
+The world "wide4" (`make_example(world="wide4")`, `generator.capture_size`) is wide2's physics
+seen by a sensor finer than the crop: each session renders and captures at 1-3x the crop's side
+(log-uniform, a stream of its own) and the crop is shrunk to its size by the resize `score` gives
+a user's crop. A real crop is cut from a photo in which the face covers several times the model's
+input; in the other worlds a medium finer than a crop pixel is drawn on the crop's own grid.
+
 In the wide world both columns are -1. Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
 """

@@ -51,7 +51,7 @@ SPLITS = ("train", "dev", "test")
 # Metadata columns saved per split (`load_metadata`): everything protocols filter on, none of the
 # pixels, so a protocol selects records without decoding a single image.
 METADATA_KEYS = ("label", "species", "device", "identity", "video", "frame")
-# Wide-world configs (`world="wide"`, "wide2" or "wide3") add the physics family of each stage (`synthetic.WIDE_FIELDS`:
+# Wide-world configs (`world="wide"`, "wide2", "wide3" or "wide4") add the physics family of each stage (`synthetic.WIDE_FIELDS`:
 # print_family, display_layout, camera_pipeline, photo_source, scene_content; -1 where a record
 # has no such stage), which the unseen-physics protocols filter on. Base configs keep their records and
 # columns, byte for byte.
@@ -75,7 +75,8 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         world: "base" (the base world), "wide" (`synthetic.wide`: randomised physics families,
             recorded per example in the WIDE_FIELDS columns), "wide2" (wide, plus photo sources
             and content scenes) or "wide3" (wide2's sessions with area-sampled display lattices
-            and print screens and refresh banding along the camera's rows:
+            and print screens and refresh banding along the camera's rows) or "wide4" (wide2's
+            physics captured by a sensor 1-3x finer than the crop, then shrunk to it:
             `synthetic.generator.WORLDS`).
     """
 
@@ -182,6 +183,16 @@ CONFIGS = (
             world="wide3"),
     _config("wide3_s128", 128, (40, 12, 12), 3, 2, 2, "Wide3 world, 128 px, 40/12/12 identities, "
             "2 videos x 2 frames.", world="wide3"),
+    # wide2's physics seen by a sensor 1-3x finer than the crop, then shrunk by the resize a
+    # user's crop gets (world "wide4", 2026-12-04; README "Capture resolution"). The same plans
+    # as wide2_s128 / wide2_s128_t60; wide4_s128_t60's train and dev are wide4_s128's byte for
+    # byte, as wide2's are. Added under version 1.3.0: every earlier config is unchanged.
+    _config("wide4_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide4 world, 64 px, 4/4/4 identities: tests.",
+            world="wide4"),
+    _config("wide4_s128", 128, (40, 12, 12), 3, 2, 2, "Wide4 world, 128 px, 40/12/12 identities, "
+            "2 videos x 2 frames.", world="wide4"),
+    _config("wide4_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide4 world, 128 px, 40/12/60 "
+            "identities, 2 videos x 2 frames: wide4_s128 with a 5x test split.", world="wide4"),
 )
 
 
@@ -275,7 +286,9 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "unchanged byte for byte); base configs unchanged. Later (2026-12-04), without a "
                  "version bump: world `wide3` (configs wide3_smoke, wide3_s128), wide2's sessions "
                  "with area-sampled display lattices and print screens and refresh banding along "
-                 "the camera's rows; every earlier config's records unchanged byte for byte, so "
+                 "the camera's rows; and world `wide4` (configs wide4_smoke, wide4_s128, "
+                 "wide4_s128_t60), wide2's physics captured by a sensor 1-3x finer than the crop "
+                 "and shrunk to it; every earlier config's records unchanged byte for byte, so "
                  "builds of them made before stay valid.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
@@ -351,7 +364,8 @@ def physics_table(config: str | SyntheticSpoofConfig, split: str) -> dict[str, n
         if key not in sessions:   # the frames of a session share its physics
             sessions[key] = synthetic.session_physics(
                 seed=config.seed, identity=e.identity, species=e.species, device=e.device,
-                video=e.video, difficulty=config.difficulty, world=config.world)
+                video=e.video, difficulty=config.difficulty, world=config.world,
+                size=config.size)
         rows.append(sessions[key])
     return {c: np.asarray([r[c] for r in rows], np.float64) for c in synthetic.PHYSICS_COLUMNS}
 
