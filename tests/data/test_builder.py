@@ -149,6 +149,41 @@ def test_config_validation():
         ss.example_plan(_config(), "validation")
 
 
+@pytest.mark.parametrize("world", ["wide2", "wide4"])
+def test_the_4x_train_build_extends_the_t60_build(world):
+    """`<world>_s128_t60_x4` has the t60 build's dev and test records and starts its train split with
+    the t60 build's train records; its 120 extra training identities come after the test split's,
+    so no face of the evaluation splits is trained on."""
+    as_config = ss.synthetic_spoof.as_config
+    base, big = as_config(f"{world}_s128_t60"), as_config(f"{world}_s128_t60_x4")
+    render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
+    assert [getattr(base, f) for f in render_fields] == [getattr(big, f) for f in render_fields]
+    for split in ("dev", "test"):
+        assert ss.example_plan(big, split) == ss.example_plan(base, split)
+    base_train, big_train = ss.example_plan(base, "train"), ss.example_plan(big, "train")
+    assert big_train[:len(base_train)] == base_train
+    assert len(big_train) == 4 * len(base_train) == big.num_examples("train")
+    train_ids = {e.identity for e in big_train}
+    held = {e.identity for s in ("dev", "test") for e in ss.example_plan(big, s)}
+    assert len(train_ids) == 160 and not train_ids & held
+    assert min(train_ids - {e.identity for e in base_train}) == max(held) + 1
+    videos = [e.video for s in ss.SPLITS for e in ss.example_plan(big, s)]
+    assert len(set(videos)) * big.frames == len(videos)   # video ids stay unique
+    # Every (species, device) pair is in the extra part too (devices rotate on).
+    extra = big_train[len(base_train):]
+    pairs = {(e.species, e.device) for e in extra}
+    assert len(pairs) == len(synthetic.SPECIES) * synthetic.N_CAPTURE_DEVICES
+
+
+def test_extra_train_identities_are_validated_and_counted():
+    with pytest.raises(ValueError, match="extra_train_identities"):
+        ss.SyntheticSpoofConfig(name="x", extra_train_identities=-1)
+    config = ss.SyntheticSpoofConfig(name="x", extra_train_identities=2)
+    assert config.identity_ids("train") == [0, 1, 2, 3, 12, 13]
+    assert config.identity_ids("test") == [8, 9, 10, 11]
+    assert len(ss.example_plan(config, "train")) == config.num_examples("train") == 6 * 5 * 3
+
+
 def test_the_5x_test_build_extends_wide2_s128():
     """`wide2_s128_t60` is an evaluation build: train and dev are `wide2_s128`'s records (a model
     trained on one has the other's dev statistics and threshold) and its test split starts with

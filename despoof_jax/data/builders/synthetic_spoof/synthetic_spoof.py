@@ -7,10 +7,11 @@ twice, in any number of worker processes, writes the same records in the same or
 Layout of one split (the "plan", `example_plan`): every identity of the split is recorded as every
 species (live + 4 spoof media), each (identity, species) on `devices_per_cell` of the 6 capture
 devices, `videos` videos per (identity, species, device) and `frames` frames per video. Identities
-are numbered globally (train first, then dev, then test), so they never cross splits, as in
-Oulu-NPU. The devices of a cell rotate with the identity and the species, and each config checks that
-every (species, device) pair occurs in every split, so that the `unseen_device` protocol (leave one
-device out, Oulu P3) has live and spoof faces of every device in every split.
+are numbered globally (train first, then dev, then test, then any extra training identities), so
+they never cross splits, as in Oulu-NPU. The devices of a cell rotate with the identity and the
+species, and each config checks that every (species, device) pair occurs in every split, so that
+the `unseen_device` protocol (leave one device out, Oulu P3) has live and spoof faces of every
+device in every split.
 
 Records (numpy, as read by `builder.as_data_source(split)`; no TensorFlow anywhere):
     image:    uint8 [S, S, 3] RGB in [0, 255]
@@ -67,6 +68,10 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
     Attributes:
         size: image side S in pixels; a multiple of 8 (the depth/map labels are S/8 wide).
         train_identities, dev_identities, test_identities: identities per split (disjoint).
+        extra_train_identities: more training identities, numbered after the test split's, so
+            that a config with them has the train records of the config without them (first),
+            and the same dev and test records, byte for byte: a bigger training set compared
+            on the same evaluation records. `identities("train")` counts them.
         devices_per_cell: capture devices recorded per (identity, species), 1..N_CAPTURE_DEVICES.
         videos: videos per (identity, species, device).
         frames: frames per video.
@@ -84,6 +89,7 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
     train_identities: int = 4
     dev_identities: int = 4
     test_identities: int = 4
+    extra_train_identities: int = 0
     devices_per_cell: int = 3
     videos: int = 1
     frames: int = 1
@@ -102,6 +108,9 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         if not 1 <= self.devices_per_cell <= n_dev:
             raise ValueError(f"SyntheticSpoofConfig {self.name!r}: devices_per_cell must be in "
                              f"[1, {n_dev}], got {self.devices_per_cell}.")
+        if self.extra_train_identities < 0:
+            raise ValueError(f"SyntheticSpoofConfig {self.name!r}: extra_train_identities must "
+                             f"be >= 0, got {self.extra_train_identities}.")
         for split in SPLITS:
             n = self.identities(split)
             # Device of (identity j, species s, k) = (j + s + k) % n_dev: a split covers every device
@@ -123,9 +132,23 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
         return WIDE_METADATA_KEYS if self.world != "base" else METADATA_KEYS
 
     def identities(self, split: str) -> int:
-        """Number of identities in `split`."""
+        """Number of identities in `split` (train's extra identities included)."""
+        extra = self.extra_train_identities if split == "train" else 0
+        return self._planned(split) + extra
+
+    def _planned(self, split: str) -> int:
         return {"train": self.train_identities, "dev": self.dev_identities,
                 "test": self.test_identities}[split]
+
+    def identity_ids(self, split: str) -> list[int]:
+        """The global identity numbers of `split`, in plan order: train [0, n_train), dev after,
+        test after dev, then train's extra identities after test."""
+        first = sum(self._planned(s) for s in SPLITS[:SPLITS.index(split)])
+        ids = list(range(first, first + self._planned(split)))
+        if split == "train":
+            end = sum(self._planned(s) for s in SPLITS)
+            ids += range(end, end + self.extra_train_identities)
+        return ids
 
     def num_examples(self, split: str) -> int:
         """Records in `split` (the plan's length)."""
@@ -133,10 +156,12 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
                 * self.videos * self.frames)
 
 
-def _config(name, size, ids, devices_per_cell, videos, frames, description, world="base"):
+def _config(name, size, ids, devices_per_cell, videos, frames, description, world="base",
+            extra_train=0):
     return SyntheticSpoofConfig(
         name=name, size=size, train_identities=ids[0], dev_identities=ids[1],
-        test_identities=ids[2], devices_per_cell=devices_per_cell, videos=videos, frames=frames,
+        test_identities=ids[2], extra_train_identities=extra_train,
+        devices_per_cell=devices_per_cell, videos=videos, frames=frames,
         description=description, world=world)
 
 
@@ -193,6 +218,16 @@ CONFIGS = (
             "2 videos x 2 frames.", world="wide4"),
     _config("wide4_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide4 world, 128 px, 40/12/60 "
             "identities, 2 videos x 2 frames: wide4_s128 with a 5x test split.", world="wide4"),
+    # The t60 builds with 4x the training identities (2026-12-05): 120 more, numbered after the
+    # test split's, so train starts with the t60 build's 2400 records and dev and test are its
+    # records byte for byte (`extra_train_identities`): 9600/720/3600 records. Added under
+    # version 1.3.0: every earlier config is unchanged.
+    _config("wide2_s128_t60_x4", 128, (40, 12, 60), 3, 2, 2, "Wide2 world, 128 px, 40+120/12/60 "
+            "identities, 2 videos x 2 frames: wide2_s128_t60 with 4x the training identities.",
+            world="wide2", extra_train=120),
+    _config("wide4_s128_t60_x4", 128, (40, 12, 60), 3, 2, 2, "Wide4 world, 128 px, 40+120/12/60 "
+            "identities, 2 videos x 2 frames: wide4_s128_t60 with 4x the training identities.",
+            world="wide4", extra_train=120),
 )
 
 
@@ -208,16 +243,15 @@ class PlanEntry(NamedTuple):
 def example_plan(config: SyntheticSpoofConfig, split: str) -> list[PlanEntry]:
     """The records of `split` in storage order (the builder disables TFDS shuffling).
 
-    Identities are global: train is [0, n_train), dev follows, then test. Video ids are unique over
-    the dataset: ((identity * n_species + species) * n_devices + device) * videos + v.
+    Identities are global: train is [0, n_train), dev follows, then test, then train's extra
+    identities (`SyntheticSpoofConfig.identity_ids`). Video ids are unique over the dataset:
+    ((identity * n_species + species) * n_devices + device) * videos + v.
     """
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     n_species, n_dev = len(synthetic.SPECIES), synthetic.N_CAPTURE_DEVICES
-    first = sum(config.identities(s) for s in SPLITS[:SPLITS.index(split)])
     plan = []
-    for j in range(config.identities(split)):
-        identity = first + j
+    for j, identity in enumerate(config.identity_ids(split)):
         for species in range(n_species):
             for k in range(config.devices_per_cell):
                 device = (j + species + k) % n_dev
@@ -288,8 +322,10 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "with area-sampled display lattices and print screens and refresh banding along "
                  "the camera's rows; and world `wide4` (configs wide4_smoke, wide4_s128, "
                  "wide4_s128_t60), wide2's physics captured by a sensor 1-3x finer than the crop "
-                 "and shrunk to it; every earlier config's records unchanged byte for byte, so "
-                 "builds of them made before stay valid.",
+                 "and shrunk to it; and (2026-12-05) configs wide2_s128_t60_x4 and "
+                 "wide4_s128_t60_x4, the t60 builds with 120 more training identities numbered "
+                 "after the test split's; every earlier config's records unchanged byte for "
+                 "byte, so builds of them made before stay valid.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
 
