@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging as py_logging
 import os
 import re
 import time
@@ -113,6 +114,18 @@ class Restored:
     data_note: str = ""
 
 
+class _ReadOnlyNotice(py_logging.Filter):
+    """Drops orbax's "Given directory is read only" warning, which a reader's manager (`read_only`)
+    triggers on every evaluation and load by design; orbax's other read-only warnings (a save or a
+    delete skipped) would be our bug and still show."""
+
+    def filter(self, record: py_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Given directory is read only")
+
+
+_READ_ONLY_NOTICE = _ReadOnlyNotice()
+
+
 class _Manager(ocp.CheckpointManager):
     """orbax's manager, minus its own calls to the preemption sync point.
 
@@ -150,6 +163,8 @@ class Checkpointer:
             save_interval_steps=0 if read_only else 1,
             enable_async_checkpointing=not read_only, create=not read_only,
             cleanup_tmp_directories=not read_only, read_only=read_only)
+        if read_only:   # absl's logger, which orbax writes to; adding the filter twice is a no-op
+            py_logging.getLogger("absl").addFilter(_READ_ONLY_NOTICE)
         self.manager = _Manager(self.directory, options=options, item_names=ITEMS)
 
     def latest_step(self) -> Optional[int]:

@@ -120,3 +120,18 @@ def test_keep_checkpoints_below_one_is_refused_before_anything_is_written(tmp_pa
         ckpt.save(step, {"w": np.full(3, float(step), np.float32)})
     ckpt.close()
     assert sorted(os.listdir(tmp_path / "c")) == ["2"]     # the smallest keep still keeps one
+
+
+def test_a_reader_is_not_warned_that_it_reads(tmp_path, caplog):
+    """A read-only manager (evaluation, serving, the frozen DQ Net) is read-only by design: orbax's
+    notice saying so is dropped; its warnings of a skipped save or delete still show."""
+    import logging
+    (tmp_path / "c").mkdir()
+    with caplog.at_level(logging.WARNING):
+        reader = checkpoint.Checkpointer(tmp_path / "c", every=1, read_only=True)
+        assert reader.latest_step() is None
+        reader.close()
+        logging.getLogger("absl").warning("%s is read only, save will be skipped", tmp_path)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if m.startswith("Given directory is read only")], messages
+    assert any("save will be skipped" in m for m in messages)
