@@ -149,20 +149,29 @@ def test_config_validation():
         ss.example_plan(_config(), "validation")
 
 
+def _assert_extends(base_name, big_name, grown, factor):
+    """`big_name` renders like `base_name`, has its records in every split but `grown`, and
+    `factor` times its records in `grown`, starting with them. -> the two configs."""
+    as_config = ss.synthetic_spoof.as_config
+    base, big = as_config(base_name), as_config(big_name)
+    render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
+    assert [getattr(base, f) for f in render_fields] == [getattr(big, f) for f in render_fields]
+    for split in ss.SPLITS:
+        if split != grown:
+            assert ss.example_plan(big, split) == ss.example_plan(base, split)
+    small, large = ss.example_plan(base, grown), ss.example_plan(big, grown)
+    assert large[:len(small)] == small
+    assert len(large) == factor * len(small) == big.num_examples(grown)
+    return base, big
+
+
 @pytest.mark.parametrize("world", ["wide2", "wide4"])
 def test_the_4x_train_build_extends_the_t60_build(world):
     """`<world>_s128_t60_x4` has the t60 build's dev and test records and starts its train split with
     the t60 build's train records; its 120 extra training identities come after the test split's,
     so no face of the evaluation splits is trained on."""
-    as_config = ss.synthetic_spoof.as_config
-    base, big = as_config(f"{world}_s128_t60"), as_config(f"{world}_s128_t60_x4")
-    render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
-    assert [getattr(base, f) for f in render_fields] == [getattr(big, f) for f in render_fields]
-    for split in ("dev", "test"):
-        assert ss.example_plan(big, split) == ss.example_plan(base, split)
+    base, big = _assert_extends(f"{world}_s128_t60", f"{world}_s128_t60_x4", "train", 4)
     base_train, big_train = ss.example_plan(base, "train"), ss.example_plan(big, "train")
-    assert big_train[:len(base_train)] == base_train
-    assert len(big_train) == 4 * len(base_train) == big.num_examples("train")
     train_ids = {e.identity for e in big_train}
     held = {e.identity for s in ("dev", "test") for e in ss.example_plan(big, s)}
     assert len(train_ids) == 160 and not train_ids & held
@@ -188,15 +197,8 @@ def test_the_5x_test_build_extends_wide2_s128():
     """`wide2_s128_t60` is an evaluation build: train and dev are `wide2_s128`'s records (a model
     trained on one has the other's dev statistics and threshold) and its test split starts with
     `wide2_s128`'s test records, then 48 more identities."""
-    as_config = ss.synthetic_spoof.as_config
-    base, big = as_config("wide2_s128"), as_config("wide2_s128_t60")
-    render_fields = ("size", "seed", "difficulty", "world")
-    assert [getattr(base, f) for f in render_fields] == [getattr(big, f) for f in render_fields]
-    for split in ("train", "dev"):
-        assert ss.example_plan(big, split) == ss.example_plan(base, split)
+    base, big = _assert_extends("wide2_s128", "wide2_s128_t60", "test", 5)
     base_test, big_test = ss.example_plan(base, "test"), ss.example_plan(big, "test")
-    assert big_test[:len(base_test)] == base_test
-    assert len(big_test) == 5 * len(base_test) == big.num_examples("test")
     assert len({e.identity for e in big_test}) == 60
     last_dev = max(e.identity for e in ss.example_plan(big, "dev"))
     assert min(e.identity for e in big_test) == last_dev + 1
