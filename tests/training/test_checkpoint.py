@@ -2,6 +2,7 @@
 devices (the `two_process_runs` fixture), they restore and train on in 1 process x 1 device
 (pmap) and in 1 process x 4 devices (shard_map)."""
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -125,7 +126,6 @@ def test_keep_checkpoints_below_one_is_refused_before_anything_is_written(tmp_pa
 def test_a_reader_is_not_warned_that_it_reads(tmp_path, caplog):
     """A read-only manager (evaluation, serving, the frozen DQ Net) is read-only by design: orbax's
     notice saying so is dropped; its warnings of a skipped save or delete still show."""
-    import logging
     (tmp_path / "c").mkdir()
     with caplog.at_level(logging.WARNING):
         reader = checkpoint.Checkpointer(tmp_path / "c", every=1, read_only=True)
