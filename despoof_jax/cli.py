@@ -10,6 +10,7 @@
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
     despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
+    despoof calibrate --model M --dev-splits CONFIG... --data-dir DIR [--out COPY | --write]
     despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN [--bins EDGES]] [--json OUT]
     despoof subset --model M [--builder-config C] [--data-dir D] [--scores CSV] [--where ...]
                    [--versus M2 [--versus-scores CSV2]]
@@ -199,6 +200,14 @@ def _calibrate(sub):
     own.add_argument("--detect-faces", action="store_true",
                      help="the captures are photographs or videos: score the detected face's "
                      "square, as `despoof score --detect-faces` will")
+    pooled = c.add_argument_group("at the EER of synthetic dev splits pooled (instead of the "
+                                  "simulator)")
+    pooled.add_argument("--dev-splits", nargs="+", default=None, metavar="CONFIG",
+                        help="synthetic_spoof configs (in --data-dir) whose dev splits, pooled, "
+                        "set the threshold at their EER, e.g. wide2_s128 wide4_s128_t60 (two "
+                        "capture scales); --out / --write as above")
+    pooled.add_argument("--scores-dir", default="", help="keep each dev split's scores here "
+                        "(<config>_dev.csv), read again by a later call with the same model")
     c.set_defaults(command="calibrate")
 
 

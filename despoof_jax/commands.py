@@ -27,7 +27,7 @@ from despoof_jax.serving import inputs
 from despoof_jax.serving import model as api
 from despoof_jax.serving.inputs import InputError
 from despoof_jax.tools import benchmark as benchmark_lib
-from despoof_jax.tools import bona_fide, calibration_simulator, cross_simulator
+from despoof_jax.tools import bona_fide, calibration_simulator, cross_simulator, pooled_dev
 from despoof_jax.training import loop, observe
 from despoof_jax.training.workdir import Workdir, WorkdirNotWritable
 
@@ -142,8 +142,15 @@ def calibrate(args) -> int:
             if not path.exists():   # e.g. a baseline's workdir: no decision to store a threshold in
                 raise api.ModelLoadError(f"{path} is missing: --write stores the threshold in an "
                                          "evaluated de-spoofing model's model.json")
+        if args.bona_fide is not None and args.dev_splits is not None:
+            raise ValueError("--bona-fide and --dev-splits are two ways to set the threshold: "
+                             "give one of them")
+        if args.scores_dir and args.dev_splits is None:
+            raise ValueError("--scores-dir keeps the scores of --dev-splits")
         if args.bona_fide is not None:
             return bona_fide.main(args)
+        if args.dev_splits is not None:
+            return pooled_dev.main(args)
         return calibration_simulator.main(args)
     except (ValueError, FileNotFoundError, api.ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -151,7 +151,7 @@ def store(report: dict, model_json) -> dict:
     return info
 
 
-def _check_copy(model_path: str, out) -> pathlib.Path:
+def check_copy(model_path: str, out) -> pathlib.Path:
     """The folder of the packaged model ("pretrained" or a packaged folder) to copy to `out`;
     ValueError if it is not one or `out` holds files already."""
     src = serving_model.pretrained_dir() if model_path == serving_model.PRETRAINED else \
@@ -168,7 +168,7 @@ def _check_copy(model_path: str, out) -> pathlib.Path:
 def copy_packaged(model_path: str, out) -> pathlib.Path:
     """Copies a packaged model to the new folder `out`, so that a threshold can be stored there
     without touching the original; -> the copy's model.json."""
-    src = _check_copy(model_path, out)
+    src = check_copy(model_path, out)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in serving_model.PACKAGED_FILES:
@@ -188,7 +188,7 @@ def main(args) -> int:
         raise ValueError("--write stores the threshold in the model itself, --out in a copy: "
                          "give one of them")
     if args.out:   # fail before scoring, not after
-        _check_copy(args.model, args.out)
+        check_copy(args.model, args.out)
     report = calibrate(args.model, args.bona_fide, args.bpcer, every=args.every,
                        allow_upsample=args.allow_upsample, allow_gray=args.allow_gray,
                        detect_faces=args.detect_faces)

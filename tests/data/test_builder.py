@@ -193,6 +193,36 @@ def test_extra_train_identities_are_validated_and_counted():
     assert len(ss.example_plan(config, "train")) == config.num_examples("train") == 6 * 5 * 3
 
 
+@pytest.mark.parametrize("world", ["wide2", "wide4"])
+def test_the_fresh_test_build_uses_identities_no_other_config_does(world):
+    """`<world>_s128_f60`'s 60 test identities follow every identity of every other config (the
+    x4 builds' extra training ones included), in the same render settings as the t60 build: a
+    rule written after a model's t60 figures is decided on unseen sessions."""
+    fresh = ss.synthetic_spoof.as_config(f"{world}_s128_f60")
+    t60 = ss.synthetic_spoof.as_config(f"{world}_s128_t60")
+    render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
+    assert [getattr(fresh, f) for f in render_fields] == [getattr(t60, f) for f in render_fields]
+    test_ids = {e.identity for e in ss.example_plan(fresh, "test")}
+    used = {e.identity for c in ss.CONFIGS if c.name != fresh.name and c.world == world
+            for s in ss.SPLITS for e in ss.example_plan(c, s)}
+    assert test_ids == set(range(232, 292)) and not test_ids & used
+    own = {e.identity for s in ("train", "dev") for e in ss.example_plan(fresh, s)}
+    assert not own & test_ids
+    assert fresh.num_examples("test") == t60.num_examples("test") == 3600
+    # every species is seen on every device in the test split, as in t60's
+    pairs = {(e.species, e.device) for e in ss.example_plan(fresh, "test")}
+    assert len(pairs) == len(synthetic.SPECIES) * synthetic.N_CAPTURE_DEVICES
+
+
+def test_test_first_identity_is_validated_and_extra_train_follows_it():
+    with pytest.raises(ValueError, match="test_first_identity"):
+        ss.SyntheticSpoofConfig(name="x", test_first_identity=7)   # inside dev [4, 8)
+    config = ss.SyntheticSpoofConfig(name="x", test_first_identity=20, extra_train_identities=1)
+    assert config.identity_ids("test") == [20, 21, 22, 23]
+    assert config.identity_ids("dev") == [4, 5, 6, 7]
+    assert config.identity_ids("train") == [0, 1, 2, 3, 24]
+
+
 def test_the_5x_test_build_extends_wide2_s128():
     """`wide2_s128_t60` is an evaluation build: train and dev are `wide2_s128`'s records (a model
     trained on one has the other's dev statistics and threshold) and its test split starts with
