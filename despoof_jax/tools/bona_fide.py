@@ -138,17 +138,33 @@ def store(report: dict, model_json) -> dict:
     """Makes the report's threshold the model's decision threshold in `model_json` (a path with
     read_text / write_text: `serving.model.model_json_path`); the threshold it replaces stays as
     `dev_threshold` if none is there yet."""
+    return store_threshold(model_json, report, "captures", CRITERION, bona_fide={
+        **{k: report[k] for k in ("target_bpcer", "n", "bpcer", "bpcer_upper95")},
+        "detect_faces": bool(report.get("detect_faces", False))})
+
+
+def store_threshold(model_json, report: dict, scored: str, criterion: str, **record) -> dict:
+    """Makes `report["threshold"]` the decision threshold in `model_json` under `criterion`, with
+    `record` beside it; the threshold it replaces stays as `dev_threshold` if none is there yet.
+    `scored` names what the report scored, for the error when its decision score is not the
+    model's."""
     info = json.loads(model_json.read_text())
     if info.get("fusion") != report["fusion"]:
-        raise ValueError(f"{model_json}: decision score {info.get('fusion')!r}, but the captures "
+        raise ValueError(f"{model_json}: decision score {info.get('fusion')!r}, but the {scored} "
                          f"were scored with {report['fusion']!r}")
     info.setdefault("dev_threshold", info["threshold"])
     info.setdefault("dev_fusion", info["fusion"])
-    info.update(threshold=report["threshold"], criterion=CRITERION, bona_fide={
-        **{k: report[k] for k in ("target_bpcer", "n", "bpcer", "bpcer_upper95")},
-        "detect_faces": bool(report.get("detect_faces", False))})
+    info.update(threshold=report["threshold"], criterion=criterion, **record)
     model_json.write_text(json.dumps(info, indent=1) + "\n")
     return info
+
+
+def print_report(report: dict, json_path) -> None:
+    """Prints a calibration report as JSON, and writes it to `json_path` too if one is given."""
+    text = json.dumps(report, indent=1)
+    print(text)
+    if json_path:
+        pathlib.Path(json_path).write_text(text + "\n")
 
 
 def check_copy(model_path: str, out) -> pathlib.Path:

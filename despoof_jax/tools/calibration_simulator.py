@@ -44,7 +44,6 @@ import io
 import json
 import multiprocessing
 import os
-import pathlib
 
 import jax
 
@@ -56,6 +55,7 @@ from despoof_jax.data import datasets, synthetic
 from despoof_jax.data.builders.synthetic_spoof import synthetic_spoof
 from despoof_jax.evaluation import metrics, scores
 from despoof_jax.serving import model as serving_model
+from despoof_jax.tools import bona_fide
 from despoof_jax.tools import cross_simulator as cs
 from despoof_jax.training.workdir import as_workdir
 
@@ -461,10 +461,7 @@ def main(args) -> int:
         raise ValueError("despoof calibrate --sources stored needs --data-dir")
     report = calibrate(args.model, args.data_dir, args.builder_config, draws=args.draws,
                        fusions=parse_fusions(args.fusions), sources_from=args.sources)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        pathlib.Path(args.json).write_text(text + "\n")
+    bona_fide.print_report(report, args.json)
     if args.write:
         store(report, serving_model.model_json_path(args.model))
     return 0

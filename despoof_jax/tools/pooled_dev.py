@@ -16,7 +16,6 @@ the errors balance over all of them. Each split is scored with the model's own d
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 from typing import Optional, Sequence
@@ -68,16 +67,8 @@ def threshold_for(model, builder_configs: Sequence[str], data_dir: Optional[str]
 def store(report: dict, model_json) -> dict:
     """Makes the report's threshold the model's decision threshold in `model_json`; the threshold
     it replaces stays as `dev_threshold` if none is there yet (as `bona_fide.store` does)."""
-    info = json.loads(model_json.read_text())
-    if info.get("fusion") != report["fusion"]:
-        raise ValueError(f"{model_json}: decision score {info.get('fusion')!r}, but the dev splits "
-                         f"were scored with {report['fusion']!r}")
-    info.setdefault("dev_threshold", info["threshold"])
-    info.setdefault("dev_fusion", info["fusion"])
-    info.update(threshold=report["threshold"], criterion=CRITERION, pooled_dev={
+    return bona_fide.store_threshold(model_json, report, "dev splits", CRITERION, pooled_dev={
         "dev_splits": report["dev_splits"], "eer": report["eer"]})
-    model_json.write_text(json.dumps(info, indent=1) + "\n")
-    return info
 
 
 def main(args) -> int:
@@ -102,10 +93,7 @@ def main(args) -> int:
     report = threshold_for(serving_model.load(args.model), args.dev_splits,
                            args.data_dir or None, scores_dir=args.scores_dir or None)
     report = {"model": args.model, **report}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        pathlib.Path(args.json).write_text(text + "\n")
+    bona_fide.print_report(report, args.json)
     if args.write:
         store(report, serving_model.model_json_path(args.model))
     if args.out:
