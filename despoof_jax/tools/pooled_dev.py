@@ -44,8 +44,8 @@ def threshold_for(model, builder_configs: Sequence[str], data_dir: Optional[str]
     parts = []
     for name in names:
         path = None if scores_dir is None else str(pathlib.Path(scores_dir) / f"{name}_dev.csv")
-        s, _, _, _, fusion = subsets.load_model_scores(model, "dev", builder_config=name,
-                                                       data_dir=data_dir, scores_path=path)
+        s = subsets.load_model_scores(model, "dev", builder_config=name,
+                                      data_dir=data_dir, scores_path=path)[0]
         parts.append((name, s))
     scores = np.concatenate([s.scores for _, s in parts]).astype(np.float64)
     labels = np.concatenate([s.labels for _, s in parts])
