@@ -69,12 +69,96 @@ def data_dir(data_config: ml_collections.ConfigDict) -> str:
             or os.path.expanduser("~/tensorflow_datasets"))
 
 
+# `data.builder_config` of synthetic_spoof may name several builds joined by this: their splits
+# are read as one (e.g. "wide2_s128_t60+wide4_s128_t60", two capture scales in one run).
+UNION_SEP = "+"
+
+
+def synthetic_builds(builder_config: str) -> tuple[str, ...]:
+    """The synthetic_spoof builder configs that `data.builder_config` names: one, or several
+    joined by UNION_SEP. ValueError on an empty or repeated member."""
+    names = tuple(n.strip() for n in str(builder_config).split(UNION_SEP))
+    if not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"data.builder_config={builder_config!r}: a union of synthetic_spoof "
+                         f"builds names each once, joined by {UNION_SEP!r} (e.g. "
+                         "'wide2_s128_t60+wide4_s128_t60')")
+    return names
+
+
+class ConcatSource:
+    """Random access across several record sources, in order: records 0..len(a)-1 are a's, then
+    b's, and so on. Picklable (grain ships sources to its workers) when the members are."""
+
+    def __init__(self, sources):
+        self._sources = tuple(sources)
+        if len(self._sources) < 2:
+            raise ValueError("ConcatSource joins at least two sources")
+        self._ends = np.cumsum([len(src) for src in self._sources])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"record {i} of a {len(self)}-record union")
+        member = int(np.searchsorted(self._ends, i, side="right"))
+        return member, i - (int(self._ends[member - 1]) if member else 0)
+
+    def __getitem__(self, i: int):
+        member, j = self._locate(i)
+        return self._sources[member][j]
+
+    def __getitems__(self, keys):
+        """Batched reads, grouped by member (each member reads its keys in one call)."""
+        where = [self._locate(k) for k in keys]
+        out = [None] * len(where)
+        for m, src in enumerate(self._sources):
+            mine = [n for n, (member, _) in enumerate(where) if member == m]
+            if not mine:
+                continue
+            local = [where[n][1] for n in mine]
+            got = (list(src.__getitems__(local)) if hasattr(src, "__getitems__")
+                   else [src[j] for j in local])
+            for n, record in zip(mine, got):
+                out[n] = record
+        return out
+
+    def __repr__(self) -> str:
+        # Stable across processes (grain compares repr(source) when restoring an iterator).
+        return f"ConcatSource({', '.join(repr(src) for src in self._sources)})"
+
+
+def _load_synthetic(data_config: ml_collections.ConfigDict, split: str):
+    d = data_dir(data_config)
+    names = synthetic_builds(data_config.builder_config)
+    if len(names) == 1:
+        return (synthetic_spoof.load_source(names[0], d, split),
+                synthetic_spoof.load_metadata(names[0], d, split))
+    sources = [synthetic_spoof.load_source(n, d, split) for n in names]
+    metas = [synthetic_spoof.load_metadata(n, d, split) for n in names]
+    sizes = {n: int(np.asarray(src[0]["image"]).shape[0]) for n, src in zip(names, sources)}
+    keys = {n: sorted(m) for n, m in zip(names, metas)}
+    if len(set(sizes.values())) != 1 or len({tuple(k) for k in keys.values()}) != 1:
+        raise ValueError(f"data.builder_config={data_config.builder_config!r}: the builds of a "
+                         f"union must hold records of one size and one metadata schema; sizes "
+                         f"{sizes}, columns {keys}")
+    meta = {k: np.concatenate([m[k] for m in metas]) for k in metas[0]}
+    # Which member a record comes from (0, 1, ... in the order named): `despoof subset --where
+    # build=1` reads one capture scale of a union's split.
+    meta["build"] = np.concatenate([np.full(len(src), m, np.int32)
+                                    for m, src in enumerate(sources)])
+    return ConcatSource(sources), meta
+
+
 def load_split(data_config: ml_collections.ConfigDict, split: str):
-    """(source, metadata) of `split`, building the dataset on first use when it is generated."""
+    """(source, metadata) of `split`, building the dataset on first use when it is generated.
+    A synthetic_spoof `data.builder_config` naming several builds ("a+b") reads their splits as
+    one, in order, with a `build` metadata column (0 for a's records, 1 for b's)."""
     if data_config.dataset == "synthetic_spoof":
-        d = data_dir(data_config)
-        source = synthetic_spoof.load_source(data_config.builder_config, d, split)
-        meta = synthetic_spoof.load_metadata(data_config.builder_config, d, split)
+        source, meta = _load_synthetic(data_config, split)
         size = int(np.asarray(source[0]["image"]).shape[0])
         if size != data_config.image_size:
             raise ValueError(

@@ -138,10 +138,15 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
             # The build's own size: one larger than the model's input is scored through the
             # model's resize (`_score_resized`), as a camera's larger crops are.
             sizes = {b.name: b.size for b in synthetic_spoof.CONFIGS}
-            if builder_config not in sizes:
-                raise ValueError(f"--builder-config {builder_config!r} is not a synthetic_spoof "
-                                 f"config; valid names: {', '.join(sizes)}")
-            c.data.image_size = sizes[builder_config]
+            members = datasets.synthetic_builds(builder_config)
+            unknown = [n for n in members if n not in sizes]
+            if unknown:
+                raise ValueError(f"--builder-config {builder_config!r}: {', '.join(unknown)} is "
+                                 f"not a synthetic_spoof config; valid names: {', '.join(sizes)}")
+            if len({sizes[n] for n in members}) != 1:
+                raise ValueError(f"--builder-config {builder_config!r}: a union's builds must "
+                                 "hold one size")
+            c.data.image_size = sizes[members[0]]
     if data_dir:
         c.data.data_dir = data_dir
     c.data.test_dataset = ""
@@ -360,7 +365,8 @@ def physics_column(data, split: str, name: str) -> np.ndarray:
     if data.dataset != "synthetic_spoof":
         raise ValueError(f"--by {name}: physics columns exist for the synthetic wide worlds only, "
                          f"not for {data.dataset}")
-    return synthetic_spoof.physics_table(data.builder_config, split)[name]
+    return np.concatenate([synthetic_spoof.physics_table(n, split)[name]
+                           for n in datasets.synthetic_builds(data.builder_config)])
 
 
 def _binned(x: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, dict]:

@@ -194,18 +194,19 @@ def test_extra_train_identities_are_validated_and_counted():
 
 
 @pytest.mark.parametrize("world", ["wide2", "wide4"])
-def test_the_fresh_test_build_uses_identities_no_other_config_does(world):
-    """`<world>_s128_f60`'s 60 test identities follow every identity of every other config (the
-    x4 builds' extra training ones included), in the same render settings as the t60 build: a
-    rule written after a model's t60 figures is decided on unseen sessions."""
-    fresh = ss.synthetic_spoof.as_config(f"{world}_s128_f60")
+@pytest.mark.parametrize("tag, first", [("f60", 232), ("g60", 292)])
+def test_the_fresh_test_build_uses_identities_no_other_config_does(world, tag, first):
+    """`<world>_s128_f60`'s (and `_g60`'s) 60 test identities follow every identity of every
+    other config (the x4 builds' extra training ones included), in the same render settings as
+    the t60 build: a rule written after a model's t60 figures is decided on unseen sessions."""
+    fresh = ss.synthetic_spoof.as_config(f"{world}_s128_{tag}")
     t60 = ss.synthetic_spoof.as_config(f"{world}_s128_t60")
     render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
     assert [getattr(fresh, f) for f in render_fields] == [getattr(t60, f) for f in render_fields]
     test_ids = {e.identity for e in ss.example_plan(fresh, "test")}
     used = {e.identity for c in ss.CONFIGS if c.name != fresh.name and c.world == world
             for s in ss.SPLITS for e in ss.example_plan(c, s)}
-    assert test_ids == set(range(232, 292)) and not test_ids & used
+    assert test_ids == set(range(first, first + 60)) and not test_ids & used
     own = {e.identity for s in ("train", "dev") for e in ss.example_plan(fresh, s)}
     assert not own & test_ids
     assert fresh.num_examples("test") == t60.num_examples("test") == 3600

@@ -255,6 +255,14 @@ CONFIGS = (
     _config("wide4_s128_f60", 128, (4, 4, 60), 3, 2, 2, "Wide4 world, 128 px, 60 fresh test "
             "identities (232-291), 2 videos x 2 frames: an evaluation build.", world="wide4",
             test_first=232),
+    # Fresh again (2026-12-05, session 9): identities 292-351, for a rule written after the f60
+    # builds' figures were seen (README, "`c17_mix` ... registered").
+    _config("wide2_s128_g60", 128, (4, 4, 60), 3, 2, 2, "Wide2 world, 128 px, 60 fresh test "
+            "identities (292-351), 2 videos x 2 frames: an evaluation build.", world="wide2",
+            test_first=292),
+    _config("wide4_s128_g60", 128, (4, 4, 60), 3, 2, 2, "Wide4 world, 128 px, 60 fresh test "
+            "identities (292-351), 2 videos x 2 frames: an evaluation build.", world="wide4",
+            test_first=292),
 )
 
 
@@ -352,7 +360,8 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "and shrunk to it; and (2026-12-05) configs wide2_s128_t60_x4 and "
                  "wide4_s128_t60_x4, the t60 builds with 120 more training identities numbered "
                  "after the test split's; and configs wide2_s128_f60 and wide4_s128_f60, 60 test "
-                 "identities no other config uses (`test_first_identity`); every earlier config's records unchanged byte for "
+                 "identities no other config uses (`test_first_identity`), and likewise "
+                 "wide2_s128_g60 and wide4_s128_g60 (identities 292-351); every earlier config's records unchanged byte for "
                  "byte, so builds of them made before stay valid.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
