@@ -249,20 +249,12 @@ CONFIGS = (
     # that a rule written after a model's t60 figures were seen is decided on sessions nobody has
     # looked at. Evaluation builds: train and dev are the minimum a split may hold (4 identities)
     # and are not wide2_s128's; score them with a model's own threshold. 240/240/3600 records.
-    _config("wide2_s128_f60", 128, (4, 4, 60), 3, 2, 2, "Wide2 world, 128 px, 60 fresh test "
-            "identities (232-291), 2 videos x 2 frames: an evaluation build.", world="wide2",
-            test_first=232),
-    _config("wide4_s128_f60", 128, (4, 4, 60), 3, 2, 2, "Wide4 world, 128 px, 60 fresh test "
-            "identities (232-291), 2 videos x 2 frames: an evaluation build.", world="wide4",
-            test_first=232),
-    # Fresh again (2026-12-05, session 9): identities 292-351, for a rule written after the f60
-    # builds' figures were seen (README, "`c17_mix` ... registered").
-    _config("wide2_s128_g60", 128, (4, 4, 60), 3, 2, 2, "Wide2 world, 128 px, 60 fresh test "
-            "identities (292-351), 2 videos x 2 frames: an evaluation build.", world="wide2",
-            test_first=292),
-    _config("wide4_s128_g60", 128, (4, 4, 60), 3, 2, 2, "Wide4 world, 128 px, 60 fresh test "
-            "identities (292-351), 2 videos x 2 frames: an evaluation build.", world="wide4",
-            test_first=292),
+    # Fresh again (2026-12-05, session 9): the g60 builds, identities 292-351, for a rule written
+    # after the f60 builds' figures were seen (README, "`c17_mix` ... registered").
+    *[_config(f"{world}_s128_{tag}", 128, (4, 4, 60), 3, 2, 2, f"{world.capitalize()} world, 128 "
+              f"px, 60 fresh test identities ({first}-{first + 59}), 2 videos x 2 frames: an "
+              "evaluation build.", world=world, test_first=first)
+      for tag, first in (("f60", 232), ("g60", 292)) for world in ("wide2", "wide4")],
 )
 
 
