@@ -75,6 +75,11 @@ def _score(sub):
     s.add_argument("--allow-gray", action="store_true",
                    help="score grayscale images (gray replicated into RGB; less reliable)")
     s.add_argument("--max-batch", type=int, default=32, help="largest compiled batch")
+    s.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+                   help="how crops (or, with --detect-faces, face squares) larger than the "
+                   "model's input are read: shrunk to it, or cut into input-size tiles at their "
+                   "own resolution whose scores are averaged (default: the model's own, "
+                   "model.json: input_policy)")
     s.set_defaults(command="score")
 
 
@@ -163,6 +168,9 @@ def _crosscheck(sub):
     c.add_argument("--area-sampled", action="store_true", help="average the attack media over "
                    "each camera sample's footprint instead of point-sampling them (no aliased "
                    "moire; the check of issue #14 is the point-sampled default)")
+    c.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+                   help="how crops larger than the model's input (--size) are read: shrunk, or "
+                   "as input-size tiles at their own resolution (default: the model's own)")
     c.set_defaults(command="crosscheck")
 
 

@@ -222,11 +222,14 @@ class _Scorer:
         name = _name(path, frame)
         options = dict(name=name, allow_upsample=self.args.allow_upsample,
                        allow_gray=self.args.allow_gray)
+        tiled = self.model.input_policy == "tiles"   # larger crops kept at their resolution
         try:
             if self.args.detect_faces:
-                prepared, box = api.prepare_face(img, self.model.image_size, **options)
+                prepared, box = api.prepare_face(img, self.model.image_size, native=tiled,
+                                                 **options)
             else:
-                prepared, box = api.prepare_image(img, self.model.image_size, **options), None
+                prepare = api.prepare_native if tiled else api.prepare_image
+                prepared, box = prepare(img, self.model.image_size, **options), None
         except InputError as e:
             self.fail(name, str(e))
             return
@@ -242,11 +245,17 @@ class _Scorer:
     def flush(self):
         if not self.pending:
             return
-        batch = np.stack([p[2] for p in self.pending])
+        items = [p[2] for p in self.pending]   # [S, S, 3] each, or larger under tiles
+        batch = np.stack(items) if len({a.shape for a in items}) == 1 else items
         vis = self.args.visualize
-        # prepared in add(), with --allow-gray already applied: the same option here
-        run = self.model.decompose if vis else self.model.score
-        d = run(batch, allow_gray=self.args.allow_gray)
+        # prepared in add(), with --allow-gray already applied: the same option here. A
+        # decomposition shows the crop resized to S; under tiles the scores are score()'s.
+        resize = self.model.input_policy == "resize"
+        d = (self.model.decompose if vis and resize else self.model.score)(
+            batch, allow_gray=self.args.allow_gray)
+        view = d
+        if vis and not resize:
+            view = self.model.decompose(batch, allow_gray=self.args.allow_gray)
         for i, (path, frame, _, box) in enumerate(self.pending):
             row = {"path": path, "frame": frame, "score": float(d.score[i]),
                    "decision": "attack" if d.is_attack[i] else "live",
@@ -256,8 +265,8 @@ class _Scorer:
             self.rows.append(row)
             if vis:
                 out = epath.Path(vis) / _png_name(self.count, path, frame)
-                _visualize(d, i, f"{os.path.basename(_name(path, frame))}: {row['decision']} "
-                                 f"({row['score']:.3g})", out)
+                _visualize(view, i, f"{os.path.basename(_name(path, frame))}: "
+                           f"{row['decision']} ({row['score']:.3g})", out)
             self.count += 1
         self.pending = []
 
@@ -301,6 +310,8 @@ def score(args) -> int:
     except (api.ModelLoadError, ValueError) as e:   # ValueError: --max-batch < 1
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.input_policy:
+        model.input_policy = args.input_policy
     if args.detect_faces:
         try:
             faces.detector()   # before any input: without MediaPipe, one error, not one per file

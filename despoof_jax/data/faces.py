@@ -108,6 +108,16 @@ def crop(frame: np.ndarray, box: FaceBox, *, scale: float, size: int) -> np.ndar
     return np.asarray(out, np.uint8)
 
 
+
+def crop_native(frame: np.ndarray, box: FaceBox, *, scale: float) -> np.ndarray:
+    """uint8 [n, n, 3]: the square of side n = round(scale * box.side) around the box centre at
+    the frame's own resolution (whole pixels, no resampling; black outside the frame): the
+    camera's pixels, for a model that reads them as they are (`serving.model`'s tiles policy)."""
+    n = max(1, int(round(scale * box.side)))
+    left, top = int(round(box.cx - n / 2)), int(round(box.cy - n / 2))
+    region = Image.fromarray(np.asarray(frame, np.uint8)).crop((left, top, left + n, top + n))
+    return np.asarray(region, np.uint8)
+
 # ---------------------------------------------------------------------------------------------
 # MediaPipe graphs.
 

@@ -136,6 +136,14 @@ def export_model(model, out_dir, *, platforms: Sequence[str] = ("cpu",),
             "resize": "PIL Image.resize(BILINEAR): antialiased when shrinking (an area-like "
                       "average), from the 8-bit crop",
             "min_side": s,
+            "input_policy": model.input_policy,
+            "larger_crops": (
+                "shrunk to image_size by the resize above" if model.input_policy == "resize"
+                else "cut into image_size tiles at the crop's own resolution (per side n = "
+                     f"min(ceil(side / {s}), {api.MAX_TILES_PER_SIDE}) tiles at "
+                     f"round(linspace(0, side - {s}, n))), each run through the program; the "
+                     "component scores (score_*) averaged over the crop's tiles, then fused "
+                     "with fusion_stats and decided (serving.model.tiles)"),
             "smaller_crops": "refused (upsampling smooths away the spoof noise)",
             "float_images": "round(255 x) to uint8 first",
             "colour": "RGB; grayscale (R = G = B) refused"},

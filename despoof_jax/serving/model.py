@@ -16,6 +16,14 @@ the spoof noise is averaged rather than aliased. Crops smaller than S are reject
 upsampling interpolates away the high-frequency noise the model measures, so the score would not
 mean what it means on the evaluation data; `allow_upsample=True` upsamples with a warning.
 
+A crop larger than S can be read another way, the *tiles* input policy (`input_policy="tiles"`,
+`model.json: input_policy`, `despoof score --input-policy tiles`): S x S tiles cut at the crop's
+own resolution (`tile_origins`), each scored, their component scores averaged. The synthetic
+world draws every artifact in camera pixels and its camera samples at the crop's resolution, so
+the model learnt them at one camera pixel per input pixel; the shrink averages a finer sensor's
+artifacts away, the tiles keep them (README, "Native-resolution tiles"). A crop of S px is one
+tile, so both policies score it alike.
+
 Batches are compiled once per bucket: a batch of n images is padded to the next power of two up
 to `max_batch` (default 32) and longer inputs run in chunks of `max_batch`, so a stream of varied
 batch sizes compiles at most log2(max_batch) + 1 programs (every crop enters as uint8: a float
@@ -50,6 +58,34 @@ from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir, WorkdirError
 
 DEFAULT_MAX_BATCH = 32
+INPUT_POLICIES = ("resize", "tiles")   # how a crop larger than the input is read (see above)
+MAX_TILES_PER_SIDE = 8                 # a 2000 px face square is 8 x 8 tiles, not 16 x 16
+
+
+def tile_origins(side: int, size: int) -> list[int]:
+    """Where the tiles of the tiles policy start along one side of `side` px (>= size): n =
+    min(ceil(side / size), MAX_TILES_PER_SIDE) tiles at round(linspace(0, side - size, n)), evenly
+    spaced and covering the side (overlapping where it is not a multiple of size; with the cap,
+    spread over it with gaps). Registered with Rule N (README) before any tiled score existed."""
+    side, size = int(side), int(size)
+    if side < size or size < 1:
+        raise ValueError(f"a side of {side} px holds no tile of {size} px")
+    n = min(-(-side // size), MAX_TILES_PER_SIDE)
+    return [int(round(x)) for x in np.linspace(0, side - size, n)]
+
+
+def tiles(crop: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [h, w, 3] with h, w >= size -> uint8 [T, size, size, 3], T = n_y * n_x tiles at the
+    crop's own resolution (`tile_origins` along each side), row by row."""
+    h, w = crop.shape[:2]
+    return np.stack([crop[y:y + size, x:x + size] for y in tile_origins(h, size)
+                     for x in tile_origins(w, size)])
+
+
+def _check_policy(policy: str) -> str:
+    if policy not in INPUT_POLICIES:
+        raise ValueError(f"input_policy {policy!r}; expected one of {INPUT_POLICIES}")
+    return policy
 
 
 class ModelLoadError(RuntimeError):
@@ -213,8 +249,29 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
     return _resize(a, size)
 
 
+def prepare_native(img, size: int, *, name: str = "image", allow_upsample: bool = False,
+                   allow_gray: bool = False) -> np.ndarray:
+    """One crop -> uint8 [h, w, 3] for the tiles policy: the input policy of `prepare_image`; a
+    crop at least `size` px on both sides is kept at its own resolution (not stretched, so a
+    non-square crop is not warned about), a smaller one is refused or (allow_upsample) resized
+    to [size, size, 3] as `prepare_image` does."""
+    a = _rgb8(img, name, allow_gray)
+    if min(a.shape[:2]) < size:
+        return prepare_image(a, size, name=name, allow_upsample=allow_upsample,
+                             allow_gray=True)   # colour already checked by _rgb8
+    return a
+
+
+def prepare_tiles(img, size: int, *, name: str = "image", allow_upsample: bool = False,
+                  allow_gray: bool = False) -> np.ndarray:
+    """One crop -> uint8 [T, size, size, 3], the tiles policy: `prepare_native`, then `tiles`."""
+    return tiles(prepare_native(img, size, name=name, allow_upsample=allow_upsample,
+                                allow_gray=allow_gray), size)
+
+
 def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = False,
-                 allow_gray: bool = False) -> tuple[np.ndarray, faces_lib.FaceBox]:
+                 allow_gray: bool = False,
+                 native: bool = False) -> tuple[np.ndarray, faces_lib.FaceBox]:
     """A photograph or frame -> (uint8 [size, size, 3] face crop, the square it was cut from).
 
     The input policy of `prepare_image`; then MediaPipe's short-range face detector
@@ -226,7 +283,8 @@ def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = 
     detected face. The square is returned as a
     `FaceBox` (cx, cy, side) in the input's pixels. Raises `InputError` when no face is found
     or the square is under `size` px (unless allow_upsample), ImportError (with the install
-    line) without MediaPipe."""
+    line) without MediaPipe. With `native` (the tiles policy) the square is returned at the
+    photograph's own resolution (`faces.crop_native`, n x n px, n >= size), not resized."""
     a = _rgb8(img, name, allow_gray)
     detector = faces_lib.detector()   # ImportError naming the `faces` extra without MediaPipe
     try:
@@ -240,6 +298,10 @@ def prepare_face(img, size: int, *, name: str = "image", allow_upsample: bool = 
     square = faces_lib.FaceBox(box.cx, box.cy, faces_lib.CROP_SCALE * box.side)
     _check_side(square.side, size, f"{name}: the face crop ({square.side:.0f} px)",
                 allow_upsample)
+    if native and square.side >= size:
+        cut = faces_lib.crop_native(a, box, scale=faces_lib.CROP_SCALE)
+        if min(cut.shape[:2]) >= size:
+            return cut, square
     return faces_lib.crop(a, box, scale=faces_lib.CROP_SCALE, size=size), square
 
 
@@ -247,13 +309,14 @@ class DespoofModel:
     """A trained DS Net + DQ Net with the decision rule of its evaluation (see `load`).
 
     Attributes: config (the run's ConfigDict), image_size S, fusion, fusion_stats
-    ({component: (mean, std)} of dev), threshold (dev threshold of `fusion`), max_batch,
-    ds / dq (`state.FrozenNet` inference trees).
+    ({component: (mean, std)} of dev), threshold (dev threshold of `fusion`), input_policy
+    ("resize" or "tiles": how `score` reads a crop larger than S; model.json's, "resize" where it
+    names none; settable), max_batch, ds / dq (`state.FrozenNet` inference trees).
     """
 
     def __init__(self, config, ds: state_lib.FrozenNet, dq: state_lib.FrozenNet, *, fusion: str,
                  fusion_stats: dict, threshold: float, max_batch: int = DEFAULT_MAX_BATCH,
-                 workdir: Optional[str] = None):
+                 workdir: Optional[str] = None, input_policy: str = "resize"):
         if fusion not in scores.FUSIONS:
             raise ValueError(f"fusion {fusion!r}; expected one of {scores.FUSIONS}")
         if max_batch < 1:
@@ -263,12 +326,22 @@ class DespoofModel:
         self.fusion, self.threshold = fusion, float(threshold)
         self.fusion_stats = {k: tuple(map(float, v)) for k, v in fusion_stats.items()}
         self.max_batch, self.workdir = int(max_batch), workdir
+        self.input_policy = input_policy
         ds_model, dq_model, _ = state_lib.make_models(config)
         self._fn = jax.jit(functools.partial(_infer, ds_model=ds_model, dq_model=dq_model))
 
     def __repr__(self) -> str:
         return (f"DespoofModel(workdir={self.workdir!r}, image_size={self.image_size}, "
-                f"fusion={self.fusion!r}, threshold={self.threshold:.6g})")
+                f"fusion={self.fusion!r}, threshold={self.threshold:.6g}, "
+                f"input_policy={self.input_policy!r})")
+
+    @property
+    def input_policy(self) -> str:
+        return self._input_policy
+
+    @input_policy.setter
+    def input_policy(self, policy: str) -> None:
+        self._input_policy = _check_policy(policy)
 
     @property
     def compile_count(self) -> int:
@@ -289,6 +362,30 @@ class DespoofModel:
 
     def _prepare(self, images, names, allow_upsample, allow_gray, detect_faces):
         """(uint8 [N, S, S, 3] batch, tuple of N face squares or None): see `prepare`."""
+        items, names, options = self._items(images, names, allow_upsample, allow_gray)
+        if not detect_faces:
+            return np.stack([prepare_image(im, self.image_size, name=n, **options)
+                             for im, n in zip(items, names)]), None   # uint8 (prepare_image)
+        crops, boxes = zip(*(prepare_face(im, self.image_size, name=n, **options)
+                             for im, n in zip(items, names)))
+        return np.stack(crops), tuple(boxes)
+
+    def _prepare_tiles(self, images, allow_upsample, allow_gray, detect_faces):
+        """The tiles policy: (uint8 [M, S, S, 3] every image's tiles, int [M] the image each
+        tile belongs to, face squares or None)."""
+        items, names, options = self._items(images, None, allow_upsample, allow_gray)
+        boxes = None
+        if detect_faces:
+            items, boxes = zip(*(prepare_face(im, self.image_size, name=n, native=True,
+                                              **options) for im, n in zip(items, names)))
+            boxes = tuple(boxes)
+        parts = [prepare_tiles(im, self.image_size, name=n, **options)
+                 for im, n in zip(items, names)]
+        owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+        return np.concatenate(parts), owner, boxes
+
+    def _items(self, images, names, allow_upsample, allow_gray):
+        """The inputs as a list of images, their names and the input options."""
         if isinstance(images, (list, tuple)):
             items = list(images)
         elif isinstance(images, Image.Image):
@@ -307,13 +404,7 @@ class DespoofModel:
         if names is not None and len(names) != len(items):
             raise ValueError(f"{len(names)} names for {len(items)} images")
         names = names if names is not None else [f"images[{i}]" for i in range(len(items))]
-        options = dict(allow_upsample=allow_upsample, allow_gray=allow_gray)
-        if not detect_faces:
-            return np.stack([prepare_image(im, self.image_size, name=n, **options)
-                             for im, n in zip(items, names)]), None   # uint8 (prepare_image)
-        crops, boxes = zip(*(prepare_face(im, self.image_size, name=n, **options)
-                             for im, n in zip(items, names)))
-        return np.stack(crops), tuple(boxes)
+        return items, names, dict(allow_upsample=allow_upsample, allow_gray=allow_gray)
 
     def _run(self, batch: np.ndarray, keep: Sequence[str]) -> dict:
         """Runs a prepared batch [N, S, S, 3] in bucketed chunks; numpy outputs `keep`."""
@@ -337,16 +428,29 @@ class DespoofModel:
                     threshold=self.threshold, fusion=self.fusion)
 
     def score(self, images, *, allow_upsample: bool = False, allow_gray: bool = False,
-              detect_faces: bool = False) -> Scores:
+              detect_faces: bool = False, input_policy: Optional[str] = None) -> Scores:
         """Fused attack scores and live/spoof decisions of face crops (see `Scores`); with
-        `detect_faces`, of the face found in each photograph (`prepare_face`)."""
-        batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
-        out = self._run(batch, [f"score_{c}" for c in scores.COMPONENTS])
+        `detect_faces`, of the face found in each photograph (`prepare_face`). `input_policy`
+        (default: the model's) says how a crop larger than S is read: "resize" shrinks it to S,
+        "tiles" scores its S x S tiles at its own resolution and averages each component score
+        over them (the module docstring)."""
+        keys = [f"score_{c}" for c in scores.COMPONENTS]
+        if _check_policy(input_policy or self.input_policy) == "resize":
+            batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
+            return Scores(**self._scores(self._run(batch, keys)), face_boxes=boxes)
+        batch, owner, boxes = self._prepare_tiles(images, allow_upsample, allow_gray,
+                                                  detect_faces)
+        out = self._run(batch, keys)
+        counts = np.bincount(owner)
+        out = {k: (np.bincount(owner, weights=v.astype(np.float64)) / counts).astype(v.dtype)
+               for k, v in out.items()}
         return Scores(**self._scores(out), face_boxes=boxes)
 
     def decompose(self, images, *, allow_upsample: bool = False, allow_gray: bool = False,
                   detect_faces: bool = False) -> Decomposition:
-        """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`)."""
+        """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`) of
+        the crops resized to S, whatever the input policy: a decomposition is one S x S picture
+        (under the tiles policy `score` may decide a larger crop otherwise)."""
         batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
         keys = ["input", "noise", "live", "depth", "map"] + [f"score_{c}"
                                                              for c in scores.COMPONENTS]
@@ -447,6 +551,9 @@ def _check_info(info: dict, path, config=None) -> dict:
         threshold = float("nan")
     if not np.isfinite(threshold):
         raise ModelLoadError(f"{path}: threshold {info['threshold']!r}; expected a finite number")
+    if info.get("input_policy", "resize") not in INPUT_POLICIES:
+        raise ModelLoadError(f"{path}: input_policy {info['input_policy']!r}; expected one of "
+                             f"{INPUT_POLICIES}")
     if config is not None and int(info["image_size"]) != int(config.data.image_size):
         raise ModelLoadError(f"{path} was written for image_size {info['image_size']} but the "
                              f"model's config.json says {config.data.image_size}")
@@ -585,7 +692,8 @@ def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
                 "the folder mixes two packs (a pack killed half way?); pack it again")
     return DespoofModel(config, nets["ds"], nets["dq"], fusion=info["fusion"],
                         fusion_stats=info["fusion_stats"], threshold=info["threshold"],
-                        max_batch=max_batch, workdir=str(p))
+                        max_batch=max_batch, workdir=str(p),
+                        input_policy=info.get("input_policy", "resize"))
 
 
 def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
@@ -634,9 +742,10 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
             "The checkpoint was written with a different model config; restore the config.json "
             "of the run that trained it") from e
     return DespoofModel(config, ds, dq, fusion=info["fusion"], fusion_stats=info["fusion_stats"],
-                        threshold=info["threshold"], max_batch=max_batch, workdir=workdir)
+                        threshold=info["threshold"], max_batch=max_batch, workdir=workdir,
+                        input_policy=info.get("input_policy", "resize"))
 
 
 __all__ = ["load", "load_packaged", "is_packaged", "is_shipped", "pretrained_dir", "DespoofModel",
            "Scores", "Decomposition", "ModelLoadError", "InputError", "prepare_image",
-           "find_workdir"]
+           "prepare_native", "prepare_tiles", "tiles", "tile_origins", "INPUT_POLICIES", "find_workdir"]

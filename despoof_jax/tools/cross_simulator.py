@@ -486,13 +486,16 @@ class Scorer:
     threshold: float
     fusion: str
     score: object
+    input_policy: str = "resize"   # how crops larger than image_size are read (`serving.model`)
 
 
-def scorer(model_path: str) -> Scorer:
+def scorer(model_path: str, input_policy: str | None = None) -> Scorer:
     """`despoof_jax.load(model_path)` for a de-spoofing model ("pretrained", a packaged folder or
     a training workdir); for a baseline's workdir (`config.method` "binary_cnn" or
     "depth_only") its own evaluation's score and dev threshold (`eval/metrics.json`), so the
-    baseline is judged by the same crops and the same rule."""
+    baseline is judged by the same crops and the same rule. `input_policy` ("resize" or
+    "tiles", de-spoofing models only; default the model's own) says how crops larger than the
+    model's input are read (`serving.model`)."""
     if model_path != serving_model.PRETRAINED and not serving_model.is_packaged(model_path):
         wd = serving_model.find_workdir(model_path)
         config = serving_model.read_config(wd)
@@ -501,6 +504,9 @@ def scorer(model_path: str) -> Scorer:
                 raise serving_model.ModelLoadError(
                     f"{wd.root} was never evaluated ({wd.metrics_json} is missing): its dev "
                     "threshold decides here")
+            if input_policy not in (None, "resize"):
+                raise ValueError(f"{wd.root}: a baseline has no input policy but its own size "
+                                 "(drop --input-policy)")
             name = baselines.SCORE_NAME[config.method]
             table = json.loads(wd.metrics_json.read_text())
             threshold = float(table["fusions"][name]["frame"]["threshold"])
@@ -514,22 +520,26 @@ def scorer(model_path: str) -> Scorer:
                                        for i in range(0, len(crops), 64)])
             return Scorer(int(config.data.image_size), threshold, name, score)
     model = serving_model.load(model_path)   # what `despoof_jax.load` is
+    if input_policy:
+        model.input_policy = input_policy
     return Scorer(model.image_size, model.threshold, model.fusion,
-                  lambda crops: np.asarray(model.score(list(crops)).score, np.float64))
+                  lambda crops: np.asarray(model.score(list(crops)).score, np.float64),
+                  model.input_policy)
 
 
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
         n_spoof: int = 120, seed: int = 0, draws: int = 1000, cache: str = "",
-        area_sampled: bool = False) -> dict:
+        area_sampled: bool = False, input_policy: str | None = None) -> dict:
     """The whole check -> a JSON-able report (see the module docstring). `cache`: an .npz file
     for the crops (read when it exists and matches the settings, else written): the crops are a
     deterministic function of the photos and the settings, and rendering them is the slow part.
     `area_sampled`: the attack media averaged over each camera sample's footprint (`CROSS_AREA`)
-    instead of point-sampled; the check as defined for issue #14 is the point-sampled one."""
+    instead of point-sampled; the check as defined for issue #14 is the point-sampled one.
+    `input_policy`: see `scorer` (it matters only where `size` exceeds the model's input)."""
     if n_live < 1 or n_spoof < len(ATTACKS):
         raise ValueError(f"n_live={n_live}, n_spoof={n_spoof}: the check needs live crops and at "
                          f"least one spoof crop per attack ({len(ATTACKS)})")
-    model = scorer(model_path)
+    model = scorer(model_path, input_policy)
     size = size or model.image_size
     faces = load_faces(faces_dir, min_side=size)
     if not faces:
@@ -572,6 +582,7 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     score = model.score(crops)
     report = summarise(score, species, photo, model.threshold, draws=draws, seed=seed)
     report.update(model=model_path, fusion=model.fusion, crop_size=size,
+                  input_policy=model.input_policy,
                   media="area-sampled" if area_sampled else "point-sampled",
                   photos=[{"name": f.name, "found_by": f.found_by} for f in faces],
                   mean_score={"live": float(score[species == 0].mean()),
@@ -585,7 +596,8 @@ def check(args) -> int:
     optionally writes it (--json) and a PNG sheet of crops (--save-crops)."""
     report = run(args.faces_dir, args.model, size=args.size or None, n_live=args.n_live,
                  n_spoof=args.n_spoof, seed=args.seed, draws=args.draws, cache=args.cache,
-                 area_sampled=args.area_sampled)
+                 area_sampled=args.area_sampled,
+                 input_policy=getattr(args, "input_policy", None))
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -60,6 +60,7 @@ def test_manifest(exported, model):
     pre = manifest["preprocessing"]
     assert pre["min_side"] == model.image_size and "BILINEAR" in pre["resize"]
     assert "antialiased" in pre["resize"] and "1.5 x" in pre["face_square"]
+    assert pre["input_policy"] == model.input_policy and "shrunk" in pre["larger_crops"]
     assert manifest["decision"]["threshold_float32"] == float(np.float32(model.threshold))
 
 

@@ -12,6 +12,7 @@ from .generator import (
                         STAGES,
                         WIDE_FIELDS,
                         WORLDS,
+                        capture_example,
                         make_example,
                         make_registered_pair,
                         render_image,
@@ -20,4 +21,4 @@ from .generator import (
 )
 
 __all__ = ["SPECIES", "N_CAPTURE_DEVICES", "STAGES", "WORLDS", "WIDE_FIELDS", "make_example", "make_registered_pair", "render_image",
-           "spoof_noise_stages", "PHYSICS_COLUMNS", "session_physics"]
+           "spoof_noise_stages", "PHYSICS_COLUMNS", "session_physics", "capture_example"]

@@ -368,6 +368,18 @@ def capture_size(*, seed: int, identity: int, species: int, device: int, video: 
     return max(int(size), 8 * int(round(size * float(np.exp(k)) / 8)))
 
 
+def capture_example(*, seed: int, identity: int, species: int, device: int, video: int,
+                    frame: int, size: int, difficulty: float = 1.0) -> dict:
+    """World wide4's session as its sensor recorded it, before the shrink to `size`: wide2's
+    example rendered and captured at `capture_size` (128-384 px for a 128 px crop), its image,
+    live reference and depth (float) at that side, with the wide fields. `make_example(world=
+    "wide4")` is this, shrunk; a user's larger crop is this, unshrunk (README, Rule N)."""
+    cap = capture_size(seed=seed, identity=identity, species=species, device=device, video=video,
+                       size=size)
+    return _wide_example(seed, identity, species, device, video, frame, cap, difficulty,
+                         second=True)
+
+
 def _finer_sensor_example(seed, identity, species, device, video, frame, size, difficulty) -> dict:
     """`make_example(world="wide4")`: wide2's example of the session rendered and captured at
     `capture_size`, its image, live reference and depth then shrunk to `size` by the resize a
@@ -376,10 +388,9 @@ def _finer_sensor_example(seed, identity, species, device, video, frame, size, d
     rounding to uint8). The physics (pitches, rulings, noise, blur, JPEG) are drawn in sensor px,
     so in crop px a medium is up to 3x finer than wide2's and the sensor noise and codec blocks
     are averaged over the resize, as a real camera's are."""
-    cap = capture_size(seed=seed, identity=identity, species=species, device=device, video=video,
-                       size=size)
-    ex = _wide_example(seed, identity, species, device, video, frame, cap, difficulty, second=True)
-    if cap == size:
+    ex = capture_example(seed=seed, identity=identity, species=species, device=device,
+                         video=video, frame=frame, size=size, difficulty=difficulty)
+    if ex["image"].shape[0] == size:
         return ex
     return {**ex, "image": shrink(ex["image"], size),
             "live_reference": shrink(ex["live_reference"], size),

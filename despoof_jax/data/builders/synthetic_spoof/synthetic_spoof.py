@@ -251,10 +251,14 @@ CONFIGS = (
     # and are not wide2_s128's; score them with a model's own threshold. 240/240/3600 records.
     # Fresh again (2026-12-05, session 9): the g60 builds, identities 292-351, for a rule written
     # after the f60 builds' figures were seen (README, "`c17_mix` ... registered").
+    # And again (2026-12-05, session 10): the h60 builds, identities 352-411, for Rule N (README,
+    # "Native-resolution tiles ... registered"), which renders wide4_s128_h60's test plan at the
+    # sessions' capture sizes (`synthetic.capture_example`).
     *[_config(f"{world}_s128_{tag}", 128, (4, 4, 60), 3, 2, 2, f"{world.capitalize()} world, 128 "
               f"px, 60 fresh test identities ({first}-{first + 59}), 2 videos x 2 frames: an "
               "evaluation build.", world=world, test_first=first)
-      for tag, first in (("f60", 232), ("g60", 292)) for world in ("wide2", "wide4")],
+      for tag, first in (("f60", 232), ("g60", 292), ("h60", 352))
+      for world in ("wide2", "wide4")],
 )
 
 
