@@ -251,11 +251,13 @@ class _Scorer:
         # prepared in add(), with --allow-gray already applied: the same option here. A
         # decomposition shows the crop resized to S; under tiles the scores are score()'s.
         resize = self.model.input_policy == "resize"
-        d = (self.model.decompose if vis and resize else self.model.score)(
-            batch, allow_gray=self.args.allow_gray)
-        view = d
-        if vis and not resize:
-            view = self.model.decompose(batch, allow_gray=self.args.allow_gray)
+        with warnings.catch_warnings():   # each input was warned about in add(), by its name
+            warnings.simplefilter("ignore")
+            d = (self.model.decompose if vis and resize else self.model.score)(
+                batch, allow_gray=self.args.allow_gray)
+            view = d
+            if vis and not resize:
+                view = self.model.decompose(batch, allow_gray=self.args.allow_gray)
         for i, (path, frame, _, box) in enumerate(self.pending):
             row = {"path": path, "frame": frame, "score": float(d.score[i]),
                    "decision": "attack" if d.is_attack[i] else "live",

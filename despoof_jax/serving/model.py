@@ -252,13 +252,18 @@ def prepare_image(img, size: int, *, name: str = "image", allow_upsample: bool =
 def prepare_native(img, size: int, *, name: str = "image", allow_upsample: bool = False,
                    allow_gray: bool = False) -> np.ndarray:
     """One crop -> uint8 [h, w, 3] for the tiles policy: the input policy of `prepare_image`; a
-    crop at least `size` px on both sides is kept at its own resolution (not stretched, so a
-    non-square crop is not warned about), a smaller one is refused or (allow_upsample) resized
-    to [size, size, 3] as `prepare_image` does."""
+    crop at least `size` px on both sides is kept at its own resolution (not stretched; a crop
+    more than 10 % off square is warned about, as it is no face crop), a smaller one is refused
+    or (allow_upsample) resized to [size, size, 3] as `prepare_image` does."""
     a = _rgb8(img, name, allow_gray)
-    if min(a.shape[:2]) < size:
+    h, w = a.shape[:2]
+    if min(h, w) < size:
         return prepare_image(a, size, name=name, allow_upsample=allow_upsample,
                              allow_gray=True)   # colour already checked by _rgb8
+    if max(h, w) > 1.1 * min(h, w):
+        _warn(f"{name}: {h}x{w} is not square, but the model was trained on square face crops "
+              "(cut a square around the face first, or let the face detector cut it: "
+              "detect_faces=True / --detect-faces)")
     return a
 
 

@@ -28,7 +28,7 @@ def photo():
 
 
 def test_the_scored_crop_is_the_builders_crop_of_the_detected_face(model, photo):
-    s = model.score(photo, detect_faces=True)
+    s = model.score(photo, detect_faces=True, input_policy="resize")
     (square,) = s.face_boxes
     box = faces.detector().detect(photo)
     # The square scored is CROP_SCALE x the detector's box, around its centre, on the face.
@@ -38,6 +38,12 @@ def test_the_scored_crop_is_the_builders_crop_of_the_detected_face(model, photo)
     np.testing.assert_array_equal(model.prepare(photo, detect_faces=True)[0], manual)
     assert s.score[0] == model.score(manual).score[0]
     assert model.score(manual).face_boxes is None
+    # The tiles policy (the packaged model's) scores the same square at the photo's resolution.
+    native = faces.crop_native(photo, box, scale=faces.CROP_SCALE)
+    assert abs(native.shape[0] - square.side) <= 1
+    tiled = model.score(photo, detect_faces=True, input_policy="tiles")
+    assert tiled.face_boxes == s.face_boxes
+    assert tiled.score[0] == model.score(native, input_policy="tiles").score[0]
     # Moving the face in a larger frame moves the square with it. The
     # detector sees the frame at 128 px, so its box moves by up to ~15 % of the face (measured:
     # 1, 12 and 21 px here).
@@ -82,8 +88,9 @@ def test_no_face_and_small_faces_are_refused_by_name(model, photo):
 
 
 def test_a_whole_photo_without_detection_warns_towards_it(model, photo):
-    with pytest.warns(UserWarning, match="not square.*detect_faces=True / --detect-faces"):
-        model.score(photo[:, :380])
+    for policy in ("resize", "tiles"):
+        with pytest.warns(UserWarning, match="not square.*detect_faces=True / --detect-faces"):
+            model.score(photo[:, :380], input_policy=policy)
 
 
 def test_cli_detect_faces_writes_the_square_and_reports_faceless_images(model, photo, tmp_path,
@@ -132,8 +139,8 @@ def test_calibrate_detect_faces_sets_the_threshold_of_the_crops_it_cuts(model, p
         y, x = rng.integers(0, 129, 2)
         f[y:y + 512, x:x + 512] = photo
         frames.append(f)
-    crops = model.prepare(frames, detect_faces=True)
-    report = bona_fide.threshold_for(model, crops, 0.1)   # what the detected crops call for
+    # what the detected crops call for, read by the model's input policy
+    report = bona_fide.threshold_for(model, frames, 0.1, detect_faces=True)
     folder = tmp_path / "captures"
     folder.mkdir()
     for k, f in enumerate(frames):

@@ -57,38 +57,41 @@ def test_a_crop_of_the_input_size_scores_alike_under_both_policies(model):
 def test_a_larger_crop_scores_the_mean_of_its_tiles(model):
     """Each component score is the mean over the tiles cut at the crop's own resolution, and the
     decision is the model's rule on the fused mean; a shrunk crop scores otherwise."""
-    big, small = _crop(256, seed=1, w=300), _crop(128, seed=2)
+    big, small = _crop(256, seed=1, w=272), _crop(128, seed=2)   # 2 x 3 tiles
     out = model.score([big, small], input_policy="tiles")
     each = model.score(list(api.tiles(big, 128)), input_policy="resize")
     for c in out.components:
         assert out.components[c][0] == pytest.approx(np.mean(each.components[c]), rel=1e-5)
     assert out.score[1] == model.score(small).score[0]            # its neighbour is one tile
     assert out.is_attack[0] == (out.score[0] >= model.threshold)
-    with pytest.warns(UserWarning, match="not square"):
-        shrunk = model.score(big, input_policy="resize")
+    assert len(each.score) == 6
+    shrunk = model.score(big, input_policy="resize")
     assert abs(shrunk.score[0] - out.score[0]) > 1e-4
 
 
 def test_the_policy_is_the_models_and_is_checked(model, tmp_path):
-    """model.json's `input_policy` is the default (resize where it names none); a bad value is
-    refused at load, at assignment and per call."""
-    assert model.input_policy == "resize"
+    """model.json's `input_policy` is the default: "tiles" for the packaged model since Rule N,
+    "resize" where it names none (packs and workdirs before it); a bad value is refused at load,
+    at assignment and per call."""
+    assert model.input_policy == "tiles"
     folder = tmp_path / "m"
     shutil.copytree(api.pretrained_dir(), folder)
     info = json.loads((folder / "model.json").read_text())
-    (folder / "model.json").write_text(json.dumps({**info, "input_policy": "tiles"}))
-    tiled = despoof_jax.load(str(folder))
-    assert tiled.input_policy == "tiles" and "input_policy='tiles'" in repr(tiled)
+    older = {k: v for k, v in info.items() if not k.startswith("input_policy")}
+    (folder / "model.json").write_text(json.dumps(older))
+    resized = despoof_jax.load(str(folder))
+    assert resized.input_policy == "resize" and "input_policy='resize'" in repr(resized)
     # `despoof crosscheck [--input-policy P]` scores with P, else with the model's own policy
-    assert cross_simulator.scorer(str(folder), None).input_policy == "tiles"
-    assert cross_simulator.scorer("pretrained", "tiles").input_policy == "tiles"
+    assert cross_simulator.scorer(str(folder), None).input_policy == "resize"
+    assert cross_simulator.scorer(str(folder), "tiles").input_policy == "tiles"
     big = _crop(256, seed=3)
-    want = model.score(big, input_policy="tiles").score[0]
-    model.input_policy = "tiles"   # what the loaded folder's model does by default
+    want = model.score(big, input_policy="resize").score[0]
+    model.input_policy = "resize"   # what the older folder's model does by default
     try:
         assert model.score(big).score[0] == want
     finally:
-        model.input_policy = "resize"
+        model.input_policy = "tiles"
+    assert model.score(big).score[0] == model.score(big, input_policy="tiles").score[0]
     (folder / "model.json").write_text(json.dumps({**info, "input_policy": "crop"}))
     with pytest.raises(api.ModelLoadError, match="input_policy 'crop'"):
         despoof_jax.load(str(folder))
