@@ -235,6 +235,9 @@ def _subset(sub):
                    help="with --model: another build of its dataset, e.g. wide2_s128_t60 "
                    "(wide2_s128 with 5x the test identities; built on first use)")
     s.add_argument("--data-dir", default=None, help="with --model: the TFDS data directory")
+    s.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+                   help="with --model: how records larger than its input are read, for it and "
+                   "--versus (default: each model's own, model.json: input_policy)")
     s.add_argument("--scores", default=None, metavar="CSV",
                    help="with --model: keep the scores here (and CSV.json, what made them); a "
                    "later call with the same model and data reads them instead of scoring")

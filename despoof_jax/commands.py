@@ -157,18 +157,25 @@ def calibrate(args) -> int:
         return 2
 
 
+def _with_policy(model, args):
+    """`model` with --input-policy applied, where one was given."""
+    if args.input_policy:
+        model.input_policy = args.input_policy
+    return model
+
+
 def subset(args) -> int:
     """`despoof subset`: a run's decision on the test records its metadata selects."""
     try:
         bins = subsets_lib.parse_bins(args.bins)
         subsets_lib.check_options(args.workdir, args.model, args.by, args.builder_config,
                                   args.data_dir, args.scores, args.versus, args.versus_scores,
-                                  bins)
+                                  bins, args.input_policy)
         r = subsets_lib.run(args.workdir, args.where, args.by, args.split, args.draws,
-                            model=args.model and api.load(args.model),
+                            model=args.model and _with_policy(api.load(args.model), args),
                             builder_config=args.builder_config, data_dir=args.data_dir,
                             scores_path=args.scores,
-                            versus=args.versus and api.load(args.versus),
+                            versus=args.versus and _with_policy(api.load(args.versus), args),
                             versus_scores=args.versus_scores, model_name=args.model or "",
                             versus_name=args.versus or "", bins=bins)
     except (ValueError, FileNotFoundError, api.ModelLoadError) as e:

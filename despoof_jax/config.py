@@ -135,6 +135,11 @@ def base_config() -> ml_collections.ConfigDict:
     # "render": its sources are the live records re-rendered at the calibration camera's sampling
     # resolution (crop x 3, as a photo has more pixels than its crop); "stored": the records.
     c.eval.calibration_sources = "render"
+    # Written to eval/model.json for the served model (`despoof_jax.load`): how it reads a crop
+    # larger than image_size. "resize" (PIL's antialiased shrink to image_size) or "tiles"
+    # (image_size tiles at the crop's own resolution, component scores averaged; README,
+    # "Native-resolution tiles"). Not in the paper. Records are scored at image_size either way.
+    c.eval.input_policy = "resize"
 
     # "despoof" (the paper), or a baseline on the same pipeline (`training/baselines.py`):
     # "binary_cnn" (softmax CNN, cross-entropy) or "depth_only" (stage 1, depth score alone).

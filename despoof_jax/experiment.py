@@ -59,6 +59,8 @@ def check_values(config: ml_collections.ConfigDict) -> None:
         ("parallel", config.parallel, parallel.MODES),
         ("data.dataset", config.data.dataset, datasets.DATASETS),
         ("eval.apcer_per", config.eval.get("apcer_per", "species"), evaluate.APCER_PER),
+        ("eval.input_policy", config.eval.get("input_policy", "resize"),
+         evaluate.INPUT_POLICIES),
     ]
     if config.method == "despoof":   # a baseline has no stage 2, and names its one score itself
         choices += [

@@ -22,7 +22,9 @@ dataset of its config or on another build named by `--builder-config` / `--data-
 model trained on `wide2_s128` on `wide2_s128_t60`, whose test split has 5x the identities (and
 whose train and dev splits are the same records). `--scores CSV` keeps the scores: a later call
 with the same model, dataset and split reads them instead of scoring again (the file records
-which model and dataset made it, and any other is refused).
+which model and dataset made it, and any other is refused). A build larger than the model's input
+is scored through the model's own `score`, and so read by its input policy (`model.json:
+input_policy`: shrunk, or as tiles at the records' resolution); the scores file records which.
 """
 from __future__ import annotations
 
@@ -136,7 +138,8 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
         c.data.builder_config = builder_config
         if c.data.dataset == "synthetic_spoof":
             # The build's own size: one larger than the model's input is scored through the
-            # model's resize (`_score_resized`), as a camera's larger crops are.
+            # model's `score` and its input policy (`_score_resized`), as a camera's larger
+            # crops are.
             sizes = {b.name: b.size for b in synthetic_spoof.CONFIGS}
             members = datasets.synthetic_builds(builder_config)
             unknown = [n for n in members if n not in sizes]
@@ -155,15 +158,19 @@ def _model_data(config, builder_config: Optional[str], data_dir: Optional[str]):
 
 def _provenance(model, config, split: str) -> dict:
     """What made a scores file: the model's weights (its decision rule is applied after, so it
-    may differ), the dataset build and split."""
+    may differ), the dataset build and split, and for a build larger than the model's input the
+    input policy that read it (the same weights score such records differently under each)."""
     h = hashlib.sha256()
     for net in (model.ds, model.dq):
         for leaf in jax.tree_util.tree_leaves((net.params, net.batch_stats)):
             h.update(np.asarray(leaf, np.float32).tobytes())
     d = config.data
-    return {"weights_sha256": h.hexdigest(), "dataset": d.dataset,
-            "builder_config": d.builder_config, "protocol": d.protocol, "fold": int(d.fold),
-            "image_size": int(d.image_size), "split": split}
+    made_by = {"weights_sha256": h.hexdigest(), "dataset": d.dataset,
+               "builder_config": d.builder_config, "protocol": d.protocol, "fold": int(d.fold),
+               "image_size": int(d.image_size), "split": split}
+    if int(d.image_size) > int(model.config.data.image_size):
+        made_by["input_policy"] = getattr(model, "input_policy", "resize")
+    return made_by
 
 
 def load_model_scores(model, split: str = "test", *, builder_config: Optional[str] = None,
@@ -209,10 +216,11 @@ def _score_model(model, split, builder_config, data_dir, scores_path, name=""):
 
 def _score_resized(model, config, split: str) -> dict:
     """`evaluate.score_split`'s table for records larger than the model's input: each batch goes
-    through `model.score`, which brings the crops to its input size with the resize every user
-    crop gets (PIL's antialiased bilinear), so a build at 2x the input measures the model on crops
-    a camera finer than its input would give (README, "Capture resolution"). The pipeline's
-    all-zero padding rows pass `score`'s grayscale check (a flat image is not refused)."""
+    through `model.score`, which reads the crops as every user crop is read, by the model's input
+    policy (resized to its input with PIL's antialiased bilinear, or as tiles at their own
+    resolution), so a build at 2x the input measures the model on crops a camera finer than its
+    input would give (README, "Capture resolution"). The pipeline's all-zero padding rows pass
+    `score`'s grayscale check (a flat image is not refused)."""
     if datasets.degradation(config.data) is not None:
         # Its blur sigma and degrade size are in pixels of the build, not of the model's input.
         raise ValueError("a degraded test split (data.degrade_size / blur_sigma) is scored at "
@@ -270,7 +278,7 @@ def breakdown(s: metrics.ScoreSet, values: np.ndarray, threshold: float) -> dict
 
 
 def check_options(workdir, model, by, builder_config, data_dir, scores_path, versus,
-                  versus_scores, bins=None) -> None:
+                  versus_scores, bins=None, input_policy=None) -> None:
     """ValueError for options that do not go together (the command line checks them before it
     loads a model)."""
     if by in synthetic.PHYSICS_COLUMNS and not bins:
@@ -283,9 +291,10 @@ def check_options(workdir, model, by, builder_config, data_dir, scores_path, ver
         raise ValueError(f"--bins {bins}: expected increasing edges, e.g. 1.2,2,3")
     if (workdir is None) == (model is None):
         raise ValueError("give either an evaluated workdir or --model, not both")
-    if model is None and (builder_config or data_dir or scores_path or versus):
-        raise ValueError("--builder-config, --data-dir, --scores and --versus go with --model (a "
-                         "workdir's subset reads the scores its evaluation stored)")
+    if model is None and (builder_config or data_dir or scores_path or versus or input_policy):
+        raise ValueError("--builder-config, --data-dir, --scores, --versus and --input-policy go "
+                         "with --model (a workdir's subset reads the scores its evaluation "
+                         "stored)")
     if versus_scores and not versus:
         raise ValueError("--versus-scores goes with --versus")
     if versus and by is not None:

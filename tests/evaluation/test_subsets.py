@@ -168,6 +168,7 @@ def test_a_model_scored_on_its_own_data_reproduces_the_evaluation(trained_workdi
     (["subset"], "either an evaluated workdir or --model"),
     (["subset", "W", "--model", "M"], "either an evaluated workdir or --model"),
     (["subset", "W", "--builder-config", "wide2_s128_t60"], "go with --model"),
+    (["subset", "W", "--input-policy", "tiles"], "go with --model"),
     (["subset", "--model", "/nonexistent/model"], "/nonexistent/model"),
     (["subset", "--model", "M", "--versus-scores", "x.csv"], "goes with --versus"),
     (["subset", "--model", "M", "--versus", "M2", "--by", "device"], "does not go with --by"),
@@ -246,7 +247,14 @@ def test_a_build_larger_than_the_models_input_is_scored_through_its_resize(train
     assert table["score_noise"][-1] == pytest.approx(
         2 * np.asarray(source[i]["image"]).mean() / 255.0)
     assert r["records"] == len(table["index"])
-    assert json.loads((tmp_path / "s.csv.json").read_text())["image_size"] == 64
+    made_by = json.loads((tmp_path / "s.csv.json").read_text())
+    assert (made_by["image_size"], made_by["input_policy"]) == (64, "resize")
+    # The same weights read the larger records otherwise under tiles: those scores are not
+    # reused for it (they were, silently, before the policy was in the provenance).
+    model.input_policy = "tiles"
+    with pytest.raises(ValueError, match="another model or dataset"):
+        subsets.run(model=model, builder_config=config.data.builder_config, scores_path=cache)
+    del model.input_policy
     # The other way round would upsample: refused.
     model.config.data.image_size = 128
     with pytest.raises(ValueError, match="would upsample"):

@@ -154,6 +154,10 @@ def test_reproduction_config():
     assert (full.model.ds_input_skip, full.loss.noise_truth, full.eval.fusion) == (
         True, 3.0, "dev_eer")
     assert (smoke.model.ds_input_skip, smoke.loss.noise_truth) == (True, 3.0)
+    # Rule N: the recipe writes the shipped input policy into model.json, which pack copies
+    shipped_info = json.loads((serving_model.pretrained_dir() / "model.json").read_text())
+    assert full.eval.input_policy == smoke.eval.input_policy == shipped_info["input_policy"] \
+        == "tiles"
     assert smoke.data.builder_config == "wide2_smoke" and smoke.train.stage2_steps <= 4
     with pytest.raises(ValueError, match="variant"):
         module.get_config("huge")
@@ -183,9 +187,11 @@ def test_reproduction_config_runs_at_smoke_scale(synthetic_data_dir, tmp_path):
         jax.config.update("jax_disable_most_optimizations", previous)
     info = json.loads((root / "workdir" / "eval" / "model.json").read_text())
     assert info["fusion"] in scores.FUSIONS and np.isfinite(info["threshold"])
+    assert info["input_policy"] == "tiles"   # the recipe's, with nothing added by hand
     pretrained.pack(str(root / "workdir"), root / "packed")
     model = api.load(str(root / "packed"))
     assert model.fusion == info["fusion"] and model.image_size == config.data.image_size
+    assert model.input_policy == api.load(str(root / "workdir")).input_policy == "tiles"
     assert np.all(np.isfinite(model.score(pretrained.check_crops(model.image_size, n=2)).score))
 
 

@@ -47,6 +47,8 @@ def test_main_rejects_a_misspelt_override(tmp_path):
                            "'max', 'average', 'max_all', 'average_all', 'dev_eer')"),
     ("eval.apcer_per", "media", "config.eval.apcer_per='media'; expected one of ('species', "
                                 "'medium')"),
+    ("eval.input_policy", "tile", "config.eval.input_policy='tile'; expected one of ('resize', "
+                                  "'tiles')"),
     ("parallel", "shardmap", "config.parallel='shardmap'; expected one of ('pmap', 'shard_map')"),
     ("data.dataset", "oulu", "config.data.dataset='oulu'; expected one of ('synthetic_spoof', "
                              "'oulu_npu'"),
