@@ -319,8 +319,7 @@ def score(args) -> int:
     except (api.ModelLoadError, ValueError) as e:   # ValueError: --max-batch < 1
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.input_policy:
-        model.input_policy = args.input_policy
+    _with_policy(model, args)
     if args.detect_faces:
         try:
             faces.detector()   # before any input: without MediaPipe, one error, not one per file
