@@ -16,7 +16,9 @@ texture from the simulator's true noise, and `eval.fusion = "dev_eer"`, the deci
 lowest EER on the dev split (the 0\1 map for the shipped run). The step decay
 (`train.lr_decay_step`) is not in the paper either: the 0\1-map loss stopped falling after a few
 hundred steps at the constant rate, and the last third at a tenth of it lowered the test ACER from
-22.2 % to 20.1 % (README, "Candidate 8"). Variant ",smoke"
+22.2 % to 20.1 % (README, "Candidate 8"). Nor is `eval.input_policy = "tiles"` (Rule N,
+README "Native-resolution tiles"): the served model reads crops larger than 128 px as 128 px
+tiles at their own resolution; the evaluation records it in model.json. Variant ",smoke"
 (`--config=configs/pretrained.py:smoke`): `wide2_smoke` at 64 px, a few steps.
 """
 from despoof_jax import config as config_lib
