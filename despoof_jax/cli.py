@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from despoof_jax.config import INPUT_POLICIES
 from despoof_jax.xla_flags import CPU_KERNELS, use_cpu_kernels
 
 
@@ -75,7 +76,7 @@ def _score(sub):
     s.add_argument("--allow-gray", action="store_true",
                    help="score grayscale images (gray replicated into RGB; less reliable)")
     s.add_argument("--max-batch", type=int, default=32, help="largest compiled batch")
-    s.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+    s.add_argument("--input-policy", choices=INPUT_POLICIES, default=None,
                    help="how crops (or, with --detect-faces, face squares) larger than the "
                    "model's input are read: shrunk to it, or cut into input-size tiles at their "
                    "own resolution whose scores are averaged (default: the model's own, "
@@ -168,7 +169,7 @@ def _crosscheck(sub):
     c.add_argument("--area-sampled", action="store_true", help="average the attack media over "
                    "each camera sample's footprint instead of point-sampling them (no aliased "
                    "moire; the check of issue #14 is the point-sampled default)")
-    c.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+    c.add_argument("--input-policy", choices=INPUT_POLICIES, default=None,
                    help="how crops larger than the model's input (--size) are read: shrunk, or "
                    "as input-size tiles at their own resolution (default: the model's own)")
     c.set_defaults(command="crosscheck")
@@ -235,7 +236,7 @@ def _subset(sub):
                    help="with --model: another build of its dataset, e.g. wide2_s128_t60 "
                    "(wide2_s128 with 5x the test identities; built on first use)")
     s.add_argument("--data-dir", default=None, help="with --model: the TFDS data directory")
-    s.add_argument("--input-policy", choices=("resize", "tiles"), default=None,
+    s.add_argument("--input-policy", choices=INPUT_POLICIES, default=None,
                    help="with --model: how records larger than its input are read, for it and "
                    "--versus (default: each model's own, model.json: input_policy)")
     s.add_argument("--scores", default=None, metavar="CSV",

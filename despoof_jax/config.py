@@ -18,6 +18,13 @@ from typing import Sequence
 import ml_collections
 
 
+# How a served model reads a crop larger than its input (`serving.model`, `config.eval.
+# input_policy`): "resize" shrinks it to the input, "tiles" scores input-sized tiles at the
+# crop's own resolution (README, "Native-resolution tiles"). Here, with the config, so that the
+# command line can offer the choices without importing JAX.
+INPUT_POLICIES = ("resize", "tiles")
+
+
 class ConfigError(ValueError):
     """A config the run cannot take (an unknown mode or method, a batch that does not split over
     the devices): the entry points print it in one line and exit 2 (`commands.EXIT_USAGE`)."""

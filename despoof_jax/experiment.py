@@ -60,7 +60,7 @@ def check_values(config: ml_collections.ConfigDict) -> None:
         ("data.dataset", config.data.dataset, datasets.DATASETS),
         ("eval.apcer_per", config.eval.get("apcer_per", "species"), evaluate.APCER_PER),
         ("eval.input_policy", config.eval.get("input_policy", "resize"),
-         evaluate.INPUT_POLICIES),
+         config_lib.INPUT_POLICIES),
     ]
     if config.method == "despoof":   # a baseline has no stage 2, and names its one score itself
         choices += [

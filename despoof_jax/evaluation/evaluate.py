@@ -173,11 +173,6 @@ def read_csv(path) -> dict:
 
 
 APCER_PER = ("species", "medium")
-# How a served model reads a crop larger than its input (`serving.model`, `config.eval.
-# input_policy`): "resize" shrinks it to the input, "tiles" scores input-sized tiles at the
-# crop's own resolution (README, "Native-resolution tiles"). The evaluation itself scores records
-# at the input size, where both read the same; it only records the policy in model.json.
-INPUT_POLICIES = ("resize", "tiles")
 
 
 def by_medium(split_scores: dict, species_names) -> tuple[dict, dict]:
@@ -416,6 +411,8 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
             {"fusion": how, "fusion_stats": table["fusion_stats"],
              "threshold": fused["threshold"], "criterion": config.eval.threshold,
              "image_size": config.data.image_size,
+             # how the served model reads a crop larger than image_size (config.INPUT_POLICIES);
+             # the records above were scored at image_size, where both policies read the same
              "input_policy": config.eval.get("input_policy", "resize")}, indent=2))
         sheet = sample_sheet(config, ds, dq, wd.sample_sheet, predict)
         log_to_tensorboard(wd, table, config, sheet)

@@ -58,7 +58,7 @@ from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir, WorkdirError
 
 DEFAULT_MAX_BATCH = 32
-INPUT_POLICIES = evaluate.INPUT_POLICIES   # how a crop larger than the input is read (see above)
+INPUT_POLICIES = config_lib.INPUT_POLICIES   # how a crop larger than the input is read (see above)
 MAX_TILES_PER_SIDE = 8                 # a 2000 px face square is 8 x 8 tiles, not 16 x 16
 
 

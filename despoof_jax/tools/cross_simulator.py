@@ -520,11 +520,11 @@ def scorer(model_path: str, input_policy: str | None = None) -> Scorer:
                                        for i in range(0, len(crops), 64)])
             return Scorer(int(config.data.image_size), threshold, name, score)
     model = serving_model.load(model_path)   # what `despoof_jax.load` is
-    if input_policy:
-        model.input_policy = input_policy
+    policy = input_policy or model.input_policy
     return Scorer(model.image_size, model.threshold, model.fusion,
-                  lambda crops: np.asarray(model.score(list(crops)).score, np.float64),
-                  model.input_policy)
+                  lambda crops: np.asarray(model.score(list(crops), input_policy=policy).score,
+                                           np.float64),
+                  policy)
 
 
 def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 120,
