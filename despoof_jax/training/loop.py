@@ -312,6 +312,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                     logging.info("%s: compiling the step (the first call traces and compiles; "
                                  "tens of seconds at 256 px on CPU) ...", name)
                     tc = time.time()
+                    dp.connect(f"{name}_from_step_{start}")
                 p_state, metrics = step_fn(*args)
                 done = step + 1
                 if step == start:

@@ -15,17 +15,27 @@ spans every device of every process.
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Callable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from orbax.checkpoint import multihost as ocp_multihost
 
 from despoof_jax import config as config_lib
 
 AXIS = "batch"
 MODES = ("pmap", "shard_map")
+# How long a process waits for the others at `connect`'s barrier (they may still be restoring a
+# checkpoint or starting the input pipeline). A process that died should end the wait sooner,
+# through the coordination service's heartbeats (not tested here).
+BARRIER_TIMEOUT_S = 3600
+# Barrier names must not repeat within a run of the coordination service, and a process may run
+# the same stage twice (the folds of a cross-validation run): a per-process count, which every
+# process advances in the same order, makes each name unique.
+_BARRIER_COUNT = itertools.count()
 
 
 class DataParallel:
@@ -109,6 +119,43 @@ class DataParallel:
         mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=P(),
                                check_vma=False)
         return jax.jit(mapped, donate_argnums=tuple(donate))
+
+    def connect(self, key: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+        """With several processes: meet the others at a barrier, then run one collective over
+        every device, so that a stage's first step finds its cross-process connections made.
+
+        Why: on CPU, XLA's cross-process collectives go through Gloo, which connects a group of
+        devices when the first program with a collective over that group runs, and waits at most
+        30 s there for the other processes (jaxlib 0.10, not a flag). A process that compiled the
+        first step more than 30 s after another (a busier host, a colder compilation cache) made
+        both exit with "Gloo context initialization failed: DEADLINE_EXCEEDED" (measured
+        2026-12-05, README "Multi-host"). The barrier is the coordination service's
+        (`jax.distributed`'s, through orbax's `multihost.get_barrier_sync_fn`: a key-value wait,
+        not a collective, so no Gloo and no 30 s limit); right after it every process runs the
+        same tiny all-device sum, laid out as the steps are, so the group is
+        connected while the processes are together, and the steps' collectives over the same
+        group reuse that connection however far apart their compilations end. `key` names the
+        barrier (the same on every process; a count keeps names unique)."""
+        if jax.process_count() == 1:
+            return
+        barrier = ocp_multihost.get_barrier_sync_fn()
+        name = f"despoof_jax/{next(_BARRIER_COUNT)}/{key}"
+        barrier(key=name, timeout_ms=int(timeout_s * 1000))
+        # The sum goes through `wrap`, the steps' own path: multihost_utils.sync_global_devices
+        # did not make the connection that the pmapped step then needed (measured: the same
+        # DEADLINE_EXCEEDED, on the key "cpu:gloo/0,1,2048,2049/2").
+        ones = self.shard_batch({"x": np.ones((self.n_local, 1), np.float32)})
+        total = self.wrap(_count_devices, batch_args=(0,), n_args=2, donate=())(
+            ones, jax.random.key(0))
+        if int(np.asarray(self.to_host(total)).reshape(-1)[0]) != self.n_devices:
+            raise RuntimeError(f"{key}: a sum over the {self.n_devices} devices of "
+                               f"{jax.process_count()} processes gave {total}")
+
+
+def _count_devices(batch: dict, rng, axis_name):
+    """`connect`'s collective: the number of devices (one 1 each), summed over `axis_name`."""
+    del rng
+    return jax.lax.psum(batch["x"].sum(), axis_name)
 
 
 def _host(v) -> np.ndarray:

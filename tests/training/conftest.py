@@ -5,6 +5,7 @@ import pathlib
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -15,15 +16,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STAGE1_STEPS, STAGE2_STEPS = 4, 2
 
 
-def _launch(workdir, data_dir, stop_when=None, mode="all", timeout=600):
+def _launch(workdir, data_dir, stop_when=None, mode="all", timeout=600, skewed=False):
     """One run of 2 processes x 2 CPU devices; with `stop_when` (a regex), SIGTERM goes to the
     launcher as soon as process 0's log shows it (the launcher passes it on to both processes,
-    as a scheduler would). Returns (launcher status, {i: log of process i}, launcher stderr)."""
+    as a scheduler would); with `skewed`, process 1 starts stage 1's first step 35 s after
+    process 0 (tests/training/skewed_main.py). Returns (launcher status, {i: log of process i},
+    launcher stderr)."""
     flags = ["--config=configs/default.py:smoke", f"--config.data.data_dir={data_dir}",
              f"--config.train.stage1_steps={STAGE1_STEPS}",
              f"--config.train.stage2_steps={STAGE2_STEPS}", f"--config.mode={mode}",
              "--cpu_kernels=default"]
     env = dict(os.environ, TFDS_DATA_DIR=data_dir)
+    if skewed:
+        env.update(PYTHON=os.path.join(ROOT, "tests", "training", "skewed_python.sh"),
+                   REAL_PYTHON=sys.executable)
     log0 = workdir / "process_0.log"
     if log0.exists():
         log0.unlink()
@@ -45,7 +51,7 @@ def _launch(workdir, data_dir, stop_when=None, mode="all", timeout=600):
 def two_process_runs(synthetic_data_dir, tmp_path_factory):
     """The same tiny config (smoke, 64 px, 4 + 2 steps) run twice on 2 processes x 2 devices:
     `plain` uninterrupted (both stages, `mode=train`: the evaluation would repeat the resumed
-    run's); `resumed` stopped by SIGTERM while stage 2 starts, then rerun to the end, evaluation
+    run's), its process 1 starting the first step 35 s late; `resumed` stopped by SIGTERM while stage 2 starts, then rerun to the end, evaluation
     included. (One stop, in stage 2: both stages run the same loop, and stage 2 is the one with
     the frozen DQ tree, two nets and two batches a step; a stop in stage 1 is tested in one
     process, tests/training/test_train.py. A second stop cost the suite a third launch of two
@@ -59,7 +65,9 @@ def two_process_runs(synthetic_data_dir, tmp_path_factory):
         # a run reach the stage's first collective more than 30 s after the other, and Gloo's
         # context set-up gives up after 30 s (measured 2026-12-05: "Gloo context initialization
         # failed: DEADLINE_EXCEEDED", both processes exiting with status 1).
-        runs = {"plain": _launch(plain, synthetic_data_dir, mode="train"),
+        # The plain run also has process 1 begin the first step 35 s late, past Gloo's 30 s
+        # (`DataParallel.connect`; the test is in test_multihost.py).
+        runs = {"plain": _launch(plain, synthetic_data_dir, mode="train", skewed=True),
                 "stop": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
                 "finish": _launch(resumed, synthetic_data_dir)}
         (root / "runs.json").write_text(json.dumps(runs))

@@ -61,6 +61,19 @@ def test_two_processes_train_both_stages(two_process_runs):
             checkpoint.data_file(0, 2), checkpoint.data_file(1, 2)}
 
 
+def test_a_process_35s_late_at_the_first_step_does_not_break_the_run(two_process_runs):
+    """Process 1 of the plain run sleeps 35 s between `DataParallel.connect` and its first step
+    (tests/training/skewed_main.py), so process 0 waits for it in the run's first cross-process
+    collective for longer than Gloo's 30 s; the run still trains (status 0). Without `connect`
+    the same skew ended both processes with "Gloo context initialization failed:
+    DEADLINE_EXCEEDED" (measured 2026-12-05)."""
+    status, logs, err = two_process_runs["runs"]["plain"]
+    assert status == 0, err + logs[0][-3000:] + logs[1][-3000:]
+    assert "skewed_main: process 1 sleeps 35 s after connect('dq_from_step_0')" in logs[1]
+    waited = float(re.search(r"dq: first step done in ([0-9.]+) s", logs[0]).group(1))
+    assert waited > 30, f"process 0's first step took {waited} s: the skew did not reach it"
+
+
 def test_sigterm_stops_every_process_at_one_step_and_resuming_matches_the_plain_run(
         two_process_runs):
     runs, resumed = two_process_runs["runs"], two_process_runs["resumed"]
