@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PYTHON for launch/local_multiprocess.sh in the tests: runs tests.training.skewed_main (process 1
-# late at stage 2's first step) where the script runs despoof_jax.main, and anything else (the
+# late at stage 1's first step) where the script runs despoof_jax.main, and anything else (the
 # script's free-port probe) as it is. REAL_PYTHON: the interpreter (the test's own).
 set -euo pipefail
 py=${REAL_PYTHON:-python3}
