@@ -309,10 +309,10 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                 args = [p_state] + ([p_frozen] if frozen is not None else []) + batches + [rng]
                 profiler.before_step(step)
                 if step == start:
+                    dp.connect(f"{name}_from_step_{start}")   # processes together (multi-host)
                     logging.info("%s: compiling the step (the first call traces and compiles; "
                                  "tens of seconds at 256 px on CPU) ...", name)
                     tc = time.time()
-                    dp.connect(f"{name}_from_step_{start}")
                 p_state, metrics = step_fn(*args)
                 done = step + 1
                 if step == start:

@@ -64,9 +64,10 @@ def two_process_runs(synthetic_data_dir, tmp_path_factory):
         # processes compiling at once beside the other xdist worker on 2 cores let one process of
         # a run reach the stage's first collective more than 30 s after the other, and Gloo's
         # context set-up gives up after 30 s (measured 2026-12-05: "Gloo context initialization
-        # failed: DEADLINE_EXCEEDED", both processes exiting with status 1).
-        # The plain run also has process 1 begin the first step 35 s late, past Gloo's 30 s
-        # (`DataParallel.connect`; the test is in test_multihost.py).
+        # failed: DEADLINE_EXCEEDED", both processes exiting with status 1). The product has
+        # since made that wait safe (`DataParallel.connect`), and the plain run tests it: its
+        # process 1 begins the first step 35 s late (test_multihost.py). The launches stay one
+        # at a time all the same: in parallel they would not save time on 2 cores.
         runs = {"plain": _launch(plain, synthetic_data_dir, mode="train", skewed=True),
                 "stop": _launch(resumed, synthetic_data_dir, stop_when=r"ds: parameters"),
                 "finish": _launch(resumed, synthetic_data_dir)}
