@@ -29,8 +29,11 @@ from despoof_jax import config as config_lib
 AXIS = "batch"
 MODES = ("pmap", "shard_map")
 # How long a process waits for the others at `connect`'s barrier (they may still be restoring a
-# checkpoint or starting the input pipeline). A process that died should end the wait sooner,
-# through the coordination service's heartbeats (not tested here).
+# checkpoint or starting the input pipeline). A process that dies ends the wait much sooner:
+# the coordination service misses its heartbeats and aborts the others (measured 2026-12-05 with
+# tests/training/skewed_main.py, DESPOOF_TEST_EXIT=before: process 0 stopped with status 134
+# "Task 1 heartbeat timeout" 56-57 s after process 1 exited before this barrier; README
+# "Multi-host").
 BARRIER_TIMEOUT_S = 3600
 # Barrier names must not repeat within a run of the coordination service, and a process may run
 # the same stage twice (the folds of a cross-validation run): a per-process count, which every
