@@ -202,7 +202,10 @@ def _rgb8(img, name: str, allow_gray: bool) -> np.ndarray:
     if a.dtype == np.uint8:
         pass
     elif np.issubdtype(a.dtype, np.floating):
-        if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0.0 and a.max() <= 1.0):
+        if a.size and not np.all(np.isfinite(a)):
+            raise InputError(f"{name}: float image with {int(np.sum(~np.isfinite(a)))} NaN or "
+                             "infinite values; expected finite values in [0, 1]")
+        if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):
             raise InputError(f"{name}: float image with values in [{np.nanmin(a):.4g}, "
                              f"{np.nanmax(a):.4g}]; expected [0, 1] (divide 8-bit values by "
                              "255, or pass uint8)")

@@ -106,6 +106,8 @@ def test_bad_arrays_are_named(model):
         "[H, W, 3]": np.zeros((s, s), np.uint8),
         "alpha": np.zeros((s, s, 4), np.uint8),
         "expected [0, 1]": np.full((s, s, 3), 2.0, np.float32),
+        "1 NaN or infinite": np.where(np.arange(s * s * 3).reshape(s, s, 3) == 5, np.nan,
+                                      0.5).astype(np.float32),
         "dtype uint16": np.zeros((s, s, 3), np.uint16),
         "smaller than the model's input": np.zeros((s - 8, s + 8, 3), np.uint8),
     }
