@@ -58,17 +58,28 @@ def train(args) -> int:
     except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    given = [f for f, v in (("--coordinator", args.coordinator),
-                            ("--num-processes", args.num_processes),
-                            ("--process-id", args.process_id)) if v is not None]
-    if given and not args.multihost:
-        print(f"error: {', '.join(given)} given without --multihost: each process would train "
+    status = join_processes(args.multihost, {"--coordinator": args.coordinator,
+                                             "--num-processes": args.num_processes,
+                                             "--process-id": args.process_id})
+    return status if status != EXIT_OK else run_training(config, args.workdir)
+
+
+def join_processes(multihost: bool, given: dict) -> int:
+    """`jax.distributed.initialize` for both training entry points, before any computation.
+    `given`: {the flag as its entry point spells it: value (None when not given)} for the
+    coordinator's host:port, the number of processes and this process's id, in that order (each
+    None: from the environment, as on a TPU pod or under SLURM). Returns EXIT_OK, or EXIT_USAGE
+    with the reason on stderr when those flags come without `multihost`."""
+    named = [flag for flag, value in given.items() if value is not None]
+    if named and not multihost:
+        print(f"error: {', '.join(named)} given without --multihost: each process would train "
               "alone into the same workdir", file=sys.stderr)
-        return 2
-    if args.multihost:
-        jax.distributed.initialize(coordinator_address=args.coordinator,
-                                   num_processes=args.num_processes, process_id=args.process_id)
-    return run_training(config, args.workdir)
+        return EXIT_USAGE
+    if multihost:
+        coordinator, num_processes, process_id = given.values()
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=num_processes, process_id=process_id)
+    return EXIT_OK
 
 
 def run_training(config, workdir) -> int:

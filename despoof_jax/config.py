@@ -187,8 +187,6 @@ def parse_variant(arg: str, variants, config_file: str) -> tuple[str, bool]:
     return (names[0] if names else variants[0]), smoke_flag
 
 
-
-
 def quickstart_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The README's main job (`configs/quickstart.py`): 64 px, narrower DQ/DS/VQ nets, 400 + 400
     steps, a larger learning rate, batch 8 (not the paper's 6: it divides over 8 devices, and

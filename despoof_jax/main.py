@@ -36,17 +36,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     use_cpu_kernels(FLAGS.cpu_kernels)   # before the backend starts
-    import jax  # noqa: PLC0415 (after the XLA flags: XLA reads them once, when JAX starts)
-    given = [f"--{n}" for n in ("coordinator", "num_processes", "process_id")
-             if FLAGS[n].value is not None]
-    if given and not FLAGS.multihost:
-        print(f"error: {', '.join(given)} given without --multihost: each process would train "
-              "alone into the same workdir", file=sys.stderr)
-        return 2
-    if FLAGS.multihost:
-        jax.distributed.initialize(coordinator_address=FLAGS.coordinator,
-                                   num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-    from despoof_jax import commands  # noqa: PLC0415 (after the XLA flags)
+    # After the XLA flags: XLA reads them once, when JAX starts (importing `commands` imports
+    # JAX, but starts no backend, so jax.distributed can still be initialised).
+    from despoof_jax import commands  # noqa: PLC0415
+    status = commands.join_processes(
+        FLAGS.multihost, {f"--{n}": FLAGS[n].value
+                          for n in ("coordinator", "num_processes", "process_id")})
+    if status != commands.EXIT_OK:
+        return status
     logging.get_absl_handler().addFilter(commands.QuietLibraries())
     return commands.run_training(FLAGS.config, FLAGS.workdir)
 

@@ -76,3 +76,17 @@ def test_train_reports_a_bad_config_without_a_traceback(tmp_path, capsys):
     assert cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
                      f"--workdir={tmp_path}/p", "--num-processes=2", "--process-id=1"]) == 2
     assert "given without --multihost" in capsys.readouterr().err
+
+
+def test_the_absl_launcher_refuses_process_flags_without_multihost(tmp_path):
+    # `python -m despoof_jax.main`, what the launch scripts run, shares the check with `despoof
+    # train` (commands.join_processes); here it runs in a process of its own, as launched.
+    root = CONFIGS.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "despoof_jax.main", f"--config={CONFIGS}/default.py:smoke",
+         f"--workdir={tmp_path}/w", "--process_id=1", "--cpu_kernels=default"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "--process_id given without --multihost" in proc.stderr
+    assert not (tmp_path / "w").exists()
