@@ -36,9 +36,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     del argv
     use_cpu_kernels(FLAGS.cpu_kernels)   # before the backend starts
-    # After the XLA flags: XLA reads them once, when JAX starts (importing `commands` imports
-    # JAX, but starts no backend, so jax.distributed can still be initialised).
-    from despoof_jax import commands  # noqa: PLC0415
+    # Importing `commands` imports JAX but starts no backend, so jax.distributed can still be
+    # initialised after it.
+    from despoof_jax import commands  # noqa: PLC0415 (after the XLA flags: read at start)
     status = commands.join_processes(
         FLAGS.multihost, {f"--{n}": FLAGS[n].value
                           for n in ("coordinator", "num_processes", "process_id")})
