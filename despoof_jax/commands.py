@@ -58,25 +58,26 @@ def train(args) -> int:
     except (FileNotFoundError, KeyError, ValueError, TypeError, AttributeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    status = join_processes(args.multihost, {"--coordinator": args.coordinator,
-                                             "--num-processes": args.num_processes,
-                                             "--process-id": args.process_id})
+    status = join_processes(args.multihost, args.coordinator, args.num_processes,
+                            args.process_id, flag_sep="-")
     return status if status != EXIT_OK else run_training(config, args.workdir)
 
 
-def join_processes(multihost: bool, given: dict) -> int:
+def join_processes(multihost: bool, coordinator: Optional[str], num_processes: Optional[int],
+                   process_id: Optional[int], flag_sep: str = "_") -> int:
     """`jax.distributed.initialize` for both training entry points, before any computation.
-    `given`: {the flag as its entry point spells it: value (None when not given)} for the
-    coordinator's host:port, the number of processes and this process's id, in that order (each
-    None: from the environment, as on a TPU pod or under SLURM). Returns EXIT_OK, or EXIT_USAGE
-    with the reason on stderr when those flags come without `multihost`."""
-    named = [flag for flag, value in given.items() if value is not None]
+    coordinator (host:port), num_processes, process_id: None takes them from the environment (a
+    TPU pod, SLURM). `flag_sep`: how the entry point spells the flags in its error message
+    ("_": --num_processes, main.py; "-": --num-processes, `despoof train`). Returns EXIT_OK, or
+    EXIT_USAGE with the reason on stderr when any of them comes without `multihost`."""
+    given = {"coordinator": coordinator, "num_processes": num_processes,
+             "process_id": process_id}
+    named = [f"--{n.replace('_', flag_sep)}" for n, v in given.items() if v is not None]
     if named and not multihost:
         print(f"error: {', '.join(named)} given without --multihost: each process would train "
               "alone into the same workdir", file=sys.stderr)
         return EXIT_USAGE
     if multihost:
-        coordinator, num_processes, process_id = given.values()
         jax.distributed.initialize(coordinator_address=coordinator,
                                    num_processes=num_processes, process_id=process_id)
     return EXIT_OK

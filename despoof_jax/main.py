@@ -39,9 +39,8 @@ def main(argv):
     # Importing `commands` imports JAX but starts no backend, so jax.distributed can still be
     # initialised after it.
     from despoof_jax import commands  # noqa: PLC0415 (after the XLA flags: read at start)
-    status = commands.join_processes(
-        FLAGS.multihost, {f"--{n}": FLAGS[n].value
-                          for n in ("coordinator", "num_processes", "process_id")})
+    status = commands.join_processes(FLAGS.multihost, FLAGS.coordinator, FLAGS.num_processes,
+                                     FLAGS.process_id)
     if status != commands.EXIT_OK:
         return status
     logging.get_absl_handler().addFilter(commands.QuietLibraries())

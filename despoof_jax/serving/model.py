@@ -202,12 +202,13 @@ def _rgb8(img, name: str, allow_gray: bool) -> np.ndarray:
     if a.dtype == np.uint8:
         pass
     elif np.issubdtype(a.dtype, np.floating):
-        if a.size and not np.all(np.isfinite(a)):
-            raise InputError(f"{name}: float image with {int(np.sum(~np.isfinite(a)))} NaN or "
-                             "infinite values; expected finite values in [0, 1]")
+        bad = int(np.sum(~np.isfinite(a)))
+        if bad:
+            raise InputError(f"{name}: float image with {bad} NaN or infinite values; expected "
+                             "finite values in [0, 1]")
         if a.size and not (a.min() >= 0.0 and a.max() <= 1.0):
-            raise InputError(f"{name}: float image with values in [{np.nanmin(a):.4g}, "
-                             f"{np.nanmax(a):.4g}]; expected [0, 1] (divide 8-bit values by "
+            raise InputError(f"{name}: float image with values in [{a.min():.4g}, "
+                             f"{a.max():.4g}]; expected [0, 1] (divide 8-bit values by "
                              "255, or pass uint8)")
         a = np.round(a.astype(np.float64) * 255.0).astype(np.uint8)
     else:

@@ -52,10 +52,11 @@ def two_process_runs(synthetic_data_dir, tmp_path_factory):
     """The same tiny config (smoke, 64 px, 4 + 2 steps) run twice on 2 processes x 2 devices:
     `plain` uninterrupted (both stages, `mode=train`: the evaluation would repeat the resumed
     run's), its process 1 starting the first step 35 s late; `resumed` stopped by SIGTERM while
-    stage 2 starts, then rerun to the end, evaluation included. (One stop, in stage 2: both stages run the same loop, and stage 2 is the one with
-    the frozen DQ tree, two nets and two batches a step; a stop in stage 1 is tested in one
-    process, tests/training/test_train.py. A second stop cost the suite a third launch of two
-    processes, ~30 s.) `runs` holds (status, logs, launcher
+    stage 2 starts, then rerun to the end, evaluation included. (One stop, in stage 2: both
+    stages run the same loop, and stage 2 is the one with the frozen DQ tree, two nets and two
+    batches a step; a stop in stage 1 is tested in one process, tests/training/test_train.py. A
+    second stop cost the suite a third launch of two processes, ~30 s.) `runs` holds (status,
+    logs, launcher
     stderr) of every launch. Built once per test run, also under pytest-xdist (`shared_once`):
     test_checkpoint.py and test_multihost.py may run on different workers."""
     def build(root):
