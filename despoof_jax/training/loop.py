@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 
 from despoof_jax import config as config_lib
 from despoof_jax.data import datasets, pipeline
-from despoof_jax.training import checkpoint, observe, steps
+from despoof_jax.training import checkpoint, losses, observe, steps
 from despoof_jax.training import state as state_lib
 from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training.workdir import STAGES, as_workdir
@@ -257,6 +257,8 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
     profiler = observe.StepProfiler(stage_dir, start, config.train.get("profile_steps", 0))
 
     bad = None      # the first row whose loss or parameters were not finite
+    runaway = None  # the first row whose J_r says DS Net's noise left the image range
+    peak_bound = losses.noise_peak_bound(config.data.image_size, config.data.image_size)
 
     def flush(check: bool):
         """Writes the pending rows; with `check`, raises NonFiniteLoss if any row so far was not
@@ -267,7 +269,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
         wall-clock timer, whose ticks differ between processes, only records. A NaN thus stops
         the run within `train.log_every` steps, and no non-finite state is ever saved."""
         # Metrics stay on the device until here: no host synchronisation inside the loop.
-        nonlocal pending, last, bad
+        nonlocal pending, last, bad, runaway
         if pending:
             rows = [dict(step=s, **{k: float(v) for k, v in dp.to_host(m).items()})
                     for s, m in pending]
@@ -278,6 +280,23 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                 events.scalars(r["step"], {f"{name}/{k}": v for k, v in r.items()
                                            if k not in ("step", "finite")})
             events.flush()
+            if runaway is None:
+                runaway = losses.noise_runaway(rows, peak_bound)
+                if runaway is not None:
+                    # Measured (README, "`c12_paper_widths_long`, decided"): at the paper's
+                    # widths and learning rate, 4x the recipe's steps, J_r left -sqrt(HW) at
+                    # step ~5500 and reached -9e4, the depth loss of the reconstructions 0.2 ->
+                    # 34. Warned, not stopped: the loss is the paper's, and the run may still
+                    # rank well; its decomposition no longer means anything.
+                    logging.warning(
+                        "%s: DS Net's spoof noise has left the image range at step %d: J_r = %.4g, "
+                        "below -%.0f, the most a noise within [-1, 1] can reach at %d px. The "
+                        "paper's repetitive loss is unbounded on its spoof side and DS Net is "
+                        "buying loss there: its reconstructions I - N are no longer images "
+                        "(README, \"Reading of the paper\": repetitive loss). Fewer steps at this "
+                        "rate, or an earlier train.lr_decay_step, kept it inside in our runs",
+                        name, runaway["step"], runaway["J_r"], peak_bound,
+                        config.data.image_size)
             if bad is None:
                 bad = next((r for r in rows if not r["finite"]), None)
                 if bad is not None and not check:

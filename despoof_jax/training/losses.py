@@ -115,6 +115,27 @@ def high_frequency_peak(noise: jnp.ndarray, k: int) -> jnp.ndarray:
     return jnp.mean(jnp.max(mag, axis=(1, 2)), axis=-1)
 
 
+def noise_peak_bound(height: int, width: int) -> float:
+    """The largest `high_frequency_peak` a noise inside the image range can have: sqrt(H W).
+
+    A live reconstruction I - N and the image I both lie in [0, 1], so N lies in [-1, 1], and an
+    orthonormal Fourier coefficient is at most sum|N| / sqrt(HW) <= sqrt(HW) (a +-1 checkerboard
+    reaches it at Nyquist). The paper's repetitive loss has no such bound on its spoof side
+    (-peak is minimised without limit), so a J_r below -sqrt(HW) in training says DS Net has
+    left the image range to buy loss there (`noise_runaway`; README, "Reading of the paper").
+    """
+    return float(np.sqrt(height * width))
+
+
+def noise_runaway(rows, bound: float) -> Optional[dict]:
+    """The first metrics row whose J_r is below -bound (`noise_peak_bound`), else None.
+
+    J_r is a batch mean of +peak (live) and -peak (spoof), so J_r < -bound means the spoof
+    samples' mean peak exceeds the bound: a sufficient sign, never a false alarm, of a noise
+    outside [-1, 1]. Rows without J_r (stage 1) never match."""
+    return next((r for r in rows if "J_r" in r and r["J_r"] < -bound), None)
+
+
 def repetitive_loss(noise, is_spoof, k: int, axis_name=None):
     """Repetitive loss J_r (after Eq. 6): -peak for spoof samples, +|peak| for live ones."""
     peak = high_frequency_peak(noise, k)

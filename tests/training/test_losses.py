@@ -50,6 +50,25 @@ def test_repetitive_kernel_scales_with_resolution():
         losses.high_frequency_peak(jnp.zeros((1, 8, 8, 1)), 8)
 
 
+def test_the_noise_peak_bound_is_reached_by_a_checkerboard_and_not_exceeded_in_range():
+    size, k = 32, losses.repetitive_kernel_size(32)
+    bound = losses.noise_peak_bound(size, size)
+    yy, xx = np.mgrid[:size, :size]
+    checker = np.repeat(((-1.0) ** (xx + yy))[None, :, :, None], 6, axis=-1).astype(np.float32)
+    rng = np.random.RandomState(0)
+    in_range = rng.uniform(-1, 1, (8, size, size, 6)).astype(np.float32)
+    peaks = np.asarray(losses.high_frequency_peak(jnp.asarray(np.concatenate([checker, in_range])), k))
+    assert peaks[0] == pytest.approx(bound, rel=1e-5)       # the +-1 checkerboard at Nyquist
+    assert np.all(peaks[1:] < bound)
+    # Out of range, the spoof side of J_r goes past -bound, and the detector names that row.
+    j_r = float(losses.repetitive_loss(3 * checker, jnp.ones(1), k))
+    assert j_r == pytest.approx(-3 * bound, rel=1e-5)
+    rows = [{"step": 1, "J_r": -0.4}, {"step": 2, "J_r": -bound + 1e-3}, {"step": 3, "J_r": j_r},
+            {"step": 4, "J_r": -1e5}]
+    assert losses.noise_runaway(rows, bound) == rows[2]
+    assert losses.noise_runaway(rows[:2] + [{"step": 5, "dq_pretrain": 0.1}], bound) is None
+
+
 def test_magnitude_loss_is_zero_for_zero_noise_and_counts_live_only():
     assert float(losses.magnitude_loss(jnp.zeros((4, 8, 8, 6)), jnp.array([0., 1, 0, 1]))) == 0.0
     noise = jnp.concatenate([jnp.zeros((1, 8, 8, 6)), jnp.ones((1, 8, 8, 6))])

@@ -13,7 +13,7 @@ import pytest
 
 from despoof_jax import cli, commands, experiment
 from despoof_jax import config as config_lib
-from despoof_jax.training import checkpoint, loop, observe, parallel
+from despoof_jax.training import checkpoint, losses, loop, observe, parallel
 from despoof_jax.training import state as state_lib
 from tests import fake_gcs
 from tests.util import CONFIGS, config_module, smoke_config, tiny_config
@@ -233,14 +233,19 @@ def gcs(tmp_path, monkeypatch):
 
 
 def test_whole_pipeline_with_shard_map_and_one_batch_stage2_in_a_url_workdir(
-        synthetic_data_dir, tmp_path, gcs, caplog):
+        synthetic_data_dir, tmp_path, gcs, caplog, monkeypatch):
     # the other pipeline tests run pmap, the paper's two-batch stage 2 and local workdirs
     config = smoke_config(synthetic_data_dir, parallel="shard_map",
                           **{"train.stage1_steps": 2, "train.stage2_steps": 2,
                              "train.vq_batch": "shared"})
     url = "gs://bucket/run"
+    # A bound every J_r is below: the runaway warning's path, once, in stage 2 only.
+    monkeypatch.setattr(losses, "noise_peak_bound", lambda h, w: -float("inf"))
     with caplog.at_level(logging.INFO):
         out = experiment.train_and_evaluate(config, url)
+    runaway = [r.getMessage() for r in caplog.records if "left the image range" in r.getMessage()]
+    assert len(runaway) == 1 and runaway[0].startswith(
+        "ds: DS Net's spoof noise has left the image range at step 1: J_r = "), runaway
     assert f"workdir {url} is a URL: free space not checked" in caplog.text
     assert out["dq"]["step"] == 2 and out["ds"]["step"] == 2
     assert set(out["eval"]["fusions"]) >= {"noise", "depth", "map", "average", "max"}
