@@ -597,7 +597,8 @@ def paired_acer_difference(a: ScoreSet, b: ScoreSet, groups, threshold_a: float,
 
     Returns {"diff": point difference, "ci": two-sided `level` percentile interval,
     "upper_one_sided": the one-sided `level` upper bound (the `level` percentile),
-    "p_a_better": the share of resamples where ACER(a) < ACER(b), "n_groups", "n_boot"}."""
+    "p_a_better": the share of resamples where ACER(a) < ACER(b) (a tie is not), "n_groups",
+    "n_boot"}. Differences are rounded at 1e-12, so equal ACERs are equal."""
     groups = np.asarray(groups)
     for name, s in (("a", a), ("b", b)):
         if s.scores.shape != groups.shape:
@@ -625,14 +626,22 @@ def paired_acer_difference(a: ScoreSet, b: ScoreSet, groups, threshold_a: float,
         ap = np.max(t[:, 3::2] / t[:, 2::2], axis=1)
         return 0.5 * (ap + bp)
 
+    def difference(ta, tb):
+        # Two equal ACERs reached through different APCER/BPCER pairs (0.3 + 0 against 0.1 +
+        # 0.2) differ by ~1e-17 in floating point, which would count a tie as a win or a loss
+        # and put a bound that is exactly 0 a hair below it (2026-12-05: a rule's bound read
+        # -2.8e-17). A real difference of two ratios of counts is at least ~1e-8, so rounding
+        # at 1e-12 makes ties exact and changes nothing else.
+        return np.round(acer_of(ta) - acer_of(tb), 12) + 0.0   # + 0.0: no -0.0
+
     ma, mb = acer_columns(a.scores, threshold_a), acer_columns(b.scores, threshold_b)
     ones = np.ones((1, groups.shape[0]))
-    point = float(acer_of(ones @ ma)[0] - acer_of(ones @ mb)[0])
+    point = float(difference(ones @ ma, ones @ mb)[0])
     diffs = []
     block = max(1, 2 ** 22 // max(1, groups.shape[0]))
     for lo in range(0, n_boot, block):
         w = np.asarray(counts[lo:lo + block], np.float64)[:, inv]
-        diffs.append(acer_of(w @ ma) - acer_of(w @ mb))
+        diffs.append(difference(w @ ma, w @ mb))
     diffs = np.concatenate(diffs)
     q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
     return {"diff": point, "ci": [float(x) for x in np.percentile(diffs, q)],

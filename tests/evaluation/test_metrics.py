@@ -397,6 +397,20 @@ def test_video_level_intervals_resample_the_videos_identities():
         evaluate.add_intervals(result, test_set, {"identity": identity})
 
 
+def test_paired_acer_difference_counts_equal_acers_as_a_tie():
+    """ACER 0.15 both: a through APCER 0.3 and BPCER 0, b through 0.1 and 0.2. In floating point
+    0.5 * (0.3 + 0) - 0.5 * (0.1 + 0.2) is -2.8e-17, a "win" for a in every resample."""
+    ids = np.arange(20)                          # one sample an identity
+    labels = np.r_[np.zeros(10), np.ones(10)].astype(np.int64)
+    species = labels.copy()
+    s_a = np.r_[np.zeros(10), np.zeros(3), np.ones(7)]          # 3 of 10 attacks pass
+    s_b = np.r_[np.ones(2), np.zeros(8), np.zeros(1), np.ones(9)]   # 2 live refused, 1 passes
+    assert 0.5 * (0.3 + 0.0) - 0.5 * (0.1 + 0.2) != 0.0        # the float artefact itself
+    got = M.paired_acer_difference(M.ScoreSet(s_a, labels, species),
+                                   M.ScoreSet(s_b, labels, species), ids, 0.5, 0.5, n_boot=200)
+    assert got["diff"] == 0.0
+
+
 def test_paired_acer_difference_equals_per_resample_metric_calls_and_is_paired():
     """The paired bootstrap's draws are those of resampling identities and calling `acer` on
     both models (same redraw rule as `bootstrap_intervals`); a shared identity effect cancels,
@@ -418,8 +432,8 @@ def test_paired_acer_difference_equals_per_resample_metric_calls_and_is_paired()
     while len(diffs) < 300:
         pick = np.concatenate([members[g] for g in rng.integers(0, n_ids, n_ids)])
         y, sp = labels[pick], species[pick]
-        diffs.append(M.acer(a.scores[pick], y, sp, 0.7, names)
-                     - M.acer(b.scores[pick], y, sp, 0.6, names))
+        diffs.append(round(M.acer(a.scores[pick], y, sp, 0.7, names)
+                           - M.acer(b.scores[pick], y, sp, 0.6, names), 12))
     np.testing.assert_allclose(got["ci"], np.percentile(diffs, [2.5, 97.5]), atol=1e-12)
     assert got["upper_one_sided"] == pytest.approx(np.percentile(diffs, 95), abs=1e-12)
     assert got["p_a_better"] == pytest.approx(np.mean(np.asarray(diffs) < 0))
