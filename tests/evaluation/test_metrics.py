@@ -399,7 +399,7 @@ def test_video_level_intervals_resample_the_videos_identities():
 
 def test_paired_acer_difference_counts_equal_acers_as_a_tie():
     """ACER 0.15 both: a through APCER 0.3 and BPCER 0, b through 0.1 and 0.2. In floating point
-    0.5 * (0.3 + 0) - 0.5 * (0.1 + 0.2) is -2.8e-17, a "win" for a in every resample."""
+    0.5 * (0.3 + 0) - 0.5 * (0.1 + 0.2) is -2.8e-17: unrounded, a tie read as a "win" for a."""
     ids = np.arange(20)                          # one sample an identity
     labels = np.r_[np.zeros(10), np.ones(10)].astype(np.int64)
     species = labels.copy()

@@ -57,7 +57,8 @@ def test_the_noise_peak_bound_is_reached_by_a_checkerboard_and_not_exceeded_in_r
     checker = np.repeat(((-1.0) ** (xx + yy))[None, :, :, None], 6, axis=-1).astype(np.float32)
     rng = np.random.RandomState(0)
     in_range = rng.uniform(-1, 1, (8, size, size, 6)).astype(np.float32)
-    peaks = np.asarray(losses.high_frequency_peak(jnp.asarray(np.concatenate([checker, in_range])), k))
+    noise = jnp.asarray(np.concatenate([checker, in_range]))
+    peaks = np.asarray(losses.high_frequency_peak(noise, k))
     assert peaks[0] == pytest.approx(bound, rel=1e-5)       # the +-1 checkerboard at Nyquist
     assert np.all(peaks[1:] < bound)
     # Out of range, the spoof side of J_r goes past -bound, and the detector names that row.
