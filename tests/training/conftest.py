@@ -56,9 +56,8 @@ def two_process_runs(synthetic_data_dir, tmp_path_factory):
     stages run the same loop, and stage 2 is the one with the frozen DQ tree, two nets and two
     batches a step; a stop in stage 1 is tested in one process, tests/training/test_train.py. A
     second stop cost the suite a third launch of two processes, ~30 s.) `runs` holds (status,
-    logs, launcher
-    stderr) of every launch. Built once per test run, also under pytest-xdist (`shared_once`):
-    test_checkpoint.py and test_multihost.py may run on different workers."""
+    logs, launcher stderr) of every launch. Built once per test run, also under pytest-xdist
+    (`shared_once`): test_checkpoint.py and test_multihost.py may run on different workers."""
     def build(root):
         plain, resumed = root / "plain", root / "resumed"
         # One launch at a time. The plain run used to go beside the other two, but four
