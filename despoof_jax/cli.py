@@ -10,7 +10,8 @@
     despoof crosscheck FACES_DIR --model pretrained|W [--json OUT]
     despoof calibrate --model pretrained|W [--sources stored --data-dir DIR] [--write]
     despoof calibrate --model pretrained|W --bona-fide CROPS... [--bpcer 0.05] [--write]
-    despoof calibrate --model M --dev-splits CONFIG... --data-dir DIR [--out COPY | --write]
+    despoof calibrate --model M --dev-splits CONFIG... --data-dir DIR [--where COLUMN=VALUE ...]
+                      [--out COPY | --write]
     despoof subset W [--where COLUMN=VALUE ...] [--by COLUMN [--bins EDGES]] [--json OUT]
     despoof subset --model M [--builder-config C] [--data-dir D] [--scores CSV] [--where ...]
                    [--versus M2 [--versus-scores CSV2]]
@@ -217,6 +218,9 @@ def _calibrate(sub):
                         "capture scales); --out / --write as above")
     pooled.add_argument("--scores-dir", default="", help="keep each dev split's scores here "
                         "(<config>_dev.csv), read again by a later call with the same model")
+    pooled.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="only the dev records whose metadata match (repeatable; all must "
+                        "hold), e.g. scene_content=-1: the face sessions")
     c.set_defaults(command="calibrate")
 
 

@@ -159,6 +159,8 @@ def calibrate(args) -> int:
                              "give one of them")
         if args.scores_dir and args.dev_splits is None:
             raise ValueError("--scores-dir keeps the scores of --dev-splits")
+        if args.where and args.dev_splits is None:
+            raise ValueError("--where selects the records of --dev-splits")
         if args.bona_fide is not None:
             return bona_fide.main(args)
         if args.dev_splits is not None:

@@ -234,7 +234,16 @@ def _score_resized(model, config, split: str) -> dict:
     return evaluate.score_split(config, model.ds, model.dq, split, predict=predict)
 
 
-def _subset(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:
+def matching(rows: dict, conditions: dict[str, int]) -> np.ndarray:
+    """The boolean mask of the metadata `rows` (as `load` returns them) that hold every
+    {column: value} of `conditions` (`parse_where`'s); an unknown column is an error."""
+    keep = np.ones(len(rows["index"]), bool)
+    for name, value in conditions.items():
+        keep &= _column(rows, name) == value
+    return keep
+
+
+def keep_records(s: metrics.ScoreSet, keep: np.ndarray) -> metrics.ScoreSet:
     return metrics.ScoreSet(scores=s.scores[keep], labels=s.labels[keep], species=s.species[keep],
                             video=None if s.video is None else s.video[keep],
                             species_names=s.species_names)
@@ -337,18 +346,16 @@ def run(workdir=None, where: Sequence[str] = (), by: Optional[str] = None, split
                                               for k in rows):
             raise ValueError(f"{versus_name} was not scored on the same records as {model_name}: "
                              "a paired comparison needs one dataset build and protocol for both")
-    keep = np.ones(len(s), bool)
-    for name, value in conditions.items():
-        keep &= _column(rows, name) == value
+    keep = matching(rows, conditions)
     if not keep.any():
         raise ValueError(f"no {split} record has {' and '.join(where)}")
-    sub, ids = _subset(s, keep), np.asarray(identity)[keep]
+    sub, ids = keep_records(s, keep), np.asarray(identity)[keep]
     report = {"workdir": str(workdir), "split": split, "where": dict(conditions),
               "fusion": how, "records": int(keep.sum()), "of": len(s)}
     if by is None:
         report.update(at_threshold(sub, ids, threshold, n_boot))
         if other is not None:
-            o_sub, o_threshold = _subset(other[0], keep), other[3]
+            o_sub, o_threshold = keep_records(other[0], keep), other[3]
             vs = at_threshold(o_sub, ids, o_threshold, n_boot)
             vs.update(model=versus_name, fusion=other[4])
             vs["paired"] = metrics.paired_acer_difference(sub, o_sub, ids, threshold, o_threshold,

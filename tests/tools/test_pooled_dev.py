@@ -51,6 +51,33 @@ def test_the_pooled_threshold_balances_the_errors_over_all_splits(monkeypatch):
             pooled_dev.threshold_for(_Model(), bad)
 
 
+def test_where_sets_the_threshold_on_the_matching_records_only(monkeypatch):
+    """`--where scene_content=-1`: content scenes whose bona fide score like attacks (as wide2's
+    natural-image scenes do) pull the EER threshold of the whole split up; on the face sessions
+    alone it is those records' own EER threshold. A column the split lacks, or a selection left
+    without both classes, is an error, not a threshold."""
+    faces, scenes = _scores(-1.0, seed=3), _scores(0.8, n=100, seed=4)
+    whole = metrics.ScoreSet(scores=np.concatenate([faces.scores, scenes.scores]),
+                             labels=np.concatenate([faces.labels, scenes.labels]),
+                             species=np.concatenate([faces.species, scenes.species]))
+    content = np.concatenate([np.full(400, -1), np.full(200, 7)])
+    rows = {"index": np.arange(600), "scene_content": content, "label": whole.labels}
+    monkeypatch.setattr(pooled_dev.subsets, "load_model_scores",
+                        lambda model, split, builder_config, data_dir, scores_path:
+                        (whole, None, rows, model.threshold, model.fusion))
+    everything = pooled_dev.threshold_for(_Model(), ["wide2"])
+    on_faces = pooled_dev.threshold_for(_Model(), ["wide2"], where=["scene_content=-1"])
+    assert on_faces["where"] == {"scene_content": -1} and everything["where"] == {}
+    assert (on_faces["eer"], on_faces["threshold"]) == metrics.eer(faces.scores, faces.labels)
+    assert on_faces["threshold"] < everything["threshold"]
+    assert on_faces["splits"]["wide2"]["records"] == 400
+    with pytest.raises(ValueError, match="no metadata column"):
+        pooled_dev.threshold_for(_Model(), ["wide2"], where=["photo_source=-1"])
+    rows["scene_content"] = np.where(whole.labels == 1, 7, -1)   # no attack among the faces
+    with pytest.raises(ValueError, match="an EER needs both"):
+        pooled_dev.threshold_for(_Model(), ["wide2"], where=["scene_content=-1"])
+
+
 def test_calibrate_on_dev_splits_through_the_command_line(trained_workdir, synthetic_data_dir,
                                                           tmp_path, capsys):
     """On the model's own dev split alone the pooled threshold is the model's dev-EER threshold
@@ -79,6 +106,9 @@ def test_calibrate_on_dev_splits_through_the_command_line(trained_workdir, synth
     for argv, message in ((["--dev-splits", "s64_small", "--bona-fide", str(tmp_path)],
                            "give one of them"),
                           (["--scores-dir", str(cache)], "--scores-dir keeps"),
+                          (["--where", "scene_content=-1"], "--where selects"),
+                          (["--dev-splits", "s64_small", "--scores-dir", str(cache), "--where",
+                            "scene_content=-1"], "no metadata column"),
                           (["--dev-splits", "s64_small", "--bpcer", "0.1"], "--bpcer"),
                           (["--dev-splits", "s64_small", "--fusions", "map"], "simulator"),
                           (["--dev-splits", "s64_small", "--out", str(copy)], "not empty"),
