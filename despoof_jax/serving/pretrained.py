@@ -1,7 +1,7 @@
 """Pack a trained workdir into the small packaged form that `despoof_jax.load` reads.
 
     python -m despoof_jax.serving.pretrained WORKDIR [--out DIR] [--dtype float16]
-                                             [--allow-changed-decisions]
+                                             [--allow-changed-decisions] [--allow-runaway]
 
 Default --out is the package's own `despoof_jax/serving/pretrained/` (what `load("pretrained")`
 reads; the README's model card says which run it is). Written: config.json (the run's config),
@@ -16,6 +16,12 @@ max_score_diff, decisions_changed, min_probe_margin`). A float16 copy that decid
 crop differently, or moves any probe's score by more than `MAX_SCORE_DIFF` (the probes may all
 sit far from the threshold, so an unchanged decision alone proves little), is refused (nothing
 is installed) unless --allow-changed-decisions says so; --dtype float32 keeps the weights exact.
+
+The run's stage-2 log is checked for the noise runaway (`losses.noise_runaway`: a logged J_r
+below -sqrt(HW), DS Net's noise outside the image range) and the result recorded
+(`model.json: packed.training_check`); such a model is not eligible to ship (README, "Reading of
+the paper": repetitive loss), so packing one into the package's own folder is refused unless
+--allow-runaway says so. Packing it into another folder, to score it, records it and goes on.
 
 The three files are bound together: model.json, written last, records the sha256 of the other
 two (`packed.sha256`), and `load` refuses a folder whose files do not match, e.g. one left by a
@@ -36,6 +42,7 @@ import numpy as np
 from flax import traverse_util
 
 from despoof_jax.serving import model as model_lib
+from despoof_jax.training import losses, observe
 
 
 def _flat(net) -> dict:
@@ -58,7 +65,24 @@ MAX_SCORE_DIFF = 0.01
 
 
 class PackRefused(ValueError):
-    """The packed weights decide differently from the workdir's; nothing was installed."""
+    """The packed weights decide differently from the workdir's, or the run's noise ran away
+    and the target is the package itself; nothing was installed."""
+
+
+def training_check(wd, image_size: int) -> dict:
+    """What the workdir's stage-2 log says about DS Net's noise: {"log": its path in the workdir
+    (None where there is none, e.g. a workdir made from a packed model: nothing was checked),
+    "rows": rows read, "bound": sqrt(HW), "noise_runaway": None or the first row's {"step",
+    "J_r"} with J_r below -bound}."""
+    path = wd.metrics_log("ds")
+    bound = losses.noise_peak_bound(image_size, image_size)
+    if not path.exists():
+        return {"log": None, "rows": 0, "bound": bound, "noise_runaway": None}
+    rows = observe.read_rows(path)
+    first = losses.noise_runaway(rows, bound)
+    return {"log": "ds/metrics.jsonl", "rows": len(rows), "bound": bound,
+            "noise_runaway": None if first is None else {"step": int(first["step"]),
+                                                         "J_r": float(first["J_r"])}}
 
 
 def check_packed(packed: dict, *, allow_changed_decisions: bool = False) -> None:
@@ -77,27 +101,38 @@ def check_packed(packed: dict, *, allow_changed_decisions: bool = False) -> None
 
 
 def pack(workdir: str, out_dir=None, *, dtype: str = "float16",
-         allow_changed_decisions: bool = False) -> dict:
+         allow_changed_decisions: bool = False, allow_runaway: bool = False) -> dict:
     """Writes the packaged form of `workdir` to `out_dir` (default: the package's pretrained/);
-    returns the model.json written. Raises `PackRefused` (`check_packed`), leaving `out_dir` as
-    it was, when the packed weights change a probe decision."""
+    returns the model.json written. Raises `PackRefused`, leaving `out_dir` as it was, when the
+    packed weights change a probe decision (`check_packed`), or when the run's noise ran away
+    (`training_check`) and `out_dir` is the package's own folder."""
     final = pathlib.Path(out_dir) if out_dir else model_lib.pretrained_dir()
     source = model_lib.load(workdir)
     wd = model_lib.find_workdir(workdir)
     if final.resolve() == pathlib.Path(wd.root).resolve():
         raise ValueError(f"--out {final} is the workdir itself; pack into another folder")
+    check = training_check(wd, source.image_size)
+    runaway = check["noise_runaway"]
+    if runaway is not None and not allow_runaway and \
+            final.resolve() == model_lib.pretrained_dir().resolve():
+        raise PackRefused(
+            f"{wd.metrics_log('ds')}: DS Net's spoof noise left the image range at step "
+            f"{runaway['step']} (J_r = {runaway['J_r']:.4g}, below -{check['bound']:.0f}); a model "
+            "whose noise branch ran away is not eligible to ship (README, \"Reading of the "
+            "paper\": repetitive loss), so nothing was installed. Pack it into another folder "
+            "(--out) to score it, or pass --allow-runaway (allow_runaway=True)")
     # Written into a sibling folder and moved into place once checked: a failure leaves the
     # previous package whole, never new weights beside old metadata.
     final.parent.mkdir(parents=True, exist_ok=True)
     out = pathlib.Path(tempfile.mkdtemp(prefix=f".{final.name}-packing-", dir=final.parent))
     try:
-        return _pack_into(source, wd, out, final, dtype, allow_changed_decisions)
+        return _pack_into(source, wd, out, final, dtype, allow_changed_decisions, check)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str,
-               allow_changed_decisions: bool) -> dict:
+               allow_changed_decisions: bool, check: dict) -> dict:
     arrays = {f"{net}/{k}": v.astype(dtype) for net, tree in (("ds", source.ds), ("dq", source.dq))
               for k, v in _flat(tree).items()}
     bad = [k for k, v in arrays.items() if not np.all(np.isfinite(v))]
@@ -121,6 +156,7 @@ def _pack_into(source, wd, out: pathlib.Path, final: pathlib.Path, dtype: str,
                       "decisions_changed": int(np.sum(a.is_attack != b.is_attack)),
                       "min_probe_margin": float(np.min(np.abs(a.score - source.threshold))),
                       "probe": "serving.pretrained.check_crops(image_size), 16 crops",
+                      "training_check": check,
                       "sha256": {n: model_lib.sha256_file(out / n) for n in model_lib.BOUND_FILES}}
     check_packed(info["packed"], allow_changed_decisions=allow_changed_decisions)
     (out / "model.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -139,10 +175,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float16", choices=("float16", "float32"))
     ap.add_argument("--allow-changed-decisions", action="store_true",
                     help="install float16 weights even when they change a probe decision")
+    ap.add_argument("--allow-runaway", action="store_true",
+                    help="install a model whose stage-2 noise left the image range")
     args = ap.parse_args(argv)
     try:
         info = pack(args.workdir, args.out or None, dtype=args.dtype,
-                    allow_changed_decisions=args.allow_changed_decisions)
+                    allow_changed_decisions=args.allow_changed_decisions,
+                    allow_runaway=args.allow_runaway)
     except PackRefused as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -175,6 +175,17 @@ class MetricsLog:
         self.upload()
 
 
+def read_rows(path) -> list[dict]:
+    """The rows of a `metrics.jsonl` (each a dict with an int `step`), in file order; lines that
+    are not such rows (a torn last line, damage) are skipped, as `MetricsLog` drops them. A
+    missing file is an error: the caller says what its absence means."""
+    rows = []
+    for line in epath.Path(path).read_text().splitlines():
+        if _row_step(line) is not None:
+            rows.append(json.loads(line))
+    return rows
+
+
 def _row_step(line: str) -> Optional[int]:
     """The step of a metrics.jsonl line, or None when the line is not a JSON row with one."""
     try:

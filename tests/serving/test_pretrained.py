@@ -246,6 +246,39 @@ def test_pack_refuses_weights_that_change_a_decision(tmp_path, monkeypatch, caps
         pretrained.check_packed(dict(record, max_score_diff=0.05))
 
 
+def test_pack_records_a_noise_runaway_and_refuses_to_install_it(tmp_path, monkeypatch, capsys):
+    """A run whose stage-2 log has a J_r below -sqrt(HW) (DS Net's noise outside the image range)
+    is packed into another folder with the row recorded, and refused as the package's own model
+    unless told; a clean log, and a workdir without one, are recorded as such."""
+    shipped, work = api.pretrained_dir(), _fake_workdir(tmp_path / "work")
+    monkeypatch.setattr(api, "load", lambda path, **k: api.load_packaged(shipped))
+    package = tmp_path / "package"    # stands in for the package's own folder: never the real one
+    monkeypatch.setattr(api, "pretrained_dir", lambda: package)
+    wd = api.find_workdir(work)
+    assert pretrained.training_check(wd, 128) == {"log": None, "rows": 0, "bound": 128.0,
+                                                  "noise_runaway": None}
+    log = pathlib.Path(work) / "ds" / "metrics.jsonl"
+    log.parent.mkdir()
+    rows = [{"step": 1, "J_r": -5.0}, {"step": 2, "J_z": 0.2}, {"step": 3, "J_r": -127.0}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert pretrained.training_check(wd, 128) == {"log": "ds/metrics.jsonl", "rows": 3,
+                                                  "bound": 128.0, "noise_runaway": None}
+    with log.open("a") as f:
+        f.write(json.dumps({"step": 4, "J_r": -129.5}) + "\n")
+    info = pretrained.pack(work, tmp_path / "scored", dtype="float32")
+    assert info["packed"]["training_check"]["noise_runaway"] == {"step": 4, "J_r": -129.5}
+    assert json.loads((tmp_path / "scored" / "model.json").read_text())["packed"][
+        "training_check"]["noise_runaway"]["step"] == 4
+    with pytest.raises(pretrained.PackRefused, match="left the image range at step 4.*not "
+                                                     "eligible.*--allow-runaway"):
+        pretrained.pack(work, dtype="float32")
+    assert not package.exists()
+    assert pretrained.main([work, "--dtype", "float32"]) == 2
+    assert "not eligible to ship" in capsys.readouterr().err and not package.exists()
+    assert pretrained.main([work, "--dtype", "float32", "--allow-runaway"]) == 0
+    assert api.is_packaged(package)
+
+
 def test_a_folder_named_pretrained_is_loaded_by_its_path_and_never_written(tmp_path, monkeypatch,
                                                                            capsys):
     import shutil  # noqa: PLC0415

@@ -78,6 +78,19 @@ def test_progress_is_due_every_n_steps_or_every_n_seconds(monkeypatch):
     assert p.due(1000, 1000)         # the last step
 
 
+def test_read_rows_skips_what_is_not_a_row(tmp_path):
+    """`read_rows` (the packer's reader of a finished run's log) keeps every JSON row with a step,
+    in order, and skips damage, a row without a step and a torn last line, as `MetricsLog`
+    drops them; a missing log is an error, not an empty run."""
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 1, "J_r": 0.5}, {"step": 2, "J_r": -3.0}]
+    path.write_text(json.dumps(rows[0]) + "\n\x00garbage\n" + json.dumps({"loss": 1.0}) + "\n"
+                    + json.dumps(rows[1]) + "\n" + '{"step": 3, "J')
+    assert observe.read_rows(path) == rows
+    with pytest.raises(FileNotFoundError):
+        observe.read_rows(tmp_path / "missing.jsonl")
+
+
 def test_metrics_log_drops_torn_and_corrupt_lines_and_rewrites_through_a_rename(
         tmp_path, monkeypatch, caplog):
     path = tmp_path / "metrics.jsonl"
