@@ -194,9 +194,10 @@ def test_extra_train_identities_are_validated_and_counted():
 
 
 @pytest.mark.parametrize("world", ["wide2", "wide4"])
-@pytest.mark.parametrize("tag, first", [("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412)])
+@pytest.mark.parametrize("tag, first", [("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412),
+                                        ("j60", 472)])
 def test_the_fresh_test_build_uses_identities_no_other_config_does(world, tag, first):
-    """`<world>_s128_f60`'s (and `_g60`'s, `_h60`'s, `_i60`'s) 60 test identities follow every
+    """`<world>_s128_f60`'s (and the later fresh builds') 60 test identities follow every
     identity of every other config (the x4 builds' extra training ones included), in the same
     render settings as the t60 build: a rule written after a model's t60 figures is decided on
     unseen sessions."""
