@@ -195,7 +195,7 @@ def test_extra_train_identities_are_validated_and_counted():
 
 @pytest.mark.parametrize("world", ["wide2", "wide4"])
 @pytest.mark.parametrize("tag, first", [("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412),
-                                        ("j60", 472)])
+                                        ("j60", 472), ("k60", 532)])
 def test_the_fresh_test_build_uses_identities_no_other_config_does(world, tag, first):
     """`<world>_s128_f60`'s (and the later fresh builds') 60 test identities follow every
     identity of every other config (the x4 builds' extra training ones included), in the same

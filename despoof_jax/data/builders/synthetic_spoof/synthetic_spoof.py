@@ -256,12 +256,13 @@ CONFIGS = (
     # sessions' capture sizes (`synthetic.capture_example`).
     # And again (2026-12-05, session 15): the i60 builds, identities 412-471, for Rule F (README,
     # "A threshold set on face sessions ... registered"), written after the h60 builds' figures;
-    # and the j60 builds, identities 472-531, for the next rule, after Rule F's figures.
+    # and the j60 builds, identities 472-531, for Rule J (`c18_x4_vq`), after Rule F's figures,
+    # and the k60 builds, identities 532-591, for Rule K (a GPU candidate), registered with it.
     *[_config(f"{world}_s128_{tag}", 128, (4, 4, 60), 3, 2, 2, f"{world.capitalize()} world, 128 "
               f"px, 60 fresh test identities ({first}-{first + 59}), 2 videos x 2 frames: an "
               "evaluation build.", world=world, test_first=first)
       for tag, first in (("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412),
-                          ("j60", 472))
+                          ("j60", 472), ("k60", 532))
       for world in ("wide2", "wide4")],
 )
 
@@ -362,7 +363,7 @@ class SyntheticSpoof(tfds.core.GeneratorBasedBuilder):
                  "after the test split's; and configs wide2_s128_f60 and wide4_s128_f60, 60 test "
                  "identities no other config uses (`test_first_identity`), and likewise "
                  "wide2_s128_g60 and wide4_s128_g60 (identities 292-351), _h60 (352-411), _i60 "
-                 "(412-471) and _j60 (472-531); every earlier config's records unchanged byte for "
+                 "(412-471), _j60 (472-531) and _k60 (532-591); every earlier config's records unchanged byte for "
                  "byte, so builds of them made before stay valid.",
     }
     BUILDER_CONFIGS = list(CONFIGS)
