@@ -283,8 +283,8 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
             if runaway is None:
                 runaway = losses.noise_runaway(rows, peak_bound)
                 if runaway is not None:
-                    # Measured (README, "`c12_paper_widths_long` and ..., decided"): at the paper's
-                    # widths and learning rate, 4x the recipe's steps, J_r left -sqrt(HW) at
+                    # Measured (README, "`c12_paper_widths_long` and ..., decided"): at the
+                    # paper's widths and learning rate, 4x the recipe's steps, J_r left -sqrt(HW) at
                     # step ~5500 and reached -9e4, the depth loss of the reconstructions 0.2 ->
                     # 34. Warned, not stopped: the loss is the paper's, and the run may still
                     # rank well; its decomposition no longer means anything.

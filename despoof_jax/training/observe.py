@@ -179,21 +179,24 @@ def read_rows(path) -> list[dict]:
     """The rows of a `metrics.jsonl` (each a dict with an int `step`), in file order; lines that
     are not such rows (a torn last line, damage) are skipped, as `MetricsLog` drops them. A
     missing file is an error: the caller says what its absence means."""
-    rows = []
-    for line in epath.Path(path).read_text().splitlines():
-        if _row_step(line) is not None:
-            rows.append(json.loads(line))
-    return rows
+    rows = (_row(line) for line in epath.Path(path).read_text().splitlines())
+    return [r for r in rows if r is not None]
 
 
-def _row_step(line: str) -> Optional[int]:
-    """The step of a metrics.jsonl line, or None when the line is not a JSON row with one."""
+def _row(line: str) -> Optional[dict]:
+    """A metrics.jsonl line as its row, or None when it is not a JSON row with an int step."""
     try:
         row = json.loads(line)
     except ValueError:
         return None
     step = row.get("step") if isinstance(row, dict) else None
-    return step if isinstance(step, int) and not isinstance(step, bool) else None
+    return row if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _row_step(line: str) -> Optional[int]:
+    """The step of a metrics.jsonl line, or None when the line is not a JSON row with one."""
+    row = _row(line)
+    return None if row is None else row["step"]
 
 
 def _replace(path: epath.Path, text: str, url: bool) -> None:
