@@ -217,6 +217,22 @@ def test_the_fresh_test_build_uses_identities_no_other_config_does(world, tag, f
     assert len(pairs) == len(synthetic.SPECIES) * synthetic.N_CAPTURE_DEVICES
 
 
+def test_the_direct_session_build_uses_identities_no_wide_or_wide2_config_does():
+    """`wide_s128_l60` holds wide2's direct sessions (the wide world is wide2 without sources
+    and content scenes), so its test identities must be new to the wide2 configs as well, and it
+    renders as the wide2 evaluation builds do; every record is a direct face session."""
+    direct = ss.synthetic_spoof.as_config("wide_s128_l60")
+    t60 = ss.synthetic_spoof.as_config("wide2_s128_t60")
+    render_fields = ("size", "seed", "difficulty", "devices_per_cell", "videos", "frames")
+    assert [getattr(direct, f) for f in render_fields] == [getattr(t60, f) for f in render_fields]
+    assert direct.world == "wide"
+    test_ids = {e.identity for e in ss.example_plan(direct, "test")}
+    used = {e.identity for c in ss.CONFIGS if c.name != direct.name and c.world in ("wide", "wide2")
+            for s in ss.SPLITS for e in ss.example_plan(c, s)}
+    assert test_ids == set(range(592, 652)) and not test_ids & used
+    assert direct.num_examples("test") == 3600
+
+
 def test_test_first_identity_is_validated_and_extra_train_follows_it():
     with pytest.raises(ValueError, match="test_first_identity"):
         ss.SyntheticSpoofConfig(name="x", test_first_identity=7)   # inside dev [4, 8)

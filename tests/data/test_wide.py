@@ -264,8 +264,13 @@ def test_content_scenes_are_pictures_without_depth_live_and_spoofed(monkeypatch)
     monkeypatch.setattr(wide, "CONTENT_P", 0.0)
     person = _wide(species=0, world="wide2")
     assert person["scene_content"] == -1 and person["depth"].max() > 200
-    # A wide2 session that draws neither is the wide session, byte for byte.
+    # A wide2 session that draws neither is the wide session, byte for byte, live or spoof (the
+    # ground of `wide_s128_l60`, a build of wide2's direct sessions alone).
     np.testing.assert_array_equal(person["image"], _wide(species=0)["image"])
+    for species in (1, 3):
+        direct, plain = _wide(species=species, world="wide2"), _wide(species=species)
+        for key in ("image", "live_reference", "depth"):
+            np.testing.assert_array_equal(direct[key], plain[key])
     assert wide.sample_content(rng_for(1), 32) is None
     monkeypatch.setattr(wide, "CONTENT_P", 1.0)
     drawn = {wide.sample_content(rng_for(1, v), 32)[0] for v in range(80)}

@@ -264,6 +264,15 @@ CONFIGS = (
       for tag, first in (("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412),
                           ("j60", 472), ("k60", 532))
       for world in ("wide2", "wide4")],
+    # wide2's direct sessions alone (2026-12-06): world "wide" is wide2 without photo sources and
+    # content scenes, each of which wide2 draws from a stream of its own, so a wide2 session that
+    # draws neither is the wide session byte for byte (tests/data/test_wide.py), and a wide build
+    # holds sessions distributed as wide2's direct ones. 60 fresh identities (592-651) give 3600
+    # direct records (720 bona fide) where a wide2 60-identity build has ~990 (~200), for a rule's
+    # direct part with narrower intervals (README, "Direct sessions, measured on their own").
+    _config("wide_s128_l60", 128, (4, 4, 60), 3, 2, 2, "Wide world, 128 px, 60 fresh test "
+            "identities (592-651), 2 videos x 2 frames: wide2's direct sessions alone, an "
+            "evaluation build.", world="wide", test_first=592),
 )
 
 
