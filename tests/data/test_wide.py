@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from despoof_jax.data import protocols, synthetic
 from despoof_jax.data.builders import synthetic_spoof as ss
-from despoof_jax.data.synthetic import camera, generator, make_example, spoof, wide
+from despoof_jax.data.synthetic import camera, faces, generator, make_example, spoof, wide
 from despoof_jax.data.synthetic._util import pixel_grid, rng_for
 from tests.util import example_digest, example_digest_in_fresh_process
 
@@ -21,7 +21,7 @@ def _wide(**kw):
     return make_example(**args)
 
 
-@pytest.mark.parametrize("world", ("wide", "wide2", "wide3", "wide4"))
+@pytest.mark.parametrize("world", ("wide", "wide2", "wide3", "wide4", "wide5"))
 @pytest.mark.parametrize("species", range(len(synthetic.SPECIES)))
 def test_contract_and_family_columns(species, world):
     ex = _wide(species=species, world=world)
@@ -565,3 +565,69 @@ def test_wide4_is_deterministic_across_processes():
     args = dict(seed=5, identity=2, species=4, device=1, video=video, frame=0, size=64,
                 world="wide4")
     assert example_digest_in_fresh_process(args) == example_digest(make_example(**args))
+
+
+# ---- world wide5: hair that follows the head (2026-12-06) -----------------------------------------
+
+def _hair_fine_energy(table):
+    """(horizontal, vertical) first-difference energy of the hair albedo's luminance over its
+    variance: a texture's share of fine detail along each axis."""
+    hair = (table[..., 1] > 0.5) & (table[..., 2] < 0.5) & np.isclose(table[..., 6], 0.06)
+    lum = table[..., 3:6] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    dx = np.diff(lum, axis=1)[hair[:, 1:] & hair[:, :-1]]
+    dy = np.diff(lum, axis=0)[hair[1:] & hair[:-1]]
+    return float(np.mean(dx ** 2) / lum[hair].var()), float(np.mean(dy ** 2) / lum[hair].var())
+
+
+def test_wide5_hair_is_locks_along_the_head_not_a_vertical_grating():
+    ratios = []
+    for ident in range(1, 9):
+        streaks, flow = faces.identity(5, ident, "streaks"), faces.identity(5, ident, "flow")
+        # Only the albedo changes (the same draws; the hair and the brows drawn in it).
+        for c in (0, 1, 2, 6, 7, 8, 9):
+            np.testing.assert_array_equal(streaks.table[..., c], flow.table[..., c])
+        assert streaks.shininess == flow.shininess
+        face = streaks.table[..., 2] > 0.5
+        same = np.all(streaks.table[..., 3:6] == flow.table[..., 3:6], -1)
+        assert same[face].mean() > 0.97 and not same.all()
+        # The earlier worlds' streaks: fine detail across (horizontal), ~30x less along: a grating.
+        sx, sy = _hair_fine_energy(streaks.table)
+        assert sx > 0.5 and sx > 20 * sy
+        # wide5's locks: a few times less fine detail, and far less of an axis (measured on 30
+        # identities: 5-25 % of the streaks' energy, x/y 0.5-1.6 but one short-haired 4.9).
+        fx, fy = _hair_fine_energy(flow.table)
+        assert fx < 0.3 * sx and fx / fy < (sx / sy) / 5
+        ratios.append(fx / fy)
+    assert 0.5 < np.median(ratios) < 2
+    with pytest.raises(ValueError, match="hair must be one of"):
+        faces.identity(5, 1, "curly")
+
+
+def test_wide5_is_wide2_but_for_the_hair():
+    args = dict(seed=5, identity=2, device=1, video=3, frame=0, size=64)
+    for species in (0, 1, 3):
+        w2 = make_example(species=species, world="wide2", **args)
+        w5 = make_example(species=species, world="wide5", **args)
+        assert {k: w5[k] for k in synthetic.WIDE_FIELDS} == {k: w2[k] for k in synthetic.WIDE_FIELDS}
+        np.testing.assert_array_equal(w5["depth"], w2["depth"])
+        assert not np.array_equal(w5["image"], w2["image"])
+    np.testing.assert_equal(   # NaN where a column does not apply, in both
+        generator.session_physics(seed=5, identity=2, species=3, device=1, video=3, world="wide5"),
+        generator.session_physics(seed=5, identity=2, species=3, device=1, video=3, world="wide2"))
+    assert example_digest_in_fresh_process(args | dict(species=4, world="wide5")) == \
+        example_digest(make_example(species=4, world="wide5", **args))
+
+
+def test_wide5_configs_mirror_wide2_and_render():
+    configs = {c.name: c for c in ss.CONFIGS}
+    fields = [f.name for f in dataclasses.fields(ss.SyntheticSpoofConfig)
+              if f.name not in ("name", "description", "world")]
+    for suffix in ("smoke", "s128", "s128_t60", "s128_i60", "s128_m60"):
+        w2, w5 = configs[f"wide2_{suffix}"], configs[f"wide5_{suffix}"]
+        assert all(getattr(w2, f) == getattr(w5, f) for f in fields), suffix
+        assert (w5.world, w5.metadata_keys) == ("wide5", ss.WIDE_METADATA_KEYS)
+    config = configs["wide5_smoke"]
+    entry = ss.example_plan(config, "test")[2]
+    record = ss.synthetic_spoof._render((config, entry))
+    expect = make_example(seed=config.seed, size=64, world="wide5", **entry._asdict())
+    np.testing.assert_array_equal(record["image"], expect["image"])

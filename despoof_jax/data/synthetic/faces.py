@@ -41,13 +41,42 @@ class Identity:
     shininess: float
 
 
+# Hair textures. "streaks" (every world up to wide4): white noise filtered with sigma 5 texels
+# down and 0.8 across, vertical everywhere on the head, 0.4 crop px across at 128 px: a fine
+# vertical grating, which on light hair has the contrast of a display's stripe pattern (README,
+# "Which direct live faces candidate 8 refuses"). "flow" (world wide5): the same white noise laid
+# along strands that run from the crown down over the head, filtered HAIR_FLOW_SIGMA texels along
+# the strand and across it in angle, so locks are about 1-3 crop px wide at 128 px (wider far from
+# the crown, as real locks fan out) and turn with the head's outline.
+HAIRS: tuple[str, ...] = ("streaks", "flow")
+HAIR_FLOW_SIGMA = (10.0, 2.0)   # (along the strand, texels of radius; across, texels of angle)
+
+
 @functools.lru_cache(maxsize=128)
-def identity(seed: int, ident: int) -> Identity:
-    """The identity `ident` of world `seed` (cached: rendering many captures of a person is cheap)."""
-    return _make_identity(rng_for(seed, 0x1D, ident))
+def identity(seed: int, ident: int, hair: str = "streaks") -> Identity:
+    """The identity `ident` of world `seed` (cached: rendering many captures of a person is cheap).
+    `hair` (`HAIRS`) picks the hair texture only: every other draw, and so the rest of the face,
+    is the same for both."""
+    if hair not in HAIRS:
+        raise ValueError(f"hair must be one of {HAIRS}, got {hair!r}")
+    return _make_identity(rng_for(seed, 0x1D, ident), hair)
 
 
-def _make_identity(rng: np.random.Generator) -> Identity:
+def flow_streaks(white: np.ndarray, u: np.ndarray, v: np.ndarray, crown_v: float) -> np.ndarray:
+    """Unit-std strand texture [r, r] of hair that falls from a crown at (0, crown_v): the white
+    noise `white` [r, r] is read as a (radius, angle) table, filtered HAIR_FLOW_SIGMA (along the
+    radius, across the angle; wrapping in angle) and sampled at each texel's polar coordinates
+    about the crown, so the streaks run along the radius, away from the crown."""
+    r = white.shape[0]
+    table = ndimage.gaussian_filter(white, HAIR_FLOW_SIGMA, mode="wrap", truncate=3.0)
+    step = 2 * MAP_EXTENT / r
+    rho = np.hypot(u, v - crown_v) / step                                  # table rows
+    theta = (np.arctan2(u, v - crown_v) / (2 * np.pi)) % 1.0 * r           # table columns
+    out = ndimage.map_coordinates(table, [rho, theta], order=1, mode="grid-wrap")
+    return (out / (out.std() + 1e-8)).astype(np.float32)
+
+
+def _make_identity(rng: np.random.Generator, hair_texture: str = "streaks") -> Identity:
     r = MAP_RES
     step = 2 * MAP_EXTENT / r
     u, v = (np.asarray(a, np.float32) for a in pixel_grid(r, MAP_EXTENT))
@@ -130,7 +159,11 @@ def _make_identity(rng: np.random.Generator) -> Identity:
     hair_col = np.array([[0.02, 0.015, 0.012], [0.09, 0.05, 0.025], [0.25, 0.15, 0.07],
                          [0.55, 0.40, 0.20], [0.35, 0.09, 0.03], [0.45, 0.45, 0.45]])[
         rng.choice(6, p=[0.35, 0.25, 0.15, 0.1, 0.05, 0.1])] * np.exp(rng.normal(0, 0.1, 3))
-    streak = smooth_noise(rng, (r, r), (5.0, 0.8))[..., None]
+    if hair_texture == "flow":   # the same draw as smooth_noise's, so later draws do not move
+        white = rng.standard_normal((r, r), dtype=np.float32)
+        streak = flow_streaks(white, u, v, hair_top - 0.35)[..., None]
+    else:
+        streak = smooth_noise(rng, (r, r), (5.0, 0.8))[..., None]
     hair_alb = hair_col.astype(np.float32) * np.exp(0.35 * streak)
 
     # Beard / stubble on some identities: lower face tinted towards the hair colour.

@@ -36,8 +36,11 @@ SPECIES: tuple[str, ...] = ("live", "print1", "print2", "replay1", "replay2")
 # shutter's refresh banding along the camera's rows instead of the screen's. "wide4" is wide2's
 # physics seen by a sensor finer than the crop (`capture_size`): each session renders and
 # captures at CAPTURE_SCALE times the crop's side, and the crop is then brought to its size by the
-# resize a user's crop gets in `DespoofModel.score` (`_util.shrink`).
-WORLDS: tuple[str, ...] = ("base", "wide", "wide2", "wide3", "wide4")
+# resize a user's crop gets in `DespoofModel.score` (`_util.shrink`). "wide5" (2026-12-06) is
+# wide2 (the same sessions and draws) with hair that follows the head (`faces.HAIRS`: "flow")
+# instead of the vertical grating of fine streaks every earlier world gives each identity; only the
+# hair's texture changes (and the brows', drawn in it): every other draw is wide2's.
+WORLDS: tuple[str, ...] = ("base", "wide", "wide2", "wide3", "wide4", "wide5")
 # Extra int fields of a wide-world example: the physics family each stage used (-1 = none).
 WIDE_FIELDS: tuple[str, ...] = ("print_family", "display_layout", "camera_pipeline", "photo_source",
                                 "scene_content")
@@ -252,22 +255,23 @@ def _frame_rng(seed, identity, species, device, video, frame, part):
     return rng_for(seed, 0xF7A, identity, species, device, video, frame, part)
 
 
-def _scene_and_camera(seed, identity, species, device, video, size, difficulty):
-    """What a capture session fixes: the identity, the session's random streams, the scene, the
-    camera's profile and its settings for this session (checked arguments first)."""
+def _scene_and_camera(seed, identity, species, device, video, size, difficulty, hair="streaks"):
+    """What a capture session fixes: the identity (its hair texture `hair`, `faces.HAIRS`), the
+    session's random streams, the scene, the camera's profile and its settings for this session
+    (checked arguments first)."""
     _check(size, species, device, difficulty)
     s = _session(seed, identity, species, device, video)
     profile = camera.device_profile(device)
-    return (faces.identity(seed, identity), s, faces.sample_scene(s[_SCENE], size), profile,
+    return (faces.identity(seed, identity, hair), s, faces.sample_scene(s[_SCENE], size), profile,
             camera.sample_settings(profile, s[_CAPTURE]))
 
 
-def _frame(seed, identity, species, device, video, frame, size, difficulty):
+def _frame(seed, identity, species, device, video, frame, size, difficulty, hair="streaks"):
     """Everything one frame fixes before rendering (checked arguments first): the identity, the
     session's streams, scene, camera profile and settings, the frame's sensor noise stream, the
     head pose and, for spoofs, the medium pose and the pose of the face in the attacker's photo."""
     ident, s, scene, profile, settings = _scene_and_camera(seed, identity, species, device, video,
-                                                           size, difficulty)
+                                                           size, difficulty, hair)
     key = (seed, identity, species, device, video, frame)
     noise_rng = _frame_rng(*key, _F_NOISE)
     head = faces.jitter_pose(scene.pose, _frame_rng(*key, _F_POSE))
@@ -291,7 +295,7 @@ def _photographed(ident, scene, pose, x, y, *, render, source, size, rng):
 
 
 def _wide_example(seed, identity, species, device, video, frame, size, difficulty,
-                  second: bool = False, area_sampled: bool = False) -> dict:
+                  second: bool = False, area_sampled: bool = False, hair: str = "streaks") -> dict:
     """`make_example(world="wide")`: the base world's identity, scene, devices, settings, head
     motion and sensor noise streams, with the wide world's look, medium and pipeline drawn from
     streams of their own (`wide`). The live reference keeps its definition: the same photo on an
@@ -300,8 +304,9 @@ def _wide_example(seed, identity, species, device, video, frame, size, difficult
     from a stream of its own, so a wide2 session that draws neither is the wide session.
     `area_sampled` (world "wide3", with `second`): the same draws as wide2, the medium's lattice or
     screen averaged over each camera sample's footprint (FOOTPRINT) and the refresh banding along
-    the camera's rows; no random stream changes, so live records and contone prints are wide2's."""
-    f = _frame(seed, identity, species, device, video, frame, size, difficulty)
+    the camera's rows; no random stream changes, so live records and contone prints are wide2's.
+    `hair` (world "wide5", with `second`: "flow"): the identities' hair texture (`faces.HAIRS`)."""
+    f = _frame(seed, identity, species, device, video, frame, size, difficulty, hair)
     key = (seed, 0x31DE, identity, species, device, video)
     look = wide.sample_look(rng_for(*key, _W_LOOK), int(size * wide.SKIN_EXTENT))
     scene = f["scene"]
@@ -430,7 +435,7 @@ def session_physics(*, seed: int, identity: int, species: int, device: int, vide
     same functions (`_wide_medium`, `wide.sample_pipeline`, `wide.sample_photo_source`,
     `capture_size`), so a model's misses can be broken down by them (`despoof subset --by
     display_pitch --bins ...`)."""
-    if world not in ("wide", "wide2", "wide3", "wide4"):
+    if world not in ("wide", "wide2", "wide3", "wide4", "wide5"):
         raise ValueError(f"session physics are drawn by the wide worlds only, not {world!r}")
     key = (seed, 0x31DE, identity, species, device, video)
     scale = 1.0
@@ -477,7 +482,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     `world`: "base", "wide" (`wide`: randomised print screening, display layouts, camera
     pipelines, skin texture and natural backgrounds), "wide2" (wide, plus photo sources and
     content scenes), "wide3" (wide2's sessions with area-sampled lattices and screens and
-    refresh banding along the camera's rows) or "wide4" (wide2's physics captured by a sensor
+    refresh banding along the camera's rows), "wide5" (wide2 with hair that follows the head
+    instead of a vertical grating of streaks, `faces.HAIRS`) or "wide4" (wide2's physics
+    captured by a sensor
     1-3x finer than the crop, then shrunk as `score` shrinks a user's crop: see WORLDS); a wide
     example (wide to wide4) also carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
@@ -511,7 +518,9 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
                                        difficulty)
         else:
             ex = _wide_example(seed, identity, species, device, video, frame, size, difficulty,
-                               second=world in ("wide2", "wide3"), area_sampled=world == "wide3")
+                               second=world in ("wide2", "wide3", "wide5"),
+                               area_sampled=world == "wide3",
+                               hair="flow" if world == "wide5" else "streaks")
         ex["depth"] = _to_u8(ex["depth"])
         return {**ex, **meta, **{k: int(ex[k]) for k in WIDE_FIELDS}}
     f = _frame(seed, identity, species, device, video, frame, size, difficulty)

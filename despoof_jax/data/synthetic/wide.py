@@ -51,6 +51,11 @@ seen by a sensor finer than the crop: each session renders and captures at 1-3x 
 a user's crop. A real crop is cut from a photo in which the face covers several times the model's
 input; in the other worlds a medium finer than a crop pixel is drawn on the crop's own grid.
 
+The world "wide5" (`make_example(world="wide5")`, 2026-12-06) is wide2 - the same sessions and
+draws - with the identities' hair laid along strands that fall from the crown, locks 1-3 crop px
+wide at 128 px (`faces.HAIRS`, "flow"), instead of the vertical grating of 0.4 px streaks that
+every earlier world draws (which the shipped model reads as a medium on light hair).
+
 In the wide world both columns are -1. Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
 """

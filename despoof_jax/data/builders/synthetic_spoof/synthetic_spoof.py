@@ -85,8 +85,8 @@ class SyntheticSpoofConfig(tfds.core.BuilderConfig):
             recorded per example in the WIDE_FIELDS columns), "wide2" (wide, plus photo sources
             and content scenes) or "wide3" (wide2's sessions with area-sampled display lattices
             and print screens and refresh banding along the camera's rows) or "wide4" (wide2's
-            physics captured by a sensor 1-3x finer than the crop, then shrunk to it:
-            `synthetic.generator.WORLDS`).
+            physics captured by a sensor 1-3x finer than the crop, then shrunk to it) or "wide5"
+            (wide2 with hair that follows the head: `synthetic.generator.WORLDS`).
     """
 
     size: int = 64
@@ -264,6 +264,27 @@ CONFIGS = (
       for tag, first in (("f60", 232), ("g60", 292), ("h60", 352), ("i60", 412),
                           ("j60", 472), ("k60", 532))
       for world in ("wide2", "wide4")],
+    # wide2 with hair that follows the head (world "wide5", 2026-12-06; README, "Which direct
+    # live faces candidate 8 refuses"): the same plans as wide2's builds, so a record differs from
+    # the wide2 record of the same plan entry only in the identity's hair (and brows). Added under
+    # version 1.3.0: every earlier config is unchanged.
+    _config("wide5_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide5 world, 64 px, 4/4/4 identities: tests.",
+            world="wide5"),
+    _config("wide5_s128", 128, (40, 12, 12), 3, 2, 2, "Wide5 world, 128 px, 40/12/12 identities, "
+            "2 videos x 2 frames.", world="wide5"),
+    _config("wide5_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide5 world, 128 px, 40/12/60 "
+            "identities, 2 videos x 2 frames: wide5_s128 with a 5x test split.", world="wide5"),
+    # wide2_s128_i60's twin in wide5 (identities 412-471, spent on Rule F): the same sessions with
+    # the other hair, to measure what the hair alone does to a model's scores, paired record by
+    # record. A diagnostic build, never a rule's.
+    _config("wide5_s128_i60", 128, (4, 4, 60), 3, 2, 2, "Wide5 world, 128 px, wide2_s128_i60's "
+            "sessions (test identities 412-471) with hair that follows the head: a diagnostic "
+            "build.", world="wide5", test_first=412),
+    # Fresh test identities 652-711 in wide2 and wide5 (2026-12-06), after every identity above
+    # (wide_s128_l60's end at 651), for a rule written after this session's figures.
+    *[_config(f"{world}_s128_m60", 128, (4, 4, 60), 3, 2, 2, f"{world.capitalize()} world, 128 "
+              "px, 60 fresh test identities (652-711), 2 videos x 2 frames: an evaluation build.",
+              world=world, test_first=652) for world in ("wide2", "wide5")],
     # wide2's direct sessions alone (2026-12-06): world "wide" is wide2 without photo sources and
     # content scenes, each of which wide2 draws from a stream of its own, so a wide2 session that
     # draws neither is the wide session byte for byte (tests/data/test_wide.py), and a wide build
