@@ -544,18 +544,21 @@ def test_wide4_physics_are_in_crop_px():
     assert table["capture_scale"].max() > 1.5
 
 
-def test_wide4_configs_mirror_wide2_and_render():
+@pytest.mark.parametrize("world, suffixes, split, index", [
+    ("wide4", ("smoke", "s128", "s128_t60"), "dev", 7),
+    ("wide5", ("smoke", "s128", "s128_t60", "s128_i60", "s128_m60"), "test", 2)])
+def test_world_configs_mirror_wide2_and_render(world, suffixes, split, index):
     configs = {c.name: c for c in ss.CONFIGS}
     fields = [f.name for f in dataclasses.fields(ss.SyntheticSpoofConfig)
               if f.name not in ("name", "description", "world")]
-    for suffix in ("smoke", "s128", "s128_t60"):
-        w2, w4 = configs[f"wide2_{suffix}"], configs[f"wide4_{suffix}"]
-        assert all(getattr(w2, f) == getattr(w4, f) for f in fields), suffix
-        assert (w4.world, w4.metadata_keys) == ("wide4", ss.WIDE_METADATA_KEYS)
-    config = configs["wide4_smoke"]
-    entry = ss.example_plan(config, "dev")[7]
+    for suffix in suffixes:
+        w2, twin = configs[f"wide2_{suffix}"], configs[f"{world}_{suffix}"]
+        assert all(getattr(w2, f) == getattr(twin, f) for f in fields), suffix
+        assert (twin.world, twin.metadata_keys) == (world, ss.WIDE_METADATA_KEYS)
+    config = configs[f"{world}_smoke"]
+    entry = ss.example_plan(config, split)[index]
     record = ss.synthetic_spoof._render((config, entry))
-    expect = make_example(seed=config.seed, size=64, world="wide4", **entry._asdict())
+    expect = make_example(seed=config.seed, size=64, world=world, **entry._asdict())
     np.testing.assert_array_equal(record["image"], expect["image"])
     np.testing.assert_array_equal(record["live_reference"], expect["live_reference"])
 
@@ -617,17 +620,3 @@ def test_wide5_is_wide2_but_for_the_hair():
     assert example_digest_in_fresh_process(args | dict(species=4, world="wide5")) == \
         example_digest(make_example(species=4, world="wide5", **args))
 
-
-def test_wide5_configs_mirror_wide2_and_render():
-    configs = {c.name: c for c in ss.CONFIGS}
-    fields = [f.name for f in dataclasses.fields(ss.SyntheticSpoofConfig)
-              if f.name not in ("name", "description", "world")]
-    for suffix in ("smoke", "s128", "s128_t60", "s128_i60", "s128_m60"):
-        w2, w5 = configs[f"wide2_{suffix}"], configs[f"wide5_{suffix}"]
-        assert all(getattr(w2, f) == getattr(w5, f) for f in fields), suffix
-        assert (w5.world, w5.metadata_keys) == ("wide5", ss.WIDE_METADATA_KEYS)
-    config = configs["wide5_smoke"]
-    entry = ss.example_plan(config, "test")[2]
-    record = ss.synthetic_spoof._render((config, entry))
-    expect = make_example(seed=config.seed, size=64, world="wide5", **entry._asdict())
-    np.testing.assert_array_equal(record["image"], expect["image"])

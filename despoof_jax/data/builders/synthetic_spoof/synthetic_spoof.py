@@ -181,6 +181,20 @@ def _config(name, size, ids, devices_per_cell, videos, frames, description, worl
         description=description, world=world)
 
 
+def _world_builds(world):
+    """A world's smoke, 128 px and 5x-test builds, on the plans of wide2's (`wide2_smoke`,
+    `wide2_s128`, `wide2_s128_t60`): a record differs from its wide2 twin only by the world."""
+    name = world.capitalize()
+    return (
+        _config(f"{world}_smoke", 64, (4, 4, 4), 3, 1, 1,
+                f"{name} world, 64 px, 4/4/4 identities: tests.", world=world),
+        _config(f"{world}_s128", 128, (40, 12, 12), 3, 2, 2,
+                f"{name} world, 128 px, 40/12/12 identities, 2 videos x 2 frames.", world=world),
+        _config(f"{world}_s128_t60", 128, (40, 12, 60), 3, 2, 2,
+                f"{name} world, 128 px, 40/12/60 identities, 2 videos x 2 frames: {world}_s128 "
+                "with a 5x test split.", world=world))
+
+
 CONFIGS = (
     # Test-suite size (also the end-to-end learning test): 60 records per split, seconds to build.
     _config("s64_small", 64, (4, 4, 4), 3, 1, 1, "64 px, 4/4/4 identities, 1 frame: unit tests."),
@@ -228,12 +242,7 @@ CONFIGS = (
     # user's crop gets (world "wide4", 2026-12-04; README "Capture resolution"). The same plans
     # as wide2_s128 / wide2_s128_t60; wide4_s128_t60's train and dev are wide4_s128's byte for
     # byte, as wide2's are. Added under version 1.3.0: every earlier config is unchanged.
-    _config("wide4_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide4 world, 64 px, 4/4/4 identities: tests.",
-            world="wide4"),
-    _config("wide4_s128", 128, (40, 12, 12), 3, 2, 2, "Wide4 world, 128 px, 40/12/12 identities, "
-            "2 videos x 2 frames.", world="wide4"),
-    _config("wide4_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide4 world, 128 px, 40/12/60 "
-            "identities, 2 videos x 2 frames: wide4_s128 with a 5x test split.", world="wide4"),
+    *_world_builds("wide4"),
     # The t60 builds with 4x the training identities (2026-12-05): 120 more, numbered after the
     # test split's, so train starts with the t60 build's 2400 records and dev and test are its
     # records byte for byte (`extra_train_identities`): 9600/720/3600 records. Added under
@@ -268,12 +277,7 @@ CONFIGS = (
     # live faces candidate 8 refuses"): the same plans as wide2's builds, so a record differs from
     # the wide2 record of the same plan entry only in the identity's hair (and brows). Added under
     # version 1.3.0: every earlier config is unchanged.
-    _config("wide5_smoke", 64, (4, 4, 4), 3, 1, 1, "Wide5 world, 64 px, 4/4/4 identities: tests.",
-            world="wide5"),
-    _config("wide5_s128", 128, (40, 12, 12), 3, 2, 2, "Wide5 world, 128 px, 40/12/12 identities, "
-            "2 videos x 2 frames.", world="wide5"),
-    _config("wide5_s128_t60", 128, (40, 12, 60), 3, 2, 2, "Wide5 world, 128 px, 40/12/60 "
-            "identities, 2 videos x 2 frames: wide5_s128 with a 5x test split.", world="wide5"),
+    *_world_builds("wide5"),
     # wide2_s128_i60's twin in wide5 (identities 412-471, spent on Rule F): the same sessions with
     # the other hair, to measure what the hair alone does to a model's scores, paired record by
     # record. A diagnostic build, never a rule's.
