@@ -43,11 +43,12 @@ class Identity:
 
 # Hair textures. "streaks" (every world up to wide4): white noise filtered with sigma 5 texels
 # down and 0.8 across, vertical everywhere on the head, 0.4 crop px across at 128 px: a fine
-# vertical grating, which on light hair has the contrast of a display's stripe pattern (README,
-# "Which direct live faces candidate 8 refuses"). "flow" (world wide5): the same white noise laid
-# along strands that run from the crown down over the head, filtered HAIR_FLOW_SIGMA texels along
-# the strand and across it in angle, so locks are about 1-3 crop px wide at 128 px (wider far from
-# the crown, as real locks fan out) and turn with the head's outline.
+# vertical grating (on light hair, the contrast of a display's stripe pattern; it is not what the
+# shipped model refuses light-haired faces for, README "The hair's brightness, not its
+# texture"). "flow" (world wide5): the same white noise laid along strands that run from the
+# crown down over the head, filtered HAIR_FLOW_SIGMA texels along the strand and across it in
+# angle, so locks are about 1-3 crop px wide at 128 px (wider far from the crown, as real locks
+# fan out) and turn with the head's outline.
 HAIRS: tuple[str, ...] = ("streaks", "flow")
 HAIR_FLOW_SIGMA = (10.0, 2.0)   # (along the strand, texels of radius; across, texels of angle)
 

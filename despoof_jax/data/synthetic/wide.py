@@ -54,7 +54,8 @@ input; in the other worlds a medium finer than a crop pixel is drawn on the crop
 The world "wide5" (`make_example(world="wide5")`, 2026-12-06) is wide2 - the same sessions and
 draws - with the identities' hair laid along strands that fall from the crown, locks 1-3 crop px
 wide at 128 px (`faces.HAIRS`, "flow"), instead of the vertical grating of 0.4 px streaks that
-every earlier world draws (which the shipped model reads as a medium on light hair).
+every earlier world draws. Closer to real hair at a crop's scale; it does not change which live
+faces the shipped model refuses (README, "The hair's brightness, not its texture").
 
 In the wide world both columns are -1. Presenting is wider too (`sample_medium_pose`: larger tilt, roll, scale and bend). Everything is
 numpy/scipy/PIL and deterministic in its rng arguments, like the base world.
