@@ -482,11 +482,10 @@ def make_example(*, seed: int, identity: int, species: int, device: int, video: 
     `world`: "base", "wide" (`wide`: randomised print screening, display layouts, camera
     pipelines, skin texture and natural backgrounds), "wide2" (wide, plus photo sources and
     content scenes), "wide3" (wide2's sessions with area-sampled lattices and screens and
-    refresh banding along the camera's rows), "wide5" (wide2 with hair that follows the head
-    instead of a vertical grating of streaks, `faces.HAIRS`) or "wide4" (wide2's physics
-    captured by a sensor
-    1-3x finer than the crop, then shrunk as `score` shrinks a user's crop: see WORLDS); a wide
-    example (wide to wide4) also carries the int fields
+    refresh banding along the camera's rows), "wide4" (wide2's physics captured by a sensor
+    1-3x finer than the crop, then shrunk as `score` shrinks a user's crop) or "wide5" (wide2
+    with hair that follows the head instead of a vertical grating of streaks, `faces.HAIRS`):
+    see WORLDS; a wide example (wide to wide5) also carries the int fields
     WIDE_FIELDS (print_family, display_layout: -1 where the stage has none; camera_pipeline;
     photo_source: -1 where the scene and the attacker's photo are not photographs;
     scene_content: -1 for a person, else the natural image shown instead, depth 0).
