@@ -217,39 +217,28 @@ def test_the_fresh_test_build_uses_identities_no_other_config_does(world, tag, f
     assert len(pairs) == len(synthetic.SPECIES) * synthetic.N_CAPTURE_DEVICES
 
 
-def test_the_direct_session_build_uses_identities_no_wide_or_wide2_config_does():
-    """`wide_s128_l60` holds wide2's direct sessions (the wide world is wide2 without sources
-    and content scenes), so its test identities must be new to the wide2 configs as well, and it
-    renders as the wide2 evaluation builds do; every record is a direct face session."""
-    direct = ss.synthetic_spoof.as_config("wide_s128_l60")
-    t60 = ss.synthetic_spoof.as_config("wide2_s128_t60")
-    render_fields = ("size", "seed", "difficulty", "devices_per_cell", "videos", "frames")
-    assert [getattr(direct, f) for f in render_fields] == [getattr(t60, f) for f in render_fields]
-    assert direct.world == "wide"
-    test_ids = {e.identity for e in ss.example_plan(direct, "test")}
-    used = {e.identity for c in ss.CONFIGS if c.name != direct.name and c.world in _SAME_FACES
-            for s in ss.SPLITS for e in ss.example_plan(c, s)}
-    assert test_ids == set(range(592, 652)) and not test_ids & used
-    assert direct.num_examples("test") == 3600
-
-
 # Worlds whose identity `i` is the same face (wide5's differs from wide2's only in the hair).
 _SAME_FACES = ("wide", "wide2", "wide3", "wide5")
 
 
-@pytest.mark.parametrize("world", ["wide2", "wide5"])
-def test_the_m60_builds_use_identities_no_config_of_the_same_faces_does(world):
-    """`wide2_s128_m60` and `wide5_s128_m60` (identities 652-711) are fresh to every config whose
-    identities are the same faces, the other m60 build excepted (the same sessions, in wide2's
-    hair and in wide5's), and render as the t60 builds do."""
-    fresh = ss.synthetic_spoof.as_config(f"{world}_s128_m60")
-    t60 = ss.synthetic_spoof.as_config(f"{world}_s128_t60")
-    render_fields = ("size", "seed", "difficulty", "world", "devices_per_cell", "videos", "frames")
+@pytest.mark.parametrize("name, first", [("wide_s128_l60", 592), ("wide2_s128_m60", 652),
+                                         ("wide5_s128_m60", 652)])
+def test_the_2026_12_06_builds_use_faces_no_other_config_does(name, first):
+    """`wide_s128_l60` (wide2's direct sessions: the wide world is wide2 without sources and
+    content scenes) and the m60 builds of wide2 and wide5 render as the wide2 evaluation builds
+    do, and their 60 test identities are new to every config whose identities are the same faces
+    (a build's twins with the same tag excepted: the m60 builds are one set of sessions in two
+    hairs)."""
+    fresh = ss.synthetic_spoof.as_config(name)
+    t60 = ss.synthetic_spoof.as_config("wide2_s128_t60")
+    render_fields = ("size", "seed", "difficulty", "devices_per_cell", "videos", "frames")
     assert [getattr(fresh, f) for f in render_fields] == [getattr(t60, f) for f in render_fields]
+    assert fresh.world == name.split("_")[0]
+    tag = name.rsplit("_", 1)[1]
     test_ids = {e.identity for e in ss.example_plan(fresh, "test")}
-    used = {e.identity for c in ss.CONFIGS if c.world in _SAME_FACES and not c.name.endswith("_m60")
+    used = {e.identity for c in ss.CONFIGS if c.world in _SAME_FACES and not c.name.endswith(tag)
             for s in ss.SPLITS for e in ss.example_plan(c, s)}
-    assert test_ids == set(range(652, 712)) and not test_ids & used
+    assert test_ids == set(range(first, first + 60)) and not test_ids & used
     assert fresh.num_examples("test") == 3600
 
 
