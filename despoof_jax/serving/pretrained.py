@@ -17,8 +17,9 @@ crop differently, or moves any probe's score by more than `MAX_SCORE_DIFF` (the 
 sit far from the threshold, so an unchanged decision alone proves little), is refused (nothing
 is installed) unless --allow-changed-decisions says so; --dtype float32 keeps the weights exact.
 
-The run's stage-2 log is checked for the noise runaway (`losses.noise_runaway`: a logged J_r
-below -sqrt(HW), DS Net's noise outside the image range) and the result recorded
+The run's stage-2 log is checked for the noise runaway (`losses.noise_runaway`: a logged
+noise_peak above sqrt(HW) or J_r below -sqrt(HW), DS Net's noise outside the image range) and
+the result recorded
 (`model.json: packed.training_check`); such a model is not eligible to ship (README, "Reading of
 the paper": repetitive loss), so packing one into the package's own folder is refused unless
 --allow-runaway says so. Packing it into another folder, to score it, records it and goes on.
@@ -73,7 +74,8 @@ def training_check(wd, image_size: int) -> dict:
     """What the workdir's stage-2 log says about DS Net's noise: {"log": its path in the workdir
     (None where there is none, e.g. a workdir made from a packed model: nothing was checked),
     "rows": rows read, "bound": sqrt(HW), "noise_runaway": None or the first row's {"step",
-    "J_r"} with J_r below -bound}."""
+    "J_r"[, "noise_peak"]} with noise_peak above bound or J_r below -bound}
+    (`losses.noise_runaway`)."""
     path = wd.metrics_log("ds")
     bound = losses.noise_peak_bound(image_size, image_size)
     if not path.exists():
@@ -81,8 +83,9 @@ def training_check(wd, image_size: int) -> dict:
     rows = observe.read_rows(path)
     first = losses.noise_runaway(rows, bound)
     return {"log": "ds/metrics.jsonl", "rows": len(rows), "bound": bound,
-            "noise_runaway": None if first is None else {"step": int(first["step"]),
-                                                         "J_r": float(first["J_r"])}}
+            "noise_runaway": None if first is None else {
+                "step": int(first["step"]),
+                **{k: float(first[k]) for k in ("J_r", "noise_peak") if k in first}}}
 
 
 def check_packed(packed: dict, *, allow_changed_decisions: bool = False) -> None:
@@ -117,7 +120,8 @@ def pack(workdir: str, out_dir=None, *, dtype: str = "float16",
             final.resolve() == model_lib.pretrained_dir().resolve():
         raise PackRefused(
             f"{wd.metrics_log('ds')}: DS Net's spoof noise left the image range at step "
-            f"{runaway['step']} (J_r = {runaway['J_r']:.4g}, below -{check['bound']:.0f}); a model "
+            f"{runaway['step']} ({losses.runaway_reading(runaway)}, beyond "
+            f"{check['bound']:.0f}); a model "
             "whose noise branch ran away is not eligible to ship (README, \"Reading of the "
             "paper\": repetitive loss), so nothing was installed. Pack it into another folder "
             "(--out) to score it, or pass --allow-runaway (allow_runaway=True)")

@@ -257,7 +257,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
     profiler = observe.StepProfiler(stage_dir, start, config.train.get("profile_steps", 0))
 
     bad = None      # the first row whose loss or parameters were not finite
-    runaway = None  # the first row whose J_r says DS Net's noise left the image range
+    runaway = None  # the first row saying DS Net's noise left the image range (noise_peak, J_r)
     peak_bound = losses.noise_peak_bound(config.data.image_size, config.data.image_size)
 
     def flush(check: bool):
@@ -289,13 +289,13 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
                     # 34. Warned, not stopped: the loss is the paper's, and the run may still
                     # rank well; its decomposition no longer means anything.
                     logging.warning(
-                        "%s: DS Net's spoof noise has left the image range at step %d: J_r = %.4g, "
-                        "below -%.0f, the most a noise within [-1, 1] can reach at %d px. The "
+                        "%s: DS Net's spoof noise has left the image range at step %d: %s, "
+                        "beyond %.0f, the most a noise within [-1, 1] can reach at %d px. The "
                         "paper's repetitive loss is unbounded on its spoof side and DS Net is "
                         "buying loss there: its reconstructions I - N are no longer images "
                         "(README, \"Reading of the paper\": repetitive loss). Fewer steps at this "
                         "rate, or an earlier train.lr_decay_step, kept it inside in our runs",
-                        name, runaway["step"], runaway["J_r"], peak_bound,
+                        name, runaway["step"], losses.runaway_reading(runaway), peak_bound,
                         config.data.image_size)
             if bad is None:
                 bad = next((r for r in rows if not r["finite"]), None)

@@ -128,17 +128,37 @@ def noise_peak_bound(height: int, width: int) -> float:
 
 
 def noise_runaway(rows, bound: float) -> Optional[dict]:
-    """The first metrics row whose J_r is below -bound (`noise_peak_bound`), else None.
+    """The first metrics row that says DS Net's noise left the image range, else None: its
+    `noise_peak` (the largest per-sample peak of the global batch, `peak_max`) above bound
+    (`noise_peak_bound`), or its J_r below -bound.
 
-    J_r is a batch mean of +peak (live) and -peak (spoof), so J_r < -bound means the spoof
-    samples' mean peak exceeds the bound: a sufficient sign, never a false alarm, of a noise
-    outside [-1, 1]. Rows without J_r (stage 1) never match."""
-    return next((r for r in rows if "J_r" in r and r["J_r"] < -bound), None)
+    Either is a sufficient sign, never a false alarm, of a noise outside [-1, 1]: no sample's
+    peak exceeds the bound inside the range, and J_r, a batch mean of +peak (live) and -peak
+    (spoof), is below -bound only when the spoof samples' mean peak exceeds it. `noise_peak` sees
+    one sample leave the range; J_r only a batch gone on average, so logs written before
+    `noise_peak` was logged (2026-12-06) are checked less closely. Rows with neither (stage 1)
+    never match."""
+    return next((r for r in rows if r.get("noise_peak", -np.inf) > bound
+                 or r.get("J_r", np.inf) < -bound), None)
 
 
-def repetitive_loss(noise, is_spoof, k: int, axis_name=None):
-    """Repetitive loss J_r (after Eq. 6): -peak for spoof samples, +|peak| for live ones."""
-    peak = high_frequency_peak(noise, k)
+def runaway_reading(row: dict) -> str:
+    """What a `noise_runaway` row read, for a message: "noise_peak = 1.6e+02, J_r = -3.1"."""
+    return ", ".join(f"{k} = {row[k]:.4g}" for k in ("noise_peak", "J_r") if k in row)
+
+
+def peak_max(peak: jnp.ndarray, axis_name=None) -> jnp.ndarray:
+    """The largest `high_frequency_peak` of the global batch, peak: [B] -> scalar, without a
+    gradient: the stage-2 log's `noise_peak`, which `noise_runaway` reads. With `axis_name`,
+    the maximum over every device's samples (the same value on each device)."""
+    m = jnp.max(jax.lax.stop_gradient(peak))
+    return m if axis_name is None else jax.lax.pmax(m, axis_name)
+
+
+def repetitive_loss(noise, is_spoof, k: int, axis_name=None, peak=None):
+    """Repetitive loss J_r (after Eq. 6): -peak for spoof samples, +|peak| for live ones.
+    `peak`: `high_frequency_peak(noise, k)` when the caller has it already."""
+    peak = high_frequency_peak(noise, k) if peak is None else peak
     sign = 1.0 - 2.0 * is_spoof
     return batch_mean(sign * peak, axis_name=axis_name)
 

@@ -140,17 +140,23 @@ def ds_loss_parts(ds_params, state: Stage2State, dq: FrozenNet, batch, rng, *, d
 
 def _ds_terms(out: dict, state: Stage2State, dq: FrozenNet, batch, rng, *, dq_model, vq_model,
               k: int, axis_name):
-    """The terms of Eq. 7 given DS Net's outputs `out` (map, noise, live) on `batch`."""
+    """The terms of Eq. 7 given DS Net's outputs `out` (map, noise, live) on `batch`, and
+    `peak_max`, a diagnostic without a gradient (`losses.peak_max`)."""
     spoof = batch["label"].astype(jnp.float32)
     depth = dq_model.apply(jax.lax.stop_gradient(dq.variables()), out["live"], train=False)
     logits, _ = vq_model.apply(jax.lax.stop_gradient(state.vq.variables()), out["live"],
                                train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+    peak = losses.high_frequency_peak(out["noise"], k)
     parts = {
         "z": losses.zero_one_map_loss(out["map"], spoof, axis_name),
         "m": losses.magnitude_loss(out["noise"], spoof, axis_name),
-        "r": losses.repetitive_loss(out["noise"], spoof, k, axis_name),
+        "r": losses.repetitive_loss(out["noise"], spoof, k, axis_name, peak=peak),
         "dq": losses.depth_loss(depth, batch["depth"], axis_name),
         "vq": losses.vq_generator_loss(logits, spoof, axis_name),
+        # Not a loss term (`total_ds_loss` never reads it): logged as `noise_peak`, the largest
+        # per-sample peak of the global batch, which tells one sample's noise leaving the image
+        # range (`losses.noise_runaway`); the batch-mean J_r tells only a whole batch's.
+        "peak_max": losses.peak_max(peak, axis_name),
     }
     if "live_reference" in batch:   # loss.noise_truth (not in the paper)
         parts["t"] = losses.noise_truth_loss(
@@ -174,8 +180,8 @@ def ds_update(state: Stage2State, dq: FrozenNet, batch, rng, *, ds_model, dq_mod
 
 
 def _stage2_metrics(state: Stage2State, ds_loss, vq_loss, parts, axis_name):
-    metrics = {"ds_total": ds_loss, "vq_disc": vq_loss}
-    metrics.update({f"J_{name}": v for name, v in parts.items()})
+    metrics = {"ds_total": ds_loss, "vq_disc": vq_loss, "noise_peak": parts["peak_max"]}
+    metrics.update({f"J_{name}": v for name, v in parts.items() if name != "peak_max"})
     return state.replace(step=state.step + 1), check_finite(pmean(metrics, axis_name),
                                                             state.ds.params, state.vq.params)
 

@@ -247,9 +247,10 @@ def test_pack_refuses_weights_that_change_a_decision(tmp_path, monkeypatch, caps
 
 
 def test_pack_records_a_noise_runaway_and_refuses_to_install_it(tmp_path, monkeypatch, capsys):
-    """A run whose stage-2 log has a J_r below -sqrt(HW) (DS Net's noise outside the image range)
-    is packed into another folder with the row recorded, and refused as the package's own model
-    unless told; a clean log, and a workdir without one, are recorded as such."""
+    """A run whose stage-2 log has a J_r below -sqrt(HW) or a noise_peak above it (DS Net's noise
+    outside the image range) is packed into another folder with the row recorded, and refused as
+    the package's own model unless told; a clean log, and a workdir without one, are recorded as
+    such."""
     shipped, work = api.pretrained_dir(), _fake_workdir(tmp_path / "work")
     monkeypatch.setattr(api, "load", lambda path, **k: api.load_packaged(shipped))
     package = tmp_path / "package"    # stands in for the package's own folder: never the real one
@@ -259,17 +260,24 @@ def test_pack_records_a_noise_runaway_and_refuses_to_install_it(tmp_path, monkey
                                                   "noise_runaway": None}
     log = pathlib.Path(work) / "ds" / "metrics.jsonl"
     log.parent.mkdir()
-    rows = [{"step": 1, "J_r": -5.0}, {"step": 2, "J_z": 0.2}, {"step": 3, "J_r": -127.0}]
+    rows = [{"step": 1, "J_r": -5.0}, {"step": 2, "J_z": 0.2}, {"step": 3, "J_r": -127.0},
+            {"step": 4, "J_r": -3.0, "noise_peak": 127.9}]
     log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert pretrained.training_check(wd, 128) == {"log": "ds/metrics.jsonl", "rows": 3,
+    assert pretrained.training_check(wd, 128) == {"log": "ds/metrics.jsonl", "rows": 4,
                                                   "bound": 128.0, "noise_runaway": None}
+    # one sample's peak beyond the bound, the batch mean well inside it
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows + [
+        {"step": 5, "J_r": -3.0, "noise_peak": 129.0}]))
+    assert pretrained.training_check(wd, 128)["noise_runaway"] == {
+        "step": 5, "J_r": -3.0, "noise_peak": 129.0}
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with log.open("a") as f:
-        f.write(json.dumps({"step": 4, "J_r": -129.5}) + "\n")
+        f.write(json.dumps({"step": 6, "J_r": -129.5}) + "\n")
     info = pretrained.pack(work, tmp_path / "scored", dtype="float32")
-    assert info["packed"]["training_check"]["noise_runaway"] == {"step": 4, "J_r": -129.5}
+    assert info["packed"]["training_check"]["noise_runaway"] == {"step": 6, "J_r": -129.5}
     assert json.loads((tmp_path / "scored" / "model.json").read_text())["packed"][
-        "training_check"]["noise_runaway"]["step"] == 4
-    with pytest.raises(pretrained.PackRefused, match="left the image range at step 4.*not "
+        "training_check"]["noise_runaway"]["step"] == 6
+    with pytest.raises(pretrained.PackRefused, match="left the image range at step 6.*not "
                                                      "eligible.*--allow-runaway"):
         pretrained.pack(work, dtype="float32")
     assert not package.exists()

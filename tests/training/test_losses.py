@@ -68,6 +68,16 @@ def test_the_noise_peak_bound_is_reached_by_a_checkerboard_and_not_exceeded_in_r
             {"step": 4, "J_r": -1e5}]
     assert losses.noise_runaway(rows, bound) == rows[2]
     assert losses.noise_runaway(rows[:2] + [{"step": 5, "dq_pretrain": 0.1}], bound) is None
+    # One spoof sample out of range among in-range live ones: the batch mean J_r stays above
+    # -bound, the logged batch maximum of the peaks (`peak_max`, "noise_peak") does not.
+    batch = jnp.asarray(np.concatenate([3 * checker, in_range[:7]]))
+    spoof = jnp.asarray([1.0] + [0.0] * 7)
+    one = {"step": 6, "J_r": float(losses.repetitive_loss(batch, spoof, k)),
+           "noise_peak": float(losses.peak_max(losses.high_frequency_peak(batch, k)))}
+    assert one["J_r"] > -bound and one["noise_peak"] == pytest.approx(3 * bound, rel=1e-5)
+    assert losses.noise_runaway(rows[:2] + [one], bound) == one
+    assert losses.noise_runaway([dict(one, noise_peak=bound - 1e-3)], bound) is None
+    assert losses.runaway_reading(one).startswith("noise_peak = ")
 
 
 def test_magnitude_loss_is_zero_for_zero_noise_and_counts_live_only():

@@ -245,7 +245,8 @@ def test_whole_pipeline_with_shard_map_and_one_batch_stage2_in_a_url_workdir(
         out = experiment.train_and_evaluate(config, url)
     runaway = [r.getMessage() for r in caplog.records if "left the image range" in r.getMessage()]
     assert len(runaway) == 1 and runaway[0].startswith(
-        "ds: DS Net's spoof noise has left the image range at step 1: J_r = "), runaway
+        "ds: DS Net's spoof noise has left the image range at step 1: noise_peak = "), runaway
+    assert "J_r = " in runaway[0]
     assert f"workdir {url} is a URL: free space not checked" in caplog.text
     assert out["dq"]["step"] == 2 and out["ds"]["step"] == 2
     assert set(out["eval"]["fusions"]) >= {"noise", "depth", "map", "average", "max"}

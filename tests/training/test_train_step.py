@@ -102,6 +102,9 @@ def test_pmap_over_8_devices_equals_one_device_and_shard_map(setup):
         assert _tree_max_diff(results[mode].vq.params, want.vq.params) < 1e-5
         assert _tree_max_diff(results[mode].ds.batch_stats, want.ds.batch_stats) < 1e-5
         assert abs(float(dp.to_host(m)["ds_total"]) - float(want_m["ds_total"])) < 1e-5
+        # the largest per-sample noise peak of the whole batch, not of one device's samples
+        assert float(dp.to_host(m)["noise_peak"]) == pytest.approx(float(want_m["noise_peak"]),
+                                                                   rel=1e-5)
     # The same per-device program under pmap and jit(shard_map): XLA compiles each on its own,
     # and fusion may reorder float32 sums. Each param moves by ~lr = 1e-3 in the step; 1e-5 is
     # 1 % of that (the one-device comparisons above use the same bound).
@@ -230,6 +233,10 @@ def test_noise_truth_term_supervises_the_noise_only_when_on(setup):
     want = np.mean(np.abs(np.asarray(out["noise"])[..., :3] - np.asarray(truth)[..., :3]))
     assert float(parts["t"]) == pytest.approx(want, rel=1e-5)
     assert float(parts["t"]) > 0.05   # the reference differs from the image by ~20/255
+    # the runaway diagnostic beside the terms: the batch's largest per-sample peak, no gradient
+    peaks = np.asarray(losses.high_frequency_peak(out["noise"], kw["k"]))
+    assert float(parts["peak_max"]) == pytest.approx(float(peaks.max()), rel=1e-5)
+    assert peaks.min() < 0.99 * peaks.max()   # the samples differ: a mean would not pass
     same = parts_of(s2.ds.params, dict(bb, live_reference=bb["rgb"]))
     assert float(same["t"]) == pytest.approx(
         float(np.mean(np.abs(np.asarray(out["noise"])[..., :3]))), rel=1e-5)
@@ -242,6 +249,8 @@ def test_noise_truth_term_supervises_the_noise_only_when_on(setup):
         step = jax.jit(functools.partial(train_step.bind_stage2(c), axis_name=None))
         _, m = step(s2, dq, bb, with_ref, jax.random.key(0))
         assert float(m["J_t"]) == pytest.approx(float(parts["t"]), rel=1e-4)
+        assert float(m["noise_peak"]) == pytest.approx(float(parts["peak_max"]), rel=1e-4)
+        assert "J_peak_max" not in m
         lam = (1.0, c.loss.magnitude, c.loss.repetitive, c.loss.dq, c.loss.vq)
         paper = sum(w * float(m[f"J_{n}"]) for w, n in zip(lam, ("z", "m", "r", "dq", "vq")))
         assert float(m["ds_total"]) == pytest.approx(paper + lt * float(m["J_t"]), rel=1e-4)
