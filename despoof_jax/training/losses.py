@@ -143,7 +143,7 @@ def noise_runaway(rows, bound: float) -> Optional[dict]:
 
 
 def runaway_reading(row: dict) -> str:
-    """What a `noise_runaway` row read, for a message: "noise_peak = 1.6e+02, J_r = -3.1"."""
+    """What a `noise_runaway` row read, for a message: "noise_peak = 160.3, J_r = -3.1"."""
     return ", ".join(f"{k} = {row[k]:.4g}" for k in ("noise_peak", "J_r") if k in row)
 
 
