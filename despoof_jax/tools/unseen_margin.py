@@ -19,7 +19,7 @@ best on the other folds, against its dev EER, with a bootstrap over folds; b*, t
 best on all folds; and with `--model`, that model's threshold at dev BPCER b* on its own dev
 scores (`despoof subset --model M --split dev --scores DEV.csv`) and its test ACER there and at
 its own threshold. Decided 2026-12-06 (README, "Rule L, decided"): no margin helps (upper bound
-+0.16 points), so the packaged threshold stayed.
++0.16 points; +0.17 with this module's bootstrap order), so the packaged threshold stayed.
 """
 from __future__ import annotations
 
@@ -34,26 +34,23 @@ import numpy as np
 from despoof_jax.data import synthetic
 from despoof_jax.evaluation import evaluate, metrics, scores
 from despoof_jax.serving import model as serving_model
+from despoof_jax.tools import bona_fide
 
 GRID: tuple = ("EER", 0.20, 0.25, 0.30, 0.35, 0.40)   # in this order: ties go to the first,
                                                      # the highest threshold where dev EER < 20 %
 
 
 def threshold_at(dev_scores, dev_labels, point) -> float:
-    """The dev threshold at `point`: "EER", or b in [0, 1): a fraction b of the dev bona fide
-    scores at or above it (fewer where scores tie), midway between the two it separates."""
+    """The dev threshold at `point`: "EER", or b in [0, 1): at most a fraction b of the dev bona
+    fide scores at or above it (`bona_fide.threshold_at_bpcer`: midway between the two it
+    separates)."""
     if point == "EER":
         return metrics.threshold_at_eer(dev_scores, dev_labels)
     b = float(point)
     if not 0 <= b < 1:
         raise ValueError(f"operating point {point!r}: expected 'EER' or a dev BPCER in [0, 1)")
-    bona = np.sort(np.asarray(dev_scores, np.float64)[np.asarray(dev_labels) == metrics.BONA_FIDE])
-    if bona.size == 0:
-        raise ValueError("the dev split holds no bona fide score")
-    k = int(np.floor(b * bona.size + 1e-9))
-    if k == 0:
-        return metrics.threshold_between(bona[-1])
-    return metrics.threshold_between(bona[bona.size - k - 1], bona[bona.size - k])
+    live = np.asarray(dev_scores, np.float64)[np.asarray(dev_labels) == metrics.BONA_FIDE]
+    return bona_fide.threshold_at_bpcer(live, b)
 
 
 def _split(table: dict, score: str):
