@@ -35,6 +35,7 @@ from despoof_jax.data import synthetic
 from despoof_jax.evaluation import evaluate, metrics, scores
 from despoof_jax.serving import model as serving_model
 from despoof_jax.tools import bona_fide
+from despoof_jax.training.workdir import Workdir
 
 GRID: tuple = ("EER", 0.20, 0.25, 0.30, 0.35, 0.40)   # in this order: ties go to the first,
                                                      # the highest threshold where dev EER < 20 %
@@ -61,26 +62,27 @@ def _acer(split, t) -> float:
     return metrics.acer(*split, t, synthetic.SPECIES)
 
 
-def find_folds(roots: Sequence[str]) -> list[pathlib.Path]:
-    """The `eval/` folders of the folds under each root (a multi-fold workdir or one fold)."""
+def find_folds(roots: Sequence[str]) -> list[Workdir]:
+    """The evaluated folds under each root (a multi-fold workdir's `fold<k>/`, in fold order, or
+    one fold's workdir), as `Workdir`s (which own the paths of their score files)."""
     found = []
     for root in map(pathlib.Path, roots):
-        evals = sorted(root.glob("fold*/eval")) or ([root / "eval"] if (root / "eval").is_dir()
-                                                    else [])
-        evals = [e for e in evals if (e / "scores_test.csv").exists()]
-        if not evals:
+        folds = sorted((d for d in root.glob("fold*") if d.name[4:].isdigit()),
+                       key=lambda d: int(d.name[4:])) or [root]
+        evaluated = [Workdir(d) for d in folds if Workdir(d).scores_csv("test").exists()]
+        if not evaluated:
             raise FileNotFoundError(f"{root}: no evaluated fold (fold<k>/eval/scores_test.csv); "
                                     "train and evaluate the protocol first")
-        found += evals
+        found += evaluated
     return found
 
 
-def fold_table(evals: Sequence[pathlib.Path], score: str = "map", grid=GRID) -> np.ndarray:
+def fold_table(folds: Sequence[Workdir], score: str = "map", grid=GRID) -> np.ndarray:
     """[folds, grid] test ACER of each fold at each dev operating point."""
     rows = []
-    for ev in evals:
-        dev = _split(evaluate.read_csv(ev / "scores_dev.csv"), score)
-        test = _split(evaluate.read_csv(ev / "scores_test.csv"), score)
+    for wd in folds:
+        dev = _split(evaluate.read_csv(wd.scores_csv("dev")), score)
+        test = _split(evaluate.read_csv(wd.scores_csv("test")), score)
         rows.append([_acer(test, threshold_at(dev[0], dev[1], p)) for p in grid])
     return np.asarray(rows, np.float64)
 
@@ -116,11 +118,11 @@ def carry(model, dev_csv, test_csv, point) -> dict:
 
 def report(roots: Sequence[str], score: str = "map", model=None, dev_csv=None,
            test_csv=None) -> dict:
-    evals = find_folds(roots)
-    table = fold_table(evals, score)
+    folds = find_folds(roots)
+    table = fold_table(folds, score)
     cv = cross_validated_gain(table)
     best = GRID[int(np.argmin(table.mean(0)))]
-    out = {"score": score, "grid": [str(p) for p in GRID], "folds": [str(e.parent) for e in evals],
+    out = {"score": score, "grid": [str(p) for p in GRID], "folds": [str(wd.root) for wd in folds],
            "acer": table.tolist(), "mean_acer": table.mean(0).tolist(),
            "cross_validated": {**cv, "chosen": [str(GRID[j]) for j in cv["chosen"]]},
            "best": str(best)}

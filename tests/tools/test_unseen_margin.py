@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 
+from despoof_jax.data import synthetic
 from despoof_jax.evaluation import evaluate, metrics
 from despoof_jax.tools import unseen_margin
 
@@ -58,12 +59,12 @@ def test_a_margin_helps_only_where_held_out_attacks_sit_below_the_dev_threshold(
     far = unseen_margin.report([str(_folds(tmp_path, 3.0))])
     assert far["best"] == "EER" and far["cross_validated"]["mean"] >= 0
     # the table's first column is each fold's ACER at its own dev EER
-    ev = _folds(tmp_path, 2.0, n=2) / "fold1" / "eval"
-    dev, test = (evaluate.read_csv(ev / f"scores_{s}.csv") for s in ("dev", "test"))
+    fold = _folds(tmp_path, 2.0, n=2) / "fold1"
+    dev, test = (evaluate.read_csv(fold / "eval" / f"scores_{s}.csv") for s in ("dev", "test"))
     t = metrics.threshold_at_eer(dev["score_map"], dev["label"])
-    expect = metrics.acer(test["score_map"], test["label"], test["species"], t,
-                          ("live", "print1", "print2", "replay1", "replay2"))
-    assert unseen_margin.fold_table([ev])[0, 0] == pytest.approx(expect)
+    expect = metrics.acer(test["score_map"], test["label"], test["species"], t, synthetic.SPECIES)
+    assert unseen_margin.fold_table(unseen_margin.find_folds([str(fold)]))[0, 0] == \
+        pytest.approx(expect)
 
 
 def test_carry_sets_the_models_threshold_on_its_own_decision_score(tmp_path):
