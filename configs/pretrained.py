@@ -6,7 +6,9 @@ intra protocol, DS Net at the paper's width, dev-EER threshold.
     python -m despoof_jax.main --config=configs/pretrained.py --workdir=/work/pretrained_run
     python -m despoof_jax.serving.pretrained /work/pretrained_run   # -> despoof_jax/serving/pretrained/
 
-Sized for a 2-core CPU (about 95 min on an idle one, data build included): DS Net at the
+The packaged model is this config's output as it stands (the run of 2026-12-06, shipped under
+Rule R; README, "Rules R and E, decided"). Sized for a 2-core CPU (95 min on an idle one of
+2026-12-03, data build included; nearly 2 h on 2026-12-06's, stage 2 at 0.6 steps/s): DS Net at the
 paper's width (1.0), the quickstart's narrow DQ and VQ Nets (0.25, 0.5), batch 8, learning rate
 1e-3, 300 + 3600 steps, the stage-2 rate cut to 1e-4 after step 2400; the losses,
 their weights, k (scaled: 32 at 128 px) and the two-stage schedule are the paper's. Three
