@@ -82,6 +82,10 @@ def central_mask(h: int, w: int, k: int) -> np.ndarray:
     After fftshift the DC term sits at (h // 2, w // 2); the block spans rows
     h//2 - k//2 .. h//2 - k//2 + k - 1 (same for columns): centred on DC for odd k, one extra
     negative-frequency row/column for even k (the paper only says "a k x k region in the center").
+    On the real-valued noise N the extra row/column changes nothing: |F(-f)| = |F(f)|, and a
+    frequency the block zeroes at radius k/2 has its conjugate kept, so the peak is the maximum
+    over every frequency of Chebyshev radius >= k/2 around DC, as a DC-centred mask gives
+    (tests/training/test_losses.py).
     """
     if not 0 <= k <= min(h, w):
         raise ValueError(f"k must be in [0, min(H, W)] = [0, {min(h, w)}], got {k}.")

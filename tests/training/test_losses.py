@@ -35,6 +35,26 @@ def test_repetitive_loss_ignores_the_low_frequency_square():
     assert float(losses.high_frequency_peak(jnp.asarray(smooth), 2)[0]) > 1.0
 
 
+def test_even_k_mask_is_symmetric_in_effect_on_real_noise():
+    # For even k the zeroed block has one more negative-frequency row/column than positive. N is
+    # real, so |F(-f)| = |F(f)|: a frequency the block zeroes on one side is kept on the other,
+    # and the peak is the maximum over every frequency of Chebyshev radius >= k/2 around DC,
+    # as a mask centred on DC gives. Checked against that symmetric mask in numpy.
+    rng = np.random.RandomState(1)
+    for size, k in ((16, 4), (32, 8), (20, 6)):
+        noise = rng.randn(3, size, size, 2).astype(np.float32)
+        # An exact-grid grating at +k/2 only: its conjugate -k/2 sits in the zeroed block.
+        yy, xx = np.mgrid[:size, :size]
+        noise[0] += 5 * np.cos(2 * np.pi * (k // 2) * yy / size)[..., None]
+        got = np.asarray(losses.high_frequency_peak(jnp.asarray(noise), k))
+        spec = np.abs(np.fft.fftshift(np.fft.fft2(noise.astype(np.float64), axes=(1, 2),
+                                                  norm="ortho"), axes=(1, 2)))
+        r = np.maximum(np.abs(yy - size // 2), np.abs(xx - size // 2))
+        want = np.where((r >= k // 2)[None, :, :, None], spec, 0).max(axis=(1, 2)).mean(-1)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert got[0] > 2 * got[1]          # the grating at radius k/2 counts
+
+
 def test_repetitive_gradient_is_finite_at_zero_noise():
     zero = jnp.zeros((2, 32, 32, 6))
     for label in (0.0, 1.0):
