@@ -203,6 +203,9 @@ def _calibrate(sub):
     own.add_argument("--bpcer", type=float, default=0.05, help="the BPCER to allow on them")
     own.add_argument("--out", default="", help="write a copy of the (packaged) model with the new "
                      "threshold here, leaving the model itself as it is")
+    own.add_argument("--held-out", choices=("file", "folder"), default=None,
+                     help="also measure the BPCER on videos (file) or people (folder: one a "
+                     "person) left out of the threshold in turn, with a 95 %% interval over them")
     own.add_argument("--every", type=int, default=1, help="keep every N-th video frame")
     own.add_argument("--allow-upsample", action="store_true",
                      help="accept crops smaller than the model's input")

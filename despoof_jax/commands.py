@@ -161,6 +161,8 @@ def calibrate(args) -> int:
             raise ValueError("--scores-dir keeps the scores of --dev-splits")
         if args.where and args.dev_splits is None:
             raise ValueError("--where selects the records of --dev-splits")
+        if args.held_out and args.bona_fide is None:
+            raise ValueError("--held-out leaves videos or people out of a --bona-fide threshold")
         if args.bona_fide is not None:
             return bona_fide.main(args)
         if args.dev_splits is not None:

@@ -19,6 +19,10 @@ scored once through the public API. The report gives the number of captures, the
 BPCER reached on them with a 95 % Clopper-Pearson upper bound (so a small folder says how little
 it proves), and the BPCER the model's current threshold would have. Frames of one video or shots
 of one person are not independent: the bound assumes they are, so it is optimistic for such folders.
+`--held-out file|folder` measures what the bound cannot: the BPCER on people the threshold was not
+set on. Each video (file) or each person's folder is left out in turn, the threshold set on the
+others, and the share of the left-out captures it rejects pooled over the groups, with a 95 %
+interval from resampling the groups (README, "A threshold from your own bona fide captures").
 """
 from __future__ import annotations
 
@@ -60,6 +64,57 @@ def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
     return metrics.threshold_between(top, nxt[0])
 
 
+HELD_OUT = ("file", "folder")
+
+
+def capture_groups(names, by: str) -> list[str]:
+    """The group of each capture name (`read_captures`: a path, or `path#frame` for a video
+    frame): by "file", the file (a video's frames together); by "folder", the folder holding it
+    (one person's shots together, for captures kept one folder a person)."""
+    if by not in HELD_OUT:
+        raise ValueError(f"held-out groups by {by!r}; expected one of {HELD_OUT}")
+    files = [str(n).rsplit("#", 1)[0] if "#" in str(n) and str(n).rsplit("#", 1)[1].isdigit()
+             else str(n) for n in names]
+    return files if by == "file" else [str(pathlib.Path(f).parent) for f in files]
+
+
+def held_out_bpcer(score, groups, bpcer: float, *, draws: int = 1000, seed: int = 0) -> dict:
+    """BPCER on captures of groups the threshold did not see: each group left out in turn, the
+    threshold at `bpcer` set on the others (`threshold_at_bpcer`, attack iff score >= t), the
+    share of the left-out group's captures it rejects; pooled over the groups (rejected / n),
+    with a 95 % percentile interval from `draws` resamples of the groups (the thresholds kept).
+    Every fold must keep MIN_CAPTURES captures to set its threshold on."""
+    score = np.asarray(score, np.float64)
+    groups = np.asarray([str(g) for g in groups])
+    if score.ndim != 1 or groups.shape != score.shape:
+        raise ValueError(f"held-out BPCER: {score.shape} scores but {groups.shape} group labels")
+    names, idx = np.unique(groups, return_inverse=True)
+    if names.size < 2:
+        raise ValueError(f"held-out BPCER: one group ({names[0]!r}); leaving it out leaves no "
+                         "captures to set the threshold on (pass captures of several videos or "
+                         "people)")
+    rejected = np.zeros(names.size, np.int64)
+    counts = np.bincount(idx, minlength=names.size)
+    thresholds = []
+    for g in range(names.size):
+        rest = score[idx != g]
+        if rest.size < MIN_CAPTURES:
+            raise ValueError(f"held-out BPCER: leaving out {names[g]!r} leaves {rest.size} "
+                             f"captures; each fold needs at least {MIN_CAPTURES}")
+        t = threshold_at_bpcer(rest, bpcer)
+        thresholds.append(t)
+        rejected[g] = int((score[idx == g] >= t).sum())
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, names.size, (draws, names.size))
+    boot = rejected[draw].sum(1) / counts[draw].sum(1)
+    return {"groups": int(names.size), "n": int(score.size),
+            "bpcer": float(rejected.sum() / score.size),
+            "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+            "fold_thresholds": [float(min(thresholds)), float(max(thresholds))],
+            "worst_group": {"group": str(names[np.argmax(rejected / counts)]),
+                            "bpcer": float(np.max(rejected / counts))}}
+
+
 def bpcer_upper(rejected: int, n: int, level: float = 0.95) -> float:
     """One-sided Clopper-Pearson upper bound of a BPCER of `rejected` of `n`."""
     if not 0 <= rejected <= n or n < 1 or not 0.0 < level < 1.0:
@@ -97,11 +152,15 @@ def _check(n: int, bpcer: float) -> None:
 
 
 def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = False,
-                  allow_gray: bool = False, detect_faces: bool = False) -> dict:
+                  allow_gray: bool = False, detect_faces: bool = False, groups=None) -> dict:
     """The library form: a loaded model (`despoof_jax.load`) and bona fide face crops (what
     `model.score` takes; photographs with `detect_faces`, as the model will then be used) ->
     a JSON-able report (`threshold`, `bpcer`, `bpcer_upper95`, `n`, the
-    current threshold and its BPCER). Set `model.threshold = report["threshold"]` to use it."""
+    current threshold and its BPCER). Set `model.threshold = report["threshold"]` to use it.
+    `groups` (a label per image: its video, its person) adds `held_out`, the BPCER on groups the
+    threshold was not set on (`held_out_bpcer`)."""
+    if groups is not None and len(groups) != len(images):
+        raise ValueError(f"{len(groups)} group labels for {len(images)} bona fide captures")
     score = np.asarray(model.score(images, allow_upsample=allow_upsample, allow_gray=allow_gray,
                                    detect_faces=detect_faces).score, np.float64)
     _check(score.size, bpcer)
@@ -112,25 +171,36 @@ def threshold_for(model, images, bpcer: float = 0.05, *, allow_upsample: bool = 
     # float32 count of an exported model is the same (threshold_at_bpcer).
     rejected = int((score >= t).sum())
     current = int((score >= float(model.threshold)).sum())
-    return {"criterion": CRITERION, "fusion": model.fusion, "target_bpcer": bpcer, "threshold": t,
-            "n": n, "bpcer": rejected / n, "bpcer_upper95": bpcer_upper(rejected, n),
-            "current_threshold": float(model.threshold), "bpcer_at_current": current / n,
-            "score_quantiles": {q: float(np.quantile(score, q)) for q in (0.05, 0.5, 0.95)}}
+    report = {"criterion": CRITERION, "fusion": model.fusion, "target_bpcer": bpcer,
+              "threshold": t, "n": n, "bpcer": rejected / n,
+              "bpcer_upper95": bpcer_upper(rejected, n),
+              "current_threshold": float(model.threshold), "bpcer_at_current": current / n,
+              "score_quantiles": {q: float(np.quantile(score, q)) for q in (0.05, 0.5, 0.95)}}
+    if groups is not None:
+        report["held_out"] = held_out_bpcer(score, groups, bpcer)
+    return report
 
 
 def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
               allow_upsample: bool = False, allow_gray: bool = False,
-              detect_faces: bool = False) -> dict:
+              detect_faces: bool = False, held_out: str | None = None) -> dict:
     """`threshold_for` on the bona fide captures under `paths` (files or folders), with the model
-    at `model_path`; the report also names the model and the captures."""
+    at `model_path`; the report also names the model and the captures. `held_out` ("file" or
+    "folder", `capture_groups`) adds the BPCER on videos or people left out of the threshold."""
     names, images, failures = read_captures(paths, every=every, allow_gray=allow_gray)
     if failures:
         raise ValueError("bona fide captures that cannot be read: " + "; ".join(
             f"{p}: {m}" for p, m in failures))
     _check(len(images), bpcer)   # before loading the model
+    groups = None if held_out is None else capture_groups(names, held_out)
+    if groups is not None and len(set(groups)) < 2:
+        raise ValueError(f"--held-out {held_out}: the captures are all of one {held_out} "
+                         f"({groups[0]}); leave-one-out needs several")
     report = threshold_for(serving_model.load(model_path), images, bpcer,
                            allow_upsample=allow_upsample, allow_gray=allow_gray,
-                           detect_faces=detect_faces)
+                           detect_faces=detect_faces, groups=groups)
+    if groups is not None:
+        report["held_out"] = {"by": held_out, **report["held_out"]}
     return {"model": model_path, **report, "detect_faces": detect_faces, "captures": names}
 
 
@@ -140,6 +210,7 @@ def store(report: dict, model_json) -> dict:
     `dev_threshold` if none is there yet."""
     return store_threshold(model_json, report, "captures", CRITERION, bona_fide={
         **{k: report[k] for k in ("target_bpcer", "n", "bpcer", "bpcer_upper95")},
+        **({"held_out": report["held_out"]} if "held_out" in report else {}),
         "detect_faces": bool(report.get("detect_faces", False))})
 
 
@@ -207,7 +278,7 @@ def main(args) -> int:
         check_copy(args.model, args.out)
     report = calibrate(args.model, args.bona_fide, args.bpcer, every=args.every,
                        allow_upsample=args.allow_upsample, allow_gray=args.allow_gray,
-                       detect_faces=args.detect_faces)
+                       detect_faces=args.detect_faces, held_out=args.held_out)
     text = json.dumps({k: v for k, v in report.items() if k != "captures"}, indent=1)
     print(text)
     if args.json:

@@ -61,6 +61,45 @@ def test_bpcer_bound_is_clopper_pearson():
             bona_fide.bpcer_upper(*bad)
 
 
+def test_held_out_bpcer_leaves_each_group_out_of_its_threshold():
+    # By hand: three groups; each fold's threshold at BPCER 0 passes every score of the others.
+    score = np.r_[np.zeros(20), np.ones(20), 0.5 + np.zeros(20)]
+    groups = ["a"] * 20 + ["b"] * 20 + ["c"] * 20
+    r = bona_fide.held_out_bpcer(score, groups, 0.0, draws=200)
+    # left out: a -> t just above 1 (rejects none of a), b -> t just above 0.5 (all of b),
+    # c -> t just above 1 (none of c)
+    assert r["groups"] == 3 and r["n"] == 60 and r["bpcer"] == pytest.approx(20 / 60)
+    assert r["worst_group"] == {"group": "b", "bpcer": 1.0}
+    assert r["ci95"][0] <= r["bpcer"] <= r["ci95"][1] and r["ci95"][1] == 1.0
+    # People who differ: the threshold set on all of them (in-sample) rejects the allowed 5 %;
+    # people it did not see are rejected more often, and how much depends on who they are, so
+    # the interval over people is wide. With no person effect the two agree, and it is narrow.
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(12), 15)
+    got = {}
+    for person_sd in (1.0, 0.0):
+        s = rng.normal(0, 1, 12)[people] * person_sd + rng.normal(0, 0.2, people.size)
+        assert (s >= bona_fide.threshold_at_bpcer(s, 0.05)).mean() == pytest.approx(9 / 180)
+        got[person_sd] = bona_fide.held_out_bpcer(s, people, 0.05)
+    width = {k: r["ci95"][1] - r["ci95"][0] for k, r in got.items()}
+    assert got[1.0]["bpcer"] > 9 / 180 and width[1.0] > 2 * width[0.0]
+    assert got[1.0]["worst_group"]["bpcer"] > 0.5
+    assert 0.5 * 9 / 180 <= got[0.0]["bpcer"] <= 2 * 9 / 180
+    with pytest.raises(ValueError, match="one group"):
+        bona_fide.held_out_bpcer(np.zeros(30), ["a"] * 30, 0.05)
+    with pytest.raises(ValueError, match="needs at least"):
+        bona_fide.held_out_bpcer(np.zeros(30), ["a"] * 15 + ["b"] * 15, 0.05)
+    with pytest.raises(ValueError, match="group labels"):
+        bona_fide.held_out_bpcer(np.zeros(30), ["a"] * 29, 0.05)
+    # the groups of capture names: a video's frames are one file; a folder is one person
+    names = ["p1/x.png", "p1/y.png", "p2/v.avi#0", "p2/v.avi#3", "p3/odd#name.png"]
+    assert bona_fide.capture_groups(names, "file") == \
+        ["p1/x.png", "p1/y.png", "p2/v.avi", "p2/v.avi", "p3/odd#name.png"]
+    assert bona_fide.capture_groups(names, "folder") == ["p1", "p1", "p2", "p2", "p3"]
+    with pytest.raises(ValueError, match="held-out groups"):
+        bona_fide.capture_groups(names, "person")
+
+
 def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, synthetic_data_dir,
                                                                tmp_path, capsys):
     from despoof_jax.data.builders.synthetic_spoof import synthetic_spoof   # noqa: PLC0415
@@ -99,7 +138,22 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert bona_fide.threshold_for(model, gray, 0.1, allow_gray=True)["n"] == 24
     decided = np.asarray(model.score(images).score) >= model.threshold
     assert decided.sum() == int(np.floor(0.1 * len(images))) == round(report["bpcer"] * len(images))
-    assert report["bpcer_upper95"] > report["bpcer"]
+    assert report["bpcer_upper95"] > report["bpcer"] and "held_out" not in report
+    # --held-out file: each crop a group (leave one out); the library form with the same groups
+    # gives the same figure
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--bona-fide",
+                   str(crops), "--bpcer", "0.1", "--held-out", "file", "--json", str(out)])
+    assert rc == 0
+    held = json.loads(out.read_text())
+    assert held["threshold"] == pytest.approx(report["threshold"])
+    assert held["held_out"]["by"] == "file" and held["held_out"]["groups"] == 24
+    assert held["held_out"] == {"by": "file", **bona_fide.threshold_for(
+        model, images, 0.1, groups=bona_fide.capture_groups(held["captures"], "file"))["held_out"]}
+    capsys.readouterr()
+    for argv, message in ((["--bona-fide", str(crops), "--held-out", "folder"], "all of one folder"),
+                          (["--held-out", "file"], "--held-out leaves")):
+        rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), *argv])
+        assert rc == 2 and message in capsys.readouterr().err
     info = json.loads((packed / "model.json").read_text())
     assert info["criterion"] == bona_fide.CRITERION and info["dev_threshold"] == pytest.approx(before)
     # --out: a copy of the packaged model with the new threshold; the model itself untouched
