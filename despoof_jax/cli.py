@@ -173,6 +173,10 @@ def _crosscheck(sub):
     c.add_argument("--input-policy", choices=INPUT_POLICIES, default=None,
                    help="how crops larger than the model's input (--size) are read: shrunk, or "
                    "as input-size tiles at their own resolution (default: the model's own)")
+    c.add_argument("--bona-fide-bpcer", type=float, default=None, metavar="B",
+                   help="also judge each photo's crops at the threshold `despoof calibrate "
+                   "--bona-fide --bpcer B` sets on the other photos' live crops (leave one photo "
+                   "out; a deployment's procedure, not the check's shipped threshold)")
     c.set_defaults(command="crosscheck")
 
 

@@ -119,6 +119,28 @@ def test_summary_at_the_threshold():
         cs.summarise(np.array([0.0, np.nan]), np.array([0, 1]), np.zeros(2, int), 0.0)
 
 
+def test_bona_fide_leave_one_photo_out_judges_each_photo_at_the_others_threshold():
+    # three photos whose live crops sit at three levels, each attack 0.5 above its photo's level
+    species = np.tile([0, 0, 1, 2, 3, 4], 3)
+    photo = np.repeat(np.arange(3), 6)
+    score = photo + np.tile([0.0, 0.1, 0.5, 0.5, 0.5, 0.5], 3)
+    r = cs.bona_fide_leave_one_photo_out(score, species, photo, 0.0, draws=50)
+    # at BPCER 0 a fold's threshold passes every live crop of the other photos: photos 0 and 1
+    # are judged just above 2.1 (their attacks pass), photo 2 just above 1.1 (its live crops are
+    # refused, its attacks caught)
+    assert r["fold_thresholds"] == [pytest.approx(1.1, abs=1e-4), pytest.approx(2.1, abs=1e-4)]
+    assert r["bpcer"]["value"] == pytest.approx(2 / 6)
+    assert r["apcer_per_attack"] == {a: pytest.approx(2 / 3) for a in cs.ATTACKS}
+    assert r["acer"]["value"] == pytest.approx(0.5) and r["target_bpcer"] == 0.0
+    assert r["threshold"] == 0.0 and r["n"]["photos"] == 3
+    with pytest.raises(ValueError, match="two or more"):
+        cs.bona_fide_leave_one_photo_out(score[:6], species[:6], photo[:6], 0.05)
+    no_live = species.copy()
+    no_live[12:14] = 1          # photo 2 without live crops
+    with pytest.raises(ValueError, match="every photo needs live crops"):
+        cs.bona_fide_leave_one_photo_out(score, no_live, photo, 0.05)
+
+
 def _photos(folder):
     folder.mkdir()
     for i in range(2):
@@ -140,7 +162,7 @@ def test_run_decides_with_the_models_own_threshold(tmp_path, monkeypatch, traine
     model = despoof_jax.load(trained_workdir)
     report = cs.run(_photos(tmp_path / "faces"), trained_workdir, n_live=4, n_spoof=4, draws=20)
     assert report["threshold"] == model.threshold and report["fusion"] == model.fusion
-    crops, species, _ = cs.make_crops(cs.load_faces(tmp_path / "faces"), model.image_size, 4, 4)
+    crops, species, photo = cs.make_crops(cs.load_faces(tmp_path / "faces"), model.image_size, 4, 4)
     _expected(report, np.asarray(model.score(list(crops)).score), species)
     # --cache without ".npz": written where np.savez writes it, and read back the second time
     cache = str(tmp_path / "crops")
@@ -148,6 +170,16 @@ def test_run_decides_with_the_models_own_threshold(tmp_path, monkeypatch, traine
     monkeypatch.setattr(cs, "make_crops", lambda *a, **k: pytest.fail("cache not used"))
     second = cs.run(tmp_path / "faces", trained_workdir, n_live=4, n_spoof=4, draws=20, cache=cache)
     assert (tmp_path / "crops.npz").exists() and first == second == report
+    # --bona-fide-bpcer: the same report, and beside it the leave-one-photo-out figures
+    third = cs.run(tmp_path / "faces", trained_workdir, n_live=4, n_spoof=4, draws=20, cache=cache,
+                   bona_fide_bpcer=0.0)
+    lopo = third.pop("bona_fide_leave_one_photo_out")
+    assert third == report
+    assert lopo == cs.bona_fide_leave_one_photo_out(np.asarray(model.score(list(crops)).score),
+                                                    species, photo, 0.0, draws=20)
+    with pytest.raises(ValueError, match="bona_fide_bpcer"):
+        cs.run(tmp_path / "faces", trained_workdir, n_live=4, n_spoof=4, cache=cache,
+               bona_fide_bpcer=1.0)
 
 
 def test_run_judges_the_binary_cnn_by_the_same_crops_and_rule(tmp_path, monkeypatch,
