@@ -149,6 +149,20 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert held["held_out"]["by"] == "file" and held["held_out"]["groups"] == 24
     assert held["held_out"] == {"by": "file", **bona_fide.threshold_for(
         model, images, 0.1, groups=bona_fide.capture_groups(held["captures"], "file"))["held_out"]}
+    # --held-out folder: one folder a person, found in the folder's subfolders (6 of 4 captures)
+    people = tmp_path / "people"
+    for k, img in enumerate(images):
+        (people / f"p{k // 4}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(people / f"p{k // 4}" / f"{k:02d}.png")
+    rc = cli.main(["--cpu-kernels=default", "calibrate", "--model", str(packed), "--bona-fide",
+                   str(people), "--bpcer", "0.1", "--held-out", "folder", "--json", str(out)])
+    assert rc == 0
+    by_person = json.loads(out.read_text())
+    assert by_person["held_out"]["groups"] == 6 and by_person["held_out"]["n"] == 24
+    assert by_person["held_out"]["worst_group"]["group"].startswith(str(people))
+    assert by_person["held_out"] == {"by": "folder", **bona_fide.held_out_bpcer(
+        np.asarray(model.score(images).score), [k // 4 for k in range(24)], 0.1)} | {
+        "worst_group": by_person["held_out"]["worst_group"]}
     capsys.readouterr()
     for argv, message in ((["--bona-fide", str(crops), "--held-out", "folder"], "all of one folder"),
                           (["--held-out", "file"], "--held-out leaves")):
