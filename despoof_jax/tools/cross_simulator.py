@@ -576,6 +576,9 @@ def run(faces_dir, model_path: str, *, size: int | None = None, n_live: int = 12
     faces = load_faces(faces_dir, min_side=size)
     if not faces:
         raise ValueError(f"{faces_dir}: no usable face in any image (see the messages above)")
+    if bona_fide_bpcer is not None and len(faces) < 2:   # before the crops are rendered
+        raise ValueError(f"{faces_dir}: one usable photo; the bona fide leave-one-photo-out "
+                         "figures need two or more")
     if n_spoof < len(faces) * len(ATTACKS):
         print(f"cross_simulator: {n_spoof} spoof crops for {len(faces)} photos x "
               f"{len(ATTACKS)} media: not every photo meets every medium (use --n-spoof "
