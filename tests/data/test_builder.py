@@ -222,7 +222,8 @@ _SAME_FACES = ("wide", "wide2", "wide3", "wide5")
 
 
 @pytest.mark.parametrize("name, first", [("wide_s128_l60", 592), ("wide2_s128_m60", 652),
-                                         ("wide5_s128_m60", 652)])
+                                         ("wide5_s128_m60", 652), ("wide2_s128_n60", 712),
+                                         ("wide_s128_o60", 772)])
 def test_the_2026_12_06_builds_use_faces_no_other_config_does(name, first):
     """`wide_s128_l60` (wide2's direct sessions: the wide world is wide2 without sources and
     content scenes) and the m60 builds of wide2 and wide5 render as the wide2 evaluation builds

@@ -298,6 +298,16 @@ CONFIGS = (
     _config("wide_s128_l60", 128, (4, 4, 60), 3, 2, 2, "Wide world, 128 px, 60 fresh test "
             "identities (592-651), 2 videos x 2 frames: wide2's direct sessions alone, an "
             "evaluation build.", world="wide", test_first=592),
+    # Rule S's two splits (2026-12-06, session 21; README, "A third draw, started"): 60 fresh
+    # wide2 identities (712-771) and the direct sessions of 60 more (772-831), after every
+    # identity above, registered before any model scored them. Added under version 1.3.0: every
+    # earlier config is unchanged.
+    _config("wide2_s128_n60", 128, (4, 4, 60), 3, 2, 2, "Wide2 world, 128 px, 60 fresh test "
+            "identities (712-771), 2 videos x 2 frames: an evaluation build.", world="wide2",
+            test_first=712),
+    _config("wide_s128_o60", 128, (4, 4, 60), 3, 2, 2, "Wide world, 128 px, 60 fresh test "
+            "identities (772-831), 2 videos x 2 frames: wide2's direct sessions alone, an "
+            "evaluation build.", world="wide", test_first=772),
 )
 
 
