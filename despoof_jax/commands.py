@@ -296,9 +296,35 @@ class _Scorer:
         self.pending = []
 
 
-def _print_table(rows: list[dict], model) -> None:
+def threshold_origin(criterion: Optional[str]) -> tuple[str, bool]:
+    """A model's `criterion` (model.json's) -> (how its threshold was set, in words; whether it
+    was set on the training data rather than on captures of the user's cameras)."""
+    if criterion == bona_fide.CRITERION:
+        return "a BPCER on bona fide captures (despoof calibrate --bona-fide)", False
+    if criterion == api.HAND_SET:
+        return "assigned by hand", False
+    if criterion == "eer":
+        return "the EER on the training data's dev split", True
+    if isinstance(criterion, str) and criterion.startswith("apcer@"):
+        return f"APCER {criterion.split('@', 1)[1]} on the training data's dev split", True
+    if criterion == pooled_dev.CRITERION:
+        return "the EER of several training worlds' dev splits pooled", True
+    if criterion == calibration_simulator.METHOD:
+        return "the calibration simulator's rendered captures", True
+    return f"not recorded ({criterion!r})" if criterion else "not recorded", False
+
+
+def _print_table(rows: list[dict], model, model_arg: str) -> None:
+    origin, synthetic = threshold_origin(model.criterion)
     print(f"# model {model.workdir}: fusion={model.fusion}, threshold={model.threshold:.6g} "
-          "(attack iff score >= threshold)")
+          f"(attack iff score >= threshold), set by {origin}")
+    if synthetic:
+        # README, model card: on real faces the training world's threshold sits far above
+        # the live scores and passes unseen attacks; only bona fide captures can place it.
+        packaged = model_arg == api.PRETRAINED or api.is_packaged(model_arg)
+        print(f"# a threshold from the training data, not from your cameras: `despoof calibrate "
+              f"--model {model_arg} --bona-fide DIR {'--out COPY' if packaged else '--write'}` "
+              "sets one on bona fide captures of your own (README, model card)")
     width = max([len(_name(r["path"], r["frame"])) for r in rows] + [5])
     face = any("face_side" in r for r in rows)
     print(f"{'input':<{width}}  {'score':>9}  {'decision':<8}  {'noise':>9}  {'map':>9}  "
@@ -321,11 +347,12 @@ def _write_outputs(args, rows, failures, skipped, model):
     if args.json:
         with epath.Path(args.json).open("w") as f:
             json.dump({"model": model.workdir, "fusion": model.fusion,
-                       "threshold": model.threshold, "results": rows,
+                       "threshold": model.threshold, "criterion": model.criterion,
+                       "results": rows,
                        "failures": [{"input": n, "error": m} for n, m in failures],
                        "skipped": skipped}, f, indent=2)
     if not (args.csv or args.json):
-        _print_table(rows, model)
+        _print_table(rows, model, args.model)
 
 
 def score(args) -> int:

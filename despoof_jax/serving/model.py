@@ -58,6 +58,8 @@ from despoof_jax.training import state as state_lib
 from despoof_jax.training.workdir import Workdir, WorkdirError
 
 DEFAULT_MAX_BATCH = 32
+# `DespoofModel.criterion` once its threshold was assigned on the object, not loaded.
+HAND_SET = "set_by_hand"
 INPUT_POLICIES = config_lib.INPUT_POLICIES   # how a crop larger than the input is read (see above)
 MAX_TILES_PER_SIDE = 8                 # a 2000 px face square is 8 x 8 tiles, not 16 x 16
 
@@ -318,21 +320,26 @@ class DespoofModel:
     """A trained DS Net + DQ Net with the decision rule of its evaluation (see `load`).
 
     Attributes: config (the run's ConfigDict), image_size S, fusion, fusion_stats
-    ({component: (mean, std)} of dev), threshold (dev threshold of `fusion`), input_policy
-    ("resize" or "tiles": how `score` reads a crop larger than S; model.json's, "resize" where it
-    names none; settable), max_batch, ds / dq (`state.FrozenNet` inference trees).
+    ({component: (mean, std)} of dev), threshold (dev threshold of `fusion`), criterion (how
+    that threshold was set: model.json's `criterion`, e.g. "eer" on the training data's dev
+    split or "bona_fide_bpcer" from `despoof calibrate --bona-fide`; None where it names none,
+    HAND_SET once `threshold` is assigned), input_policy ("resize" or "tiles": how `score` reads
+    a crop larger than S; model.json's, "resize" where it names none; settable), max_batch,
+    ds / dq (`state.FrozenNet` inference trees).
     """
 
     def __init__(self, config, ds: state_lib.FrozenNet, dq: state_lib.FrozenNet, *, fusion: str,
                  fusion_stats: dict, threshold: float, max_batch: int = DEFAULT_MAX_BATCH,
-                 workdir: Optional[str] = None, input_policy: str = "resize"):
+                 workdir: Optional[str] = None, input_policy: str = "resize",
+                 criterion: Optional[str] = None):
         if fusion not in scores.FUSIONS:
             raise ValueError(f"fusion {fusion!r}; expected one of {scores.FUSIONS}")
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch}; expected >= 1")
         self.config, self.ds, self.dq = config, ds, dq
         self.image_size = int(config.data.image_size)
-        self.fusion, self.threshold = fusion, float(threshold)
+        self.fusion, self.threshold = fusion, threshold
+        self.criterion = criterion   # after the threshold: its setter marks it HAND_SET
         self.fusion_stats = {k: tuple(map(float, v)) for k, v in fusion_stats.items()}
         self.max_batch, self.workdir = int(max_batch), workdir
         self.input_policy = input_policy
@@ -343,6 +350,17 @@ class DespoofModel:
         return (f"DespoofModel(workdir={self.workdir!r}, image_size={self.image_size}, "
                 f"fusion={self.fusion!r}, threshold={self.threshold:.6g}, "
                 f"input_policy={self.input_policy!r})")
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        # A threshold assigned to the object is no longer the one model.json says how it set,
+        # so `criterion` stops naming that method (the CLI prints where a threshold came from).
+        self._threshold = float(value)
+        self.criterion = HAND_SET
 
     @property
     def input_policy(self) -> str:
@@ -702,7 +720,8 @@ def load_packaged(path, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
     return DespoofModel(config, nets["ds"], nets["dq"], fusion=info["fusion"],
                         fusion_stats=info["fusion_stats"], threshold=info["threshold"],
                         max_batch=max_batch, workdir=str(p),
-                        input_policy=info.get("input_policy", "resize"))
+                        input_policy=info.get("input_policy", "resize"),
+                        criterion=info.get("criterion"))
 
 
 def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
@@ -752,7 +771,8 @@ def load(path: str, *, max_batch: int = DEFAULT_MAX_BATCH) -> DespoofModel:
             "of the run that trained it") from e
     return DespoofModel(config, ds, dq, fusion=info["fusion"], fusion_stats=info["fusion_stats"],
                         threshold=info["threshold"], max_batch=max_batch, workdir=workdir,
-                        input_policy=info.get("input_policy", "resize"))
+                        input_policy=info.get("input_policy", "resize"),
+                        criterion=info.get("criterion"))
 
 
 __all__ = ["load", "load_packaged", "is_packaged", "is_shipped", "pretrained_dir", "DespoofModel",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from despoof_jax import cli
+from despoof_jax import cli, commands
 from despoof_jax.serving import inputs as imageio
 from despoof_jax.serving import model as api
 
@@ -102,6 +102,19 @@ def test_table_output_and_exit_codes(workdir, tmp_path, capsys):
     assert cli.main(["--cpu-kernels=default", "score", str(img), "--model", workdir]) == 0
     out = capsys.readouterr().out
     assert "threshold" in out and "face.png" in out
+    # where the threshold came from: the run's dev EER, so the table says how to set one on the
+    # user's own bona fide captures (a workdir is written in place: --write)
+    header = [ln for ln in out.splitlines() if ln.startswith("#")]
+    assert header[0].endswith("set by the EER on the training data's dev split"), header
+    assert f"despoof calibrate --model {workdir} --bona-fide DIR --write" in header[1], header
+    model = api.load(workdir)
+    assert model.criterion == "eer"
+    model.threshold = 0.5   # assigned on the object: no longer the method model.json names
+    assert model.criterion == api.HAND_SET and model.threshold == 0.5
+    assert commands.threshold_origin(model.criterion) == ("assigned by hand", False)
+    assert commands.threshold_origin("apcer@0.05") == ("APCER 0.05 on the training data's dev split",
+                                                  True)
+    assert commands.threshold_origin(None) == ("not recorded", False)
     assert cli.main(["--cpu-kernels=default", "score", str(img), "--model", str(tmp_path)]) == 2     # no workdir there
     assert "config.json" in capsys.readouterr().err
 

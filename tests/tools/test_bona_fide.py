@@ -178,6 +178,14 @@ def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, 
     assert json.loads((packed / "model.json").read_text()) == info
     mine = api.load(str(copy))
     assert mine.threshold >= model.threshold   # rejecting fewer of the same captures
+    assert mine.criterion == bona_fide.CRITERION
+    # the copy's score table says where its threshold came from, and no longer asks for one
+    capsys.readouterr()
+    assert cli.main(["--cpu-kernels=default", "score", str(crops / "user00.png"), "--model",
+                     str(copy)]) == 0
+    header = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("#")]
+    assert header == [header[0]] and header[0].endswith(
+        "set by a BPCER on bona fide captures (despoof calibrate --bona-fide)"), header
     assert (np.asarray(mine.score(images).score) >= mine.threshold).sum() == 1   # floor(0.05 * 24)
     # too few captures, an unreadable one, simulator options, a non-empty --out: each a clear
     # error, nothing written
