@@ -67,15 +67,14 @@ def threshold_at_bpcer(live: np.ndarray, bpcer: float) -> float:
 HELD_OUT = ("file", "folder")
 
 
-def capture_groups(names, by: str) -> list[str]:
-    """The group of each capture name (`read_captures`: a path, or `path#frame` for a video
-    frame): by "file", the file (a video's frames together); by "folder", the folder holding it
-    (one person's shots together, for captures kept one folder a person)."""
+def capture_groups(files, by: str) -> list[str]:
+    """The group of each capture, from the file it was read from (`read_captures`' `files`: a
+    video's frames share one): by "file", that file (a video's frames together); by "folder",
+    the folder holding it (one person's shots together, for captures kept one folder a person)."""
     if by not in HELD_OUT:
         raise ValueError(f"held-out groups by {by!r}; expected one of {HELD_OUT}")
-    files = [str(n).rsplit("#", 1)[0] if "#" in str(n) and str(n).rsplit("#", 1)[1].isdigit()
-             else str(n) for n in names]
-    return files if by == "file" else [str(pathlib.Path(f).parent) for f in files]
+    return [str(f) for f in files] if by == "file" else [str(pathlib.Path(f).parent)
+                                                         for f in files]
 
 
 def held_out_bpcer(score, groups, bpcer: float, *, draws: int = 1000, seed: int = 0) -> dict:
@@ -126,21 +125,23 @@ def bpcer_upper(rejected: int, n: int, level: float = 0.95) -> float:
 
 
 def read_captures(paths, *, every: int = 1, allow_gray: bool = False):
-    """-> (names, list of uint8 RGB arrays, failures [(path, message)]) of every image and kept
-    video frame under `paths` (files or folders, as `despoof score` reads them)."""
-    files, errors, skipped = inputs.expand_paths(list(paths))
+    """-> (names, list of uint8 RGB arrays, failures [(path, message)], files) of every image and
+    kept video frame under `paths` (files or folders, as `despoof score` reads them): a name is
+    the file's path, `path#frame` for a video frame; `files` the file each was read from."""
+    paths_found, errors, skipped = inputs.expand_paths(list(paths))
     failures = list(errors)
-    names, images = [], []
-    for path in files:
+    names, images, files = [], [], []
+    for path in paths_found:
         try:
             for p, frame, img in inputs.iter_inputs(path, every=every, allow_gray=allow_gray):
                 names.append(p if frame is None else f"{p}#{frame}")
                 images.append(img)
+                files.append(p)
         except inputs.InputError as e:
             failures.append((path, str(e)))
     for path in skipped:
         print(f"skipped {path}: not an image or video extension", file=sys.stderr)
-    return names, images, failures
+    return names, images, failures, files
 
 
 def _check(n: int, bpcer: float) -> None:
@@ -187,12 +188,12 @@ def calibrate(model_path: str, paths, bpcer: float = 0.05, *, every: int = 1,
     """`threshold_for` on the bona fide captures under `paths` (files or folders), with the model
     at `model_path`; the report also names the model and the captures. `held_out` ("file" or
     "folder", `capture_groups`) adds the BPCER on videos or people left out of the threshold."""
-    names, images, failures = read_captures(paths, every=every, allow_gray=allow_gray)
+    names, images, failures, files = read_captures(paths, every=every, allow_gray=allow_gray)
     if failures:
         raise ValueError("bona fide captures that cannot be read: " + "; ".join(
             f"{p}: {m}" for p, m in failures))
     _check(len(images), bpcer)   # before loading the model
-    groups = None if held_out is None else capture_groups(names, held_out)
+    groups = None if held_out is None else capture_groups(files, held_out)
     if groups is not None and len(set(groups)) < 2:
         raise ValueError(f"--held-out {held_out}: the captures are all of one {held_out} "
                          f"({groups[0]}); leave-one-out needs several")

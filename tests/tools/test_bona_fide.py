@@ -91,13 +91,30 @@ def test_held_out_bpcer_leaves_each_group_out_of_its_threshold():
         bona_fide.held_out_bpcer(np.zeros(30), ["a"] * 15 + ["b"] * 15, 0.05)
     with pytest.raises(ValueError, match="group labels"):
         bona_fide.held_out_bpcer(np.zeros(30), ["a"] * 29, 0.05)
-    # the groups of capture names: a video's frames are one file; a folder is one person
-    names = ["p1/x.png", "p1/y.png", "p2/v.avi#0", "p2/v.avi#3", "p3/odd#name.png"]
-    assert bona_fide.capture_groups(names, "file") == \
-        ["p1/x.png", "p1/y.png", "p2/v.avi", "p2/v.avi", "p3/odd#name.png"]
-    assert bona_fide.capture_groups(names, "folder") == ["p1", "p1", "p2", "p2", "p3"]
+    # the groups of captures, from the file each was read from: a video's frames are one file,
+    # a folder is one person
+    files = ["p1/x.png", "p1/y.png", "p2/v.avi", "p2/v.avi", "p3/odd#3"]
+    assert bona_fide.capture_groups(files, "folder") == ["p1", "p1", "p2", "p2", "p3"]
     with pytest.raises(ValueError, match="held-out groups"):
-        bona_fide.capture_groups(names, "person")
+        bona_fide.capture_groups(files, "person")
+
+
+def test_read_captures_names_each_frame_and_keeps_its_file(tmp_path):
+    # a clip's frames are named path#frame and grouped by their file, as is an image whose own
+    # name ends in "#<digits>" (a name is never parsed back into a file)
+    r = np.random.default_rng(0)
+    frames = [Image.fromarray(r.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(3)]
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p2").mkdir()
+    frames[0].save(tmp_path / "p1" / "clip.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "p2" / "odd#1.png")
+    names, images, failures, files = bona_fide.read_captures([tmp_path])
+    clip, odd = str(tmp_path / "p1" / "clip.gif"), str(tmp_path / "p2" / "odd#1.png")
+    assert failures == [] and len(images) == 4
+    assert names == [f"{clip}#0", f"{clip}#1", f"{clip}#2", odd]
+    assert bona_fide.capture_groups(files, "file") == [clip, clip, clip, odd]
+    assert bona_fide.capture_groups(files, "folder") == [str(tmp_path / "p1")] * 3 + [
+        str(tmp_path / "p2")]
 
 
 def test_calibrate_on_bona_fide_crops_through_the_command_line(trained_workdir, synthetic_data_dir,
