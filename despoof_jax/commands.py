@@ -314,7 +314,7 @@ def threshold_origin(criterion: Optional[str]) -> tuple[str, bool]:
     return f"not recorded ({criterion!r})" if criterion else "not recorded", False
 
 
-def _print_table(rows: list[dict], model, model_arg: str) -> None:
+def _print_table(rows: list[dict], model, model_arg: str, detect_faces: bool) -> None:
     origin, synthetic = threshold_origin(model.criterion)
     print(f"# model {model.workdir}: fusion={model.fusion}, threshold={model.threshold:.6g} "
           f"(attack iff score >= threshold), set by {origin}")
@@ -322,9 +322,12 @@ def _print_table(rows: list[dict], model, model_arg: str) -> None:
         # README, model card: on real faces the training world's threshold sits far above
         # the live scores and passes unseen attacks; only bona fide captures can place it.
         packaged = model_arg == api.PRETRAINED or api.is_packaged(model_arg)
+        # A threshold set on crops cut another way would not fit these scores: the calibration
+        # cuts its captures as this run did.
         print(f"# a threshold from the training data, not from your cameras: `despoof calibrate "
-              f"--model {model_arg} --bona-fide DIR {'--out COPY' if packaged else '--write'}` "
-              "sets one on bona fide captures of your own (README, model card)")
+              f"--model {model_arg} --bona-fide DIR{' --detect-faces' if detect_faces else ''} "
+              f"{'--out COPY' if packaged else '--write'}` sets one on bona fide captures of "
+              "your own (README, model card)")
     width = max([len(_name(r["path"], r["frame"])) for r in rows] + [5])
     face = any("face_side" in r for r in rows)
     print(f"{'input':<{width}}  {'score':>9}  {'decision':<8}  {'noise':>9}  {'map':>9}  "
@@ -352,7 +355,7 @@ def _write_outputs(args, rows, failures, skipped, model):
                        "failures": [{"input": n, "error": m} for n, m in failures],
                        "skipped": skipped}, f, indent=2)
     if not (args.csv or args.json):
-        _print_table(rows, model, args.model)
+        _print_table(rows, model, args.model, args.detect_faces)
 
 
 def score(args) -> int:

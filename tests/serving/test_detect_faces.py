@@ -114,6 +114,14 @@ def test_cli_detect_faces_writes_the_square_and_reports_faceless_images(model, p
     cli.main(["--cpu-kernels=default", "score", str(tmp_path / "a_face.png"), "--model",
               "pretrained", "--csv", str(out)])
     assert "face_cx" not in out.read_text().splitlines()[0]
+    # The table: the shipped threshold is the training world's, and the calibration it points
+    # to cuts the captures as this run did (the installed model is copied, never written).
+    capsys.readouterr()
+    assert cli.main(["--cpu-kernels=default", "score", str(tmp_path / "a_face.png"), "--model",
+                     "pretrained", "--detect-faces"]) == 0
+    header = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("#")]
+    assert "`despoof calibrate --model pretrained --bona-fide DIR --detect-faces --out COPY`" \
+        in header[1], header
 
 
 def test_cli_detect_faces_without_mediapipe_is_one_clear_error(tmp_path, capsys, monkeypatch):
