@@ -100,6 +100,32 @@ def preflight(config: ml_collections.ConfigDict, workdir) -> None:
     wd = as_workdir(workdir)
     wd.check_writable(need, process_index=jax.process_index())
     wd.check_shared()
+    check_checkpoints_fit(config, wd)
+
+
+def check_checkpoints_fit(config: ml_collections.ConfigDict, wd) -> None:
+    """`ConfigError` when a stage folder the run may read holds a latest checkpoint of other
+    arrays than `config` builds (another width, another image size): told before config.json is
+    rewritten with `config`, which would leave the workdir's record naming a model its
+    checkpoints are not (so it would no longer load), and before any dataset is built."""
+    if config.method == "despoof":
+        stages = ("dq", "ds")   # every mode reads both or trains over them
+    else:
+        stages = ("dq",) if config.method == "depth_only" else ("cnn",)
+    for stage in stages:
+        directory = wd.checkpoints(stage)
+        saved = [int(p.name) for p in directory.iterdir() if p.name.isdigit()] \
+            if directory.is_dir() else []
+        if not saved:
+            continue
+        try:
+            checkpoint.check_fits(directory / str(max(saved)),
+                                  state_lib.abstract(INIT[stage], config))
+        except checkpoint.DoesNotFit as e:
+            raise config_lib.ConfigError(
+                f"{stage}: cannot resume: {e}. The workdir holds a run of another model config: "
+                "resume it with that run's settings (its config.json) or train in a new "
+                "workdir") from e
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> dict:

@@ -138,8 +138,10 @@ def test_load_errors_say_what_to_do(workdir, tmp_path):
     cfg["model"]["ds_width"] = 1.0                      # the checkpoint was trained at 0.5
     with open(wrong / "config.json", "w") as f:
         json.dump(cfg, f)
-    with pytest.raises(api.ModelLoadError, match="do not fit config.json.*ds_width=1.0"):
-        api.load(str(wrong))
+    with pytest.raises(api.ModelLoadError, match=r"do not fit config.json.*ds_width=1\.0.*arrays "
+                                                 r"saved in .*differ from what the config builds, "
+                                                 r"e\.g\. ds/.* saved \(\d+,\), built"):
+        api.load(str(wrong))   # told from the metadata: orbax's reads never start
     cfg["model"]["ds_width"] = 0.5
     cfg["train"]["stage2_steps"] += 10                  # as if stopped 10 steps before its end
     with open(wrong / "config.json", "w") as f:
@@ -148,6 +150,30 @@ def test_load_errors_say_what_to_do(workdir, tmp_path):
         api.load(str(wrong))
     assert "stage2_steps" in str(e.value) or "resume" in str(e.value)
     assert "do not fit" not in str(e.value)
+
+
+def test_resuming_a_workdir_with_another_width_exits_2_naming_an_array(workdir, tmp_path,
+                                                                        capsys):
+    from despoof_jax import cli, commands  # noqa: PLC0415
+    from tests.util import CONFIGS  # noqa: PLC0415
+    shutil.copytree(workdir, tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    capsys.readouterr()
+    rc = cli.main(["--cpu-kernels=default", "train", f"--config={CONFIGS}/default.py:smoke",
+                   f"--workdir={tmp_path}/run", f"--config.data.data_dir={cfg['data']['data_dir']}",
+                   "--config.train.stage1_steps=4", "--config.train.stage2_steps=4",
+                   "--config.loss.noise_truth=3.0", "--config.model.ds_width=1.0",
+                   "--config.mode=ds"])
+    err = capsys.readouterr().err
+    assert rc == commands.EXIT_USAGE, err
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert line.startswith("error: ds: cannot resume: ") and "differ from what the config " \
+        "builds, e.g. ds/" in line and line.endswith("or train in a new workdir"), line
+    # refused before anything was written: the record still names the run's own model, and the
+    # workdir still loads
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == cfg
+    assert api.load(str(tmp_path / "run")).config.model.ds_width == cfg["model"]["ds_width"]
 
 
 def test_load_errors_for_workdirs_that_hold_no_servable_model(tmp_path):

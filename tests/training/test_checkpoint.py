@@ -109,6 +109,42 @@ def test_processes_resume_from_a_step_every_one_of_them_can_read(tmp_path, monke
         checkpoint.Checkpointer(tmp_path / "c", every=1).restore(abstract, sharding, step=2)
 
 
+def test_a_checkpoint_of_other_arrays_is_refused_before_orbax_reads_it(tmp_path, monkeypatch):
+    """A config that builds other arrays than were saved (another width, a renamed layer) is
+    told from the checkpoint's metadata, naming an array, and orbax's restore is never started
+    (it would fail the same way on every step, and leave its asynchronous reads behind)."""
+    ckpt = checkpoint.Checkpointer(tmp_path / "c", every=1)
+    for step in (1, 2):
+        ckpt.save(step, {"w": np.full(3, float(step), np.float32),
+                         "net": {"k": np.zeros((2, 4), np.float32)}})
+    ckpt.close()
+    sharding = parallel.DataParallel("pmap").replicated
+    f32 = np.float32
+    fits = {"w": jax.ShapeDtypeStruct((3,), f32), "net": {"k": jax.ShapeDtypeStruct((2, 4), f32)}}
+    wider = {"w": jax.ShapeDtypeStruct((3,), f32), "net": {"k": jax.ShapeDtypeStruct((2, 8), f32)}}
+    renamed = {"w": jax.ShapeDtypeStruct((3,), f32), "net": {"q": jax.ShapeDtypeStruct((2, 4), f32)}}
+    with pytest.raises(checkpoint.DoesNotFit, match=r"1 of the 2 arrays saved in .*c/2 differ "
+                                                    r"from what the config builds, e\.g\. "
+                                                    r"net/k saved \(2, 4\), built \(2, 8\)$"):
+        checkpoint.check_fits(tmp_path / "c" / "2", wider)
+    with pytest.raises(checkpoint.DoesNotFit, match="e.g. net/k saved, not built; net/q built, "
+                                                    "not saved$"):
+        checkpoint.check_fits(tmp_path / "c" / "2", renamed)
+    checkpoint.check_fits(tmp_path / "c" / "2", fits)
+    checkpoint.check_fits(tmp_path / "c" / "missing", wider)   # no metadata: the restore says
+
+    reader = checkpoint.Checkpointer(tmp_path / "c", every=1, read_only=True)
+    started = []
+    monkeypatch.setattr(reader.manager, "restore", lambda *a, **k: started.append(a))
+    with pytest.raises(checkpoint.DoesNotFit, match="net/k saved"):
+        reader.restore(wider, sharding)
+    assert started == []
+    monkeypatch.undo()
+    r = reader.restore(fits, sharding)
+    reader.close()
+    assert r.step == 2 and np.all(np.asarray(r.state["w"]) == 2.0)
+
+
 @pytest.mark.parametrize("keep", [0, -1, 1.5, True, "3", None])
 def test_keep_checkpoints_below_one_is_refused_before_anything_is_written(tmp_path, keep):
     # orbax's max_to_keep=0 keeps no checkpoint at all: a run would have nothing to resume from
