@@ -311,7 +311,7 @@ def threshold_origin(criterion: Optional[str]) -> tuple[str, bool]:
         return "the EER of several training worlds' dev splits pooled", True
     if criterion == calibration_simulator.METHOD:
         return "the calibration simulator's rendered captures", True
-    return f"not recorded ({criterion!r})" if criterion else "not recorded", False
+    return (f"criterion {criterion!r}" if criterion else "not recorded"), False
 
 
 def _print_table(rows: list[dict], model, model_arg: str, detect_faces: bool) -> None:

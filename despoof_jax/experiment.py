@@ -109,7 +109,9 @@ def check_checkpoints_fit(config: ml_collections.ConfigDict, wd) -> None:
     rewritten with `config`, which would leave the workdir's record naming a model its
     checkpoints are not (so it would no longer load), and before any dataset is built."""
     if config.method == "despoof":
-        stages = ("dq", "ds")   # every mode reads both or trains over them
+        # Both, whatever the mode: every mode rewrites config.json, which must keep describing
+        # both stages' checkpoints (mode=dq too, or the workdir's DS Net would no longer load).
+        stages = ("dq", "ds")
     else:
         stages = ("dq",) if config.method == "depth_only" else ("cnn",)
     for stage in stages:
