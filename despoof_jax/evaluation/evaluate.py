@@ -39,7 +39,7 @@ from despoof_jax.data import datasets, pipeline, synthetic
 from despoof_jax.evaluation import analysis, decomposition, metrics, plots, scores
 from despoof_jax.training import checkpoint, loop, observe
 from despoof_jax.training import state as state_lib
-from despoof_jax.training.workdir import as_workdir
+from despoof_jax.training.workdir import as_workdir, replace_text
 
 META_COLUMNS = ("label", "species", "device", "identity", "video")
 
@@ -407,7 +407,7 @@ def evaluate(config, workdir, *, ds=None, dq=None) -> dict:
             + decomposition.markdown(summary))
     if jax.process_index() == 0:
         fused = table["fusions"][how]["frame"]
-        wd.model_json.write_text(json.dumps(
+        replace_text(wd.model_json, json.dumps(   # all at once: the model's decision rule
             {"fusion": how, "fusion_stats": table["fusion_stats"],
              "threshold": fused["threshold"], "criterion": config.eval.threshold,
              "image_size": config.data.image_size,

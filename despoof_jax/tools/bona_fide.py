@@ -38,6 +38,7 @@ from scipy import stats as scipy_stats
 from despoof_jax.evaluation import metrics
 from despoof_jax.serving import inputs
 from despoof_jax.serving import model as serving_model
+from despoof_jax.training.workdir import replace_text
 
 CRITERION = "bona_fide_bpcer"
 MIN_CAPTURES = 20   # fewer cannot tell a 5 % BPCER from 0 % or 20 %
@@ -227,7 +228,8 @@ def store_threshold(model_json, report: dict, scored: str, criterion: str, **rec
     info.setdefault("dev_threshold", info["threshold"])
     info.setdefault("dev_fusion", info["fusion"])
     info.update(threshold=report["threshold"], criterion=criterion, **record)
-    model_json.write_text(json.dumps(info, indent=1) + "\n")
+    # all at once: a kill mid-write must not leave a model whose model.json no longer parses
+    replace_text(model_json, json.dumps(info, indent=1) + "\n")
     return info
 
 

@@ -57,7 +57,7 @@ from despoof_jax.evaluation import metrics, scores
 from despoof_jax.serving import model as serving_model
 from despoof_jax.tools import bona_fide
 from despoof_jax.tools import cross_simulator as cs
-from despoof_jax.training.workdir import as_workdir
+from despoof_jax.training.workdir import as_workdir, replace_text
 
 CAL_ATTACKS: tuple[str, ...] = ("dye_sub", "green_noise", "crt_grille", "lcd_hstripe")
 SOURCE_FRAMING = 1.25   # a source record's face square is its central 1 / SOURCE_FRAMING
@@ -428,7 +428,7 @@ def store(report: dict, model_json) -> dict:
         "dev_acer": report["dev"]["acer"]["value"], "test_acer": report["test"]["acer"]["value"],
         "test_acer_ci95": report["test"]["acer"]["ci95"], "test_auc": report["test"]["auc"]["value"],
         "n": report["test"]["n"]})
-    model_json.write_text(json.dumps(info, indent=1) + "\n")
+    replace_text(model_json, json.dumps(info, indent=1) + "\n")   # all at once (bona_fide)
     return info
 
 

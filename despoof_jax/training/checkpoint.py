@@ -85,7 +85,8 @@ def _key_name(key) -> str:
     return str(key)
 
 
-def _shapes(tree: PyTree) -> dict[str, tuple]:
+def shapes(tree: PyTree) -> dict[str, tuple]:
+    """{path: shape} of a tree's arrays (abstract or concrete): `check_same_arrays`' form."""
     return {"/".join(_key_name(k) for k in path): tuple(leaf.shape)
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
             if hasattr(leaf, "shape")}
@@ -109,7 +110,7 @@ def _saved_shapes(step_dir) -> Optional[dict[str, tuple]]:
             meta = handler.metadata(epath.Path(step_dir) / "state")
         finally:
             handler.close()
-        return _shapes(getattr(meta, "tree", meta))
+        return shapes(getattr(meta, "tree", meta))
     except Exception:  # noqa: BLE001 (unreadable metadata: the restore says why)
         return None
 
@@ -123,15 +124,20 @@ def check_fits(step_dir, abstract_state: PyTree) -> None:
     started its asynchronous reads, and those are left behind, to print "Event loop is closed"
     tracebacks after the clear error (measured on a serving load, 2026-12-06)."""
     saved = _saved_shapes(step_dir)
-    if not saved:
-        return
-    built = _shapes(abstract_state)
+    if saved:
+        check_same_arrays(saved, shapes(abstract_state), f"saved in {step_dir}")
+
+
+def check_same_arrays(saved: dict, built: dict, where: str) -> None:
+    """Raises `DoesNotFit` naming the arrays whose shapes differ between `saved` and `built`
+    ({path: shape}, `shapes`), or that only one of them has; `where` says where `saved` came
+    from ("saved in <step dir>")."""
     wrong = [f"{k} saved {saved[k]}, built {built[k]}" for k in sorted(saved.keys() & built.keys())
              if saved[k] != built[k]]
     wrong += [f"{k} saved, not built" for k in sorted(saved.keys() - built.keys())]
     wrong += [f"{k} built, not saved" for k in sorted(built.keys() - saved.keys())]
     if wrong:   # one example first: readers quote the first 300 characters of the message
-        raise DoesNotFit(f"{len(wrong)} of the {len(saved)} arrays saved in {step_dir} differ "
+        raise DoesNotFit(f"{len(wrong)} of the {len(saved)} arrays {where} differ "
                          f"from what the config builds, e.g. {wrong[0]}"
                          + "".join(f"; {w}" for w in wrong[1:3]))
 
@@ -351,8 +357,12 @@ class Checkpointer:
         self.manager.wait_until_finished()
 
     def close(self):
+        """Waits for the saves in flight, then closes; a second call does nothing."""
+        if getattr(self, "_closed", False):
+            return
         self.manager.wait_until_finished()
         self.manager.close()
+        self._closed = True
 
 
 def restore_state_only(directory, abstract_state: PyTree, sharding: NamedSharding,

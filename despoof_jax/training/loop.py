@@ -16,6 +16,7 @@ the input position and the per-step randomness (`fold_in(rng, step)`) all come b
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -321,7 +322,7 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
     saved = None
     t0, s0 = time.time(), start
     try:
-        with _StopRequest() as stop:
+        with _StopRequest() as stop, _finishing_saves_on_error(ckpt, name):
             for step in range(start, total_steps):
                 batches = [dp.shard_batch(_model_batch(next(it)))
                            for _ in range(batches_per_step)]
@@ -375,6 +376,31 @@ def run_stage(name: str, config, workdir,  dp: DataParallel, *, init_fn: Callabl
         log.close()
         events.close()
     return dict(last, step=total_steps)
+
+
+@contextlib.contextmanager
+def _finishing_saves_on_error(ckpt: checkpoint.Checkpointer, name: str):
+    """Any way out of a stage's loop but a stop (`Interrupted`, which saved and closed), such as
+    NonFiniteLoss, a data or device error or a bug, first finishes the save in flight, inside
+    the stop request (a signal meanwhile is recorded, not a kill mid-commit). Saves are
+    asynchronous, and a process that leaves while one is being committed loses it: measured
+    (2026-12-06), a run dying one step after its step-2 save exited with that checkpoint
+    uncommitted (`2.orbax-checkpoint-tmp`, orbax's commit thread failing at interpreter
+    shutdown), so its resume lost it. With several processes, each process's commit thread
+    should meet the others' at the save's barrier whether or not its main thread raised (not
+    verified on a pod; orbax's AsyncOptions timeout, 1200 s, bounds the wait in any case). The
+    close's own error is logged, never raised over the one that is leaving."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except BaseException:
+        try:
+            ckpt.close()
+        except Exception as e:   # noqa: BLE001 (the stage's own error is the one to report)
+            logging.error("%s: the checkpoint save in flight in %s did not finish: %s", name,
+                          ckpt.directory, e)
+        raise
 
 
 def _params_of(st) -> dict:

@@ -34,7 +34,7 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tqdm import tqdm
 
-from despoof_jax.training.workdir import is_url
+from despoof_jax.training.workdir import is_url, replace_text
 
 UPLOAD_EVERY_SECS = 30.0
 
@@ -147,7 +147,7 @@ class MetricsLog:
             self._lines = kept
         # Also when only the last newline is missing: the next append would join two rows.
         if len(kept) != len(lines) or (text and not text.endswith("\n")):
-            _replace(self.path, "".join(line + "\n" for line in kept), self._url)
+            replace_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, rows: list[dict]) -> None:
         if not self.enabled or not rows:
@@ -197,27 +197,6 @@ def _row_step(line: str) -> Optional[int]:
     """The step of a metrics.jsonl line, or None when the line is not a JSON row with one."""
     row = _row(line)
     return None if row is None else row["step"]
-
-
-def _replace(path: epath.Path, text: str, url: bool) -> None:
-    """`path`'s content replaced by `text` all at once: a local file through a temporary file in
-    its folder and an atomic rename; a URL object by one upload (an object store replaces an
-    object whole, and has no rename)."""
-    if url:
-        path.write_text(text)
-        return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=os.fspath(path.parent))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, os.stat(os.fspath(path)).st_mode & 0o7777)   # mkstemp's is 0600
-        os.replace(tmp, os.fspath(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_scalars(logdir) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from typing import Union
 
 import ml_collections
@@ -50,6 +51,37 @@ def is_url(path) -> bool:
     """A path on an object store or another non-local filesystem (gs://bucket/run): epath and
     orbax reach it through their own backends; `os` functions must never see it."""
     return "://" in str(path)
+
+
+def replace_text(path, text: str) -> None:
+    """Writes `text` to `path` all at once, so a kill during the write leaves the old content (or
+    no file), never half of the new one: a local file through a temporary file in its folder,
+    fsync and an atomic rename (an existing file's permissions kept); a URL object by one upload
+    (an object store replaces an object whole, and has no rename)."""
+    path = epath.Path(path)
+    if is_url(path):
+        path.write_text(text)
+        return
+    local = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(local)))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(local):
+            mode = os.stat(local).st_mode & 0o7777
+        else:    # what open() would have given a new file (mkstemp's is 0600)
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        os.replace(tmp, local)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _mib(n: int) -> str:
@@ -130,8 +162,10 @@ class Workdir:
         return self.root / CONFIG
 
     def write_config(self, config: ml_collections.ConfigDict) -> None:
+        # Rewritten on every resume: a kill during the write must not leave a workdir whose
+        # record no longer parses (it would neither load nor be checked on the next resume).
         self.root.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(config.to_json_best_effort(indent=2))
+        replace_text(self.config_path, config.to_json_best_effort(indent=2))
 
     def read_config(self) -> ml_collections.ConfigDict:
         """The config this workdir was trained with (its config.json), unlocked."""

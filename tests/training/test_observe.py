@@ -122,3 +122,30 @@ def test_metrics_log_drops_torn_and_corrupt_lines_and_rewrites_through_a_rename(
     path.write_text(json.dumps(rows[0]))
     observe.MetricsLog(path, start_step=3).write([rows[1]])
     assert _jsonl(path) == rows[:2]
+
+
+def test_config_json_is_rewritten_all_at_once(tmp_path, monkeypatch):
+    # Rewritten on every resume (and model.json by every evaluation and `calibrate --write`,
+    # through the same `workdir.replace_text`): a kill during the write keeps the old record.
+    from despoof_jax.training import workdir as workdir_lib  # noqa: PLC0415
+    from tests.util import tiny_config  # noqa: PLC0415
+    wd = workdir_lib.Workdir(tmp_path / "run")
+    path = tmp_path / "run" / "config.json"
+    wd.write_config(tiny_config())                     # a new file: open()'s mode, not 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    before = path.read_text()
+    path.chmod(0o640)
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(workdir_lib.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        wd.write_config(tiny_config(**{"model.ds_width": 1.0}))
+    assert path.read_text() == before and os.listdir(tmp_path / "run") == ["config.json"]
+    monkeypatch.undo()
+    wd.write_config(tiny_config(**{"model.ds_width": 1.0}))
+    assert wd.read_config().model.ds_width == 1.0
+    assert path.stat().st_mode & 0o777 == 0o640 and os.listdir(tmp_path / "run") == [
+        "config.json"]

@@ -272,6 +272,29 @@ def test_whole_pipeline_with_shard_map_and_one_batch_stage2_in_a_url_workdir(
     assert any("tfevents" in f for f in fake_gcs.FakeGCS.written)
 
 
+def test_a_url_workdir_is_checked_against_its_config_json_before_a_resume(tmp_path, gcs):
+    # A URL's checkpoint metadata is not read (it blocked on this fake GCS): the shapes its
+    # config.json builds stand in for the checkpoints' (checked in a local workdir, from the
+    # metadata, by tests/serving/test_api.py).
+    config = tiny_config(**{"model.ds_width": 0.5})
+    wd = experiment.as_workdir("gs://bucket/run")
+    wd.write_config(config)
+    experiment.check_checkpoints_fit(config, wd)                 # no checkpoint: nothing to fit
+    (tmp_path / "gcs" / "bucket" / "run" / "ds" / "checkpoints" / "4").mkdir(parents=True)
+    experiment.check_checkpoints_fit(config, wd)                 # the recorded model: fits
+    wider = tiny_config(**{"model.ds_width": 1.0})
+    with pytest.raises(config_lib.ConfigError) as e:
+        experiment.check_checkpoints_fit(wider, wd)
+    assert str(e.value).startswith("ds: cannot resume: ") and \
+        "arrays of the checkpoints in gs://bucket/run/ds/checkpoints (as config.json records " \
+        "them) differ from what the config builds, e.g. ds/" in str(e.value), e.value
+    # the stage without checkpoints is not the one named; an unreadable record is not used
+    experiment.check_checkpoints_fit(tiny_config(**{"model.ds_width": 0.5,
+                                                    "model.dq_width": 1.0}), wd)
+    wd.config_path.write_text("{not json")
+    experiment.check_checkpoints_fit(wider, wd)
+
+
 def test_a_url_workdir_uploads_metrics_jsonl_before_each_checkpoint(synthetic_data_dir, tmp_path,
                                                                     gcs, monkeypatch):
     # The upload timer never fires and the run dies during step 3 without closing its log (as
@@ -293,9 +316,21 @@ def test_a_url_workdir_uploads_metrics_jsonl_before_each_checkpoint(synthetic_da
     monkeypatch.setattr(parallel.DataParallel, "wrap", wrap_and_die)
     config = smoke_config(synthetic_data_dir, **{"train.stage1_steps": 4, "train.log_every": 1,
                                                  "train.checkpoint_every": 2})
+    closed = []
+    close = checkpoint.Checkpointer.close
+    monkeypatch.setattr(checkpoint.Checkpointer, "close",
+                        lambda self: (closed.append(True), close(self))[1])
     with pytest.raises(RuntimeError, match="killed during step 3"):
         loop.train_dq(config, "gs://bucket/run", parallel.DataParallel("pmap"))
     assert _steps(tmp_path / "gcs" / "bucket" / "run" / "dq" / "metrics.jsonl") == [1, 2]
+    # ... and so is the step-2 checkpoint itself: the save in flight was finished before the
+    # error left the stage (not left to orbax's commit thread, which interpreter shutdown kills).
+    assert closed
+    ckpts = tmp_path / "gcs" / "bucket" / "run" / "dq" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["2"]
+    reader = checkpoint.Checkpointer(str(ckpts), every=1, read_only=True)
+    assert reader.latest_step() == 2
+    reader.close()
 
 
 def test_each_host_prefetches_data_prefetch_batches_of_its_own(synthetic_data_dir, monkeypatch):
