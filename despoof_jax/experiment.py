@@ -23,8 +23,8 @@ from despoof_jax.evaluation import evaluate, scores
 from despoof_jax.tools import calibration_simulator
 from despoof_jax.training import baselines, checkpoint, loop, parallel, steps
 from despoof_jax.training import state as state_lib
-from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training import workdir as workdir_lib
+from despoof_jax.training.parallel import DataParallel
 from despoof_jax.training.workdir import as_workdir
 
 MODES = ("all", "train", "dq", "ds", "eval")

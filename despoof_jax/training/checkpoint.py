@@ -235,6 +235,7 @@ class Checkpointer:
         if read_only:   # absl's logger, which orbax writes to; adding the filter twice is a no-op
             py_logging.getLogger("absl").addFilter(_READ_ONLY_NOTICE)
         self.manager = _Manager(self.directory, options=options, item_names=ITEMS)
+        self._closed = False
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -358,7 +359,7 @@ class Checkpointer:
 
     def close(self):
         """Waits for the saves in flight, then closes; a second call does nothing."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self.manager.wait_until_finished()
         self.manager.close()

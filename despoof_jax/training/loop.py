@@ -390,8 +390,8 @@ def _finishing_saves_on_error(ckpt: checkpoint.Checkpointer, name: str):
     devices, the step raising after the step-2 save): both raising, step 2 was committed (before
     this: left as `2.orbax-checkpoint-tmp`); process 1 raising alone, step 2 was committed too,
     and both ended at JAX's shutdown barrier 5 min later (process 0 waits in the next step's
-    collective), as before. Not tried on a pod. The close's own error is logged, never raised
-    over the one that is leaving."""
+    collective; before this, both were still hung 17 min later, step 2 uncommitted). Not tried
+    on a pod. The close's own error is logged, never raised over the one that is leaving."""
     try:
         yield
     except Interrupted:
