@@ -272,15 +272,11 @@ class _Scorer:
         batch = np.stack(items) if len({a.shape for a in items}) == 1 else items
         vis = self.args.visualize
         # prepared in add(), with --allow-gray already applied: the same option here. A
-        # decomposition shows the crop resized to S; under tiles the scores are score()'s.
-        resize = self.model.input_policy == "resize"
+        # decomposition shows the crop resized to S; its scores are score()'s under any policy.
         with warnings.catch_warnings():   # each input was warned about in add(), by its name
             warnings.simplefilter("ignore")
-            d = (self.model.decompose if vis and resize else self.model.score)(
+            d = (self.model.decompose if vis else self.model.score)(
                 batch, allow_gray=self.args.allow_gray)
-            view = d
-            if vis and not resize:
-                view = self.model.decompose(batch, allow_gray=self.args.allow_gray)
         for i, (path, frame, _, box) in enumerate(self.pending):
             row = {"path": path, "frame": frame, "score": float(d.score[i]),
                    "decision": "attack" if d.is_attack[i] else "live",
@@ -290,7 +286,7 @@ class _Scorer:
             self.rows.append(row)
             if vis:
                 out = epath.Path(vis) / _png_name(self.count, path, frame)
-                _visualize(view, i, f"{os.path.basename(_name(path, frame))}: "
+                _visualize(d, i, f"{os.path.basename(_name(path, frame))}: "
                            f"{row['decision']} ({row['score']:.3g})", out)
             self.count += 1
         self.pending = []

@@ -474,15 +474,29 @@ class DespoofModel:
         return Scores(**self._scores(out), face_boxes=boxes)
 
     def decompose(self, images, *, allow_upsample: bool = False, allow_gray: bool = False,
-                  detect_faces: bool = False) -> Decomposition:
-        """Spoof noise, live reconstruction, depth, 0\\1 map and scores (see `Decomposition`) of
-        the crops resized to S, whatever the input policy: a decomposition is one S x S picture
-        (under the tiles policy `score` may decide a larger crop otherwise)."""
+                  detect_faces: bool = False, input_policy: Optional[str] = None
+                  ) -> Decomposition:
+        """Spoof noise, live reconstruction, depth and 0\\1 map (see `Decomposition`) of the
+        crops resized to S, whatever the input policy: a decomposition is one S x S picture.
+        Its scores and decisions are `score`'s under the same `input_policy` (default: the
+        model's), so `decompose(x).is_attack` is `score(x).is_attack`: under "tiles", a crop
+        larger than S is decided from its tiles at its own resolution, not from the pictured
+        shrunk crop (the packaged model decides real crops shrunk from 256 px near chance:
+        ACER 46-48 %, README "Capture resolution")."""
         batch, boxes = self._prepare(images, None, allow_upsample, allow_gray, detect_faces)
         keys = ["input", "noise", "live", "depth", "map"] + [f"score_{c}"
                                                              for c in scores.COMPONENTS]
         out = self._run(batch, keys)
-        return Decomposition(**self._scores(out), face_boxes=boxes, input=out["input"],
+        decided = self._scores(out)
+        if _check_policy(input_policy or self.input_policy) == "tiles":
+            # Every input is read again (a crop of S px is one tile and scores as above). Until
+            # 2026-12-06 the scores here were the shrunk crop's under every policy, so they
+            # could disagree with `score` on the same photograph.
+            s = self.score(images, allow_upsample=allow_upsample, allow_gray=allow_gray,
+                           detect_faces=detect_faces, input_policy="tiles")
+            decided = dict(score=s.score, is_attack=s.is_attack, components=s.components,
+                           threshold=s.threshold, fusion=s.fusion)
+        return Decomposition(**decided, face_boxes=boxes, input=out["input"],
                              noise=out["noise"], live=out["live"], depth=out["depth"],
                              map=out["map"])
 

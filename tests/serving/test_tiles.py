@@ -67,6 +67,16 @@ def test_a_larger_crop_scores_the_mean_of_its_tiles(model):
     assert len(each.score) == 6
     shrunk = model.score(big, input_policy="resize")
     assert abs(shrunk.score[0] - out.score[0]) > 1e-4
+    # A decomposition pictures the shrunk crop but decides as score() does, under either policy.
+    d = model.decompose([big, small])
+    assert model.input_policy == "tiles"
+    np.testing.assert_array_equal(d.score, out.score)
+    np.testing.assert_array_equal(d.is_attack, out.is_attack)
+    for c in out.components:
+        np.testing.assert_array_equal(d.components[c], out.components[c])
+    r = model.decompose([big, small], input_policy="resize")     # the same pictures ...
+    np.testing.assert_array_equal(r.noise, d.noise)
+    assert r.score[0] == shrunk.score[0] != d.score[0]             # ... decided on the picture
 
 
 def test_the_policy_is_the_models_and_is_checked(model, tmp_path):
