@@ -134,17 +134,20 @@ def test_crop_native_cuts_whole_pixels():
 
 def test_score_command_takes_the_input_policy(model, tmp_path):
     """`despoof score --input-policy tiles` scores a larger crop (and, beside it, a crop-sized
-    one) as the library does."""
+    one) as the library does, also with --visualize (which pictures the shrunk crop)."""
     from PIL import Image   # noqa: PLC0415 (only this test writes files)
     big, small = _crop(256, seed=5), _crop(128, seed=6)
     Image.fromarray(big).save(tmp_path / "a.png")
     Image.fromarray(small).save(tmp_path / "b.png")
     path = tmp_path / "out.json"
-    assert cli.main(["score", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model",
-                     "pretrained", "--input-policy", "tiles", "--json", str(path)]) == 0
-    got = [r["score"] for r in json.loads(path.read_text())["results"]]
     want = model.score([big, small], input_policy="tiles").score
-    np.testing.assert_allclose(got, want, rtol=1e-5)
+    for extra in ([], ["--visualize", str(tmp_path / "vis")]):
+        assert cli.main(["score", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model",
+                         "pretrained", "--input-policy", "tiles", "--json", str(path)]
+                        + extra) == 0
+        got = [r["score"] for r in json.loads(path.read_text())["results"]]
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert len(list((tmp_path / "vis").glob("*.png"))) == 2
     with pytest.raises(SystemExit):   # argparse: --input-policy takes resize or tiles
         cli.main(["score", str(tmp_path / "a.png"), "--model", "pretrained",
                   "--input-policy", "crop"])
